@@ -1,0 +1,1 @@
+"""Sub-commands of the ``spinelabeler`` command line, one module each."""
