@@ -1,0 +1,221 @@
+"""Names for the vertebrae found: which level (C1..L6) each walked vertebra is.
+
+Stage 2 hands over the vertebrae it found as one column, ordered cranial to caudal, with
+what was seen about each. The paper counts labels from a region boundary that stage 1 found
+(the first vertebra below the thoracic/lumbar boundary is L1, the one above it T12, and so
+on). Counting from one boundary alone lets a single odd vertebra shift the whole column: a
+T12 without ribs looks lumbar to stage 1 and would turn every lumbar vertebra into the next
+level. So the count is made consistent with *everything* seen, by scoring every possible
+placement of the column on the spine model and keeping the best one.
+
+The rule
+--------
+The column of ``N`` vertebrae is placed on the 25 levels C1..C7, T1..T12, L1..L6 as a run of
+consecutive levels starting at level ``s`` (``0 <= s <= 25 - N``). Each start ``s`` gets a
+log-score, the sum of:
+
+1. **Region votes** (the paper's boundary count, made soft). For each vertebra, the
+   fractions of its voxels that stage 1 called cervical / thoracic / lumbar; its level
+   explains them with the probability ``sum_r pi(level, r) * q(r)``, where ``q`` is the vote
+   fraction (floored so one vertebra can never veto a placement) and ``pi`` says which
+   region a level looks like. ``pi`` is pure for most levels; the levels where real spines
+   vary are soft: C7 (cervical rib) may look thoracic, T12 (no ribs: the "11-rib" spine) may
+   look lumbar, L1 (lumbar rib) may look thoracic. A boundary seen in the votes therefore
+   fixes the count, but one odd vertebra at a boundary costs little.
+2. **Ribs** (when measured, 0..1 per vertebra): thoracic levels expect ribs, the others do
+   not; T12 and C7/L1 again only weakly.
+3. **Ends of the spine** (anchors). If the walk ended *inside* the field of view above the
+   top vertebra (nothing more to segment though the CT goes on: the skull), the top vertebra
+   is C1. If it ended inside the field of view below the bottom vertebra (the sacrum), the
+   bottom vertebra is L5 - or L6 in a six-lumbar spine, which costs the L6 prior below.
+4. **Expected sizes**: the cranio-caudal step from each vertebra to the next (mm) against the
+   typical step of its level, a weak Gaussian term that only decides when nothing else does
+   (e.g. a few lumbar vertebrae with no boundary and no sacrum in view).
+5. **L6 prior**: a six-lumbar spine is a variant; using L6 costs a fixed amount, so an L6 is
+   only named when the evidence for it (a visible boundary or C1 above, the sacrum below,
+   six lumbar-looking vertebrae between) outweighs it.
+
+The scores give a posterior over placements (softmax). A vertebra's confidence is the
+posterior of the chosen placement times how well its own evidence fits its level relative
+to the best evidence that level could show (1.0 for a typical vertebra, lower for the odd
+one out, such as a rib-less T12).
+
+Known limit: when neither C1/T1 nor the whole thoracic spine is in view, a T12 without ribs
+and a six-lumbar spine look the same (some thoracic vertebrae, then six lumbar-looking ones
+above the sacrum). The rule then names the sacrum's neighbour L5 (a T12-looks-lumbar cost
+of about 1.2 against the L6 prior of 1.5); the confidences of the vertebrae at the
+boundary say that the call was close.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from SpineLabelerLib import anatomy
+
+LEVELS: tuple[anatomy.Vertebra, ...] = anatomy.VERTEBRAE  # C1..L6, label = index + 1
+_N_LEVELS = len(LEVELS)
+
+# Typical cranio-caudal centroid step (mm) from each level to the next, adult, from
+# published vertebral body heights plus disc heights (rounded; only used as a weak prior).
+_TYPICAL_STEP_MM: dict[str, float] = {
+    **{f"C{i}": 16.0 for i in range(1, 8)},
+    **{f"T{i}": 18.0 + (i - 1) * (28.0 - 18.0) / 11.0 for i in range(1, 13)},
+    **{f"L{i}": 33.0 for i in range(1, 7)},
+}
+
+
+def _region_prior(name: str) -> tuple[float, float, float]:
+    """pi(level, region): how likely a level looks cervical / thoracic / lumbar to stage 1."""
+    soft = {"C7": (0.85, 0.15, 0.0), "T12": (0.0, 0.7, 0.3), "L1": (0.0, 0.15, 0.85)}
+    if name in soft:
+        return soft[name]
+    region = anatomy.vertebra(name).region
+    return tuple(1.0 if r == region else 0.0 for r in anatomy.REGIONS)  # type: ignore[return-value]
+
+
+def _rib_prior(name: str) -> float:
+    """P(ribs seen | level)."""
+    soft = {"C7": 0.1, "T12": 0.6, "L1": 0.1}
+    if name in soft:
+        return soft[name]
+    return 0.95 if anatomy.vertebra(name).region == "thoracic" else 0.05
+
+
+@dataclass(frozen=True)
+class VertebraEvidence:
+    """What was seen about one walked vertebra.
+
+    ``region_votes``: stage-1 voxel counts (or fractions) inside its mask for
+    (cervical, thoracic, lumbar). ``rib_score``: 0..1, how much rib-like bone sits beside it
+    (None: not measured). ``centroid_lps``: its centroid, LPS mm.
+    """
+
+    region_votes: tuple[float, float, float]
+    centroid_lps: tuple[float, float, float]
+    rib_score: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class ColumnEnds:
+    """How the walk ended at each end: True when the spine ended inside the field of view
+    (skull above the top vertebra / sacrum below the bottom one), False when the field of
+    view (or the stage-1 box) cut it."""
+
+    ends_above: bool = False
+    ends_below: bool = False
+
+
+@dataclass(frozen=True)
+class IdentifyWeights:
+    """Weights of the score terms (log units). Set from anatomy, not fitted to any case."""
+
+    votes: float = 1.0
+    ribs: float = 0.5
+    anchor: float = 4.0
+    size: float = 0.5
+    size_sigma_rel: float = 0.25
+    l6_prior: float = 1.5
+    vote_floor: float = 0.05
+
+
+@dataclass(frozen=True)
+class Identification:
+    """Labels (VerSe values, cranial to caudal) with per-vertebra confidences 0..1."""
+
+    labels: tuple[int, ...]
+    confidences: tuple[float, ...]
+    start_level: int  # index into LEVELS of the top vertebra
+    placement_posterior: float
+    scores: dict[int, float] = field(default_factory=dict)  # start level -> log-score
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(anatomy.vertebra(label).name for label in self.labels)
+
+
+def _vote_fractions(votes: Sequence[float], floor: float) -> np.ndarray:
+    v = np.asarray(votes, float).clip(min=0)
+    total = v.sum()
+    frac = v / total if total > 0 else np.full(3, 1.0 / 3.0)
+    return (frac + floor) / (1.0 + 3.0 * floor)
+
+
+def _vertebra_loglik(ev: VertebraEvidence, level: int, w: IdentifyWeights) -> float:
+    """Log-likelihood of one vertebra's own evidence (votes, ribs) under one level."""
+    name = LEVELS[level].name
+    q = _vote_fractions(ev.region_votes, w.vote_floor)
+    score = w.votes * float(np.log(np.dot(_region_prior(name), q) + 1e-9))
+    if ev.rib_score is not None:
+        r = float(np.clip(ev.rib_score, 0.0, 1.0))
+        p = _rib_prior(name)
+        score += w.ribs * float(np.log(p * r + (1 - p) * (1 - r) + 1e-3))
+    return score
+
+
+def _ideal_loglik(level: int, w: IdentifyWeights) -> tuple[float, float]:
+    """The best log-likelihood any evidence could reach under ``level`` (for confidences)."""
+    pi = _region_prior(LEVELS[level].name)
+    best_vote = max(pi) * (1.0 + w.vote_floor) / (1.0 + 3.0 * w.vote_floor)
+    p = _rib_prior(LEVELS[level].name)
+    return w.votes * float(np.log(best_vote + 1e-9)), w.ribs * float(np.log(max(p, 1 - p) + 1e-3))
+
+
+def _size_loglik(evidence: Sequence[VertebraEvidence], start: int, w: IdentifyWeights) -> float:
+    score = 0.0
+    for i in range(len(evidence) - 1):
+        step = float(np.linalg.norm(np.subtract(evidence[i].centroid_lps, evidence[i + 1].centroid_lps)))
+        typical = _TYPICAL_STEP_MM[LEVELS[start + i].name]
+        z = (step - typical) / (w.size_sigma_rel * typical)
+        score += -0.5 * w.size * z * z
+    return score
+
+
+def _placement_score(
+    evidence: Sequence[VertebraEvidence], ends: ColumnEnds, start: int, w: IdentifyWeights
+) -> float:
+    n = len(evidence)
+    last = start + n - 1
+    score = sum(_vertebra_loglik(ev, start + i, w) for i, ev in enumerate(evidence))
+    score += _size_loglik(evidence, start, w)
+    if ends.ends_above and start != 0:
+        score -= w.anchor
+    if ends.ends_below and LEVELS[last].name not in ("L5", "L6"):
+        score -= w.anchor
+    if LEVELS[last].name == "L6":
+        score -= w.l6_prior
+    return score
+
+
+def identify(
+    evidence: Sequence[VertebraEvidence],
+    ends: ColumnEnds = ColumnEnds(),
+    weights: IdentifyWeights = IdentifyWeights(),
+) -> Identification:
+    """Name a column of vertebrae ordered cranial to caudal (see the module doc for the rule).
+
+    Raises ValueError for an empty column or one longer than the 25-level spine model.
+    """
+    n = len(evidence)
+    if n == 0:
+        raise ValueError("no vertebrae to identify")
+    if n > _N_LEVELS:
+        raise ValueError(f"{n} vertebrae found, more than the {_N_LEVELS} levels of the spine model")
+    scores = {s: _placement_score(evidence, ends, s, weights) for s in range(_N_LEVELS - n + 1)}
+    starts = np.array(list(scores))
+    values = np.array([scores[s] for s in starts])
+    best = int(starts[int(np.argmax(values))])  # ties: the most cranial start, deterministic
+    posterior = np.exp(values - values.max())
+    posterior /= posterior.sum()
+    p_best = float(posterior[int(np.argmax(values))])
+    confidences = []
+    for i, ev in enumerate(evidence):
+        own = _vertebra_loglik(ev, best + i, weights)
+        ideal_votes, ideal_ribs = _ideal_loglik(best + i, weights)
+        ideal = ideal_votes + (ideal_ribs if ev.rib_score is not None else 0.0)
+        confidences.append(round(p_best * min(1.0, float(np.exp(own - ideal))), 4))
+    labels = tuple(LEVELS[best + i].label for i in range(n))
+    return Identification(labels, tuple(confidences), best, p_best, scores)

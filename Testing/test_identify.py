@@ -1,0 +1,132 @@
+"""identify.py: each rule on hand-built columns (no networks)."""
+
+import pytest
+
+from SpineLabelerLib import anatomy
+from SpineLabelerLib.identify import (
+    _TYPICAL_STEP_MM,
+    ColumnEnds,
+    VertebraEvidence,
+    identify,
+)
+
+VOTE = {"cervical": (1.0, 0.0, 0.0), "thoracic": (0.0, 1.0, 0.0), "lumbar": (0.0, 0.0, 1.0)}
+
+
+def column(names, looks_like=None, ribs=True):
+    """Evidence for a column of levels, cranial to caudal, with typical steps between them.
+
+    ``looks_like`` overrides the stage-1 region of some levels (e.g. {"T12": "lumbar"}).
+    """
+    looks_like = looks_like or {}
+    z = 0.0
+    out = []
+    for name in names:
+        region = looks_like.get(name, anatomy.vertebra(name).region)
+        rib = (1.0 if region == "thoracic" else 0.0) if ribs else None
+        out.append(VertebraEvidence(VOTE[region], (0.0, 0.0, z), rib))
+        z -= _TYPICAL_STEP_MM[name]
+    return out
+
+
+def names(first, last):
+    levels = [v.name for v in anatomy.VERTEBRAE]
+    return levels[levels.index(first) : levels.index(last) + 1]
+
+
+def test_whole_spine_is_counted_from_c1():
+    col = names("C1", "L5")
+    result = identify(column(col), ColumnEnds(ends_above=True, ends_below=True))
+    assert list(result.names) == col
+    assert min(result.confidences) > 0.9
+
+
+def test_thoracolumbar_boundary_fixes_the_count_without_anchors():
+    col = names("T7", "L3")
+    result = identify(column(col), ColumnEnds())
+    assert list(result.names) == col
+    assert result.labels[0] == anatomy.vertebra("T7").label
+
+
+def test_cervicothoracic_boundary_fixes_the_count():
+    col = names("C4", "T5")
+    assert list(identify(column(col)).names) == col
+
+
+def test_c1_under_the_skull_anchors_a_head_scan():
+    col = names("C1", "C5")
+    # Only cervical votes, no boundary: the skull above is the anchor.
+    assert list(identify(column(col), ColumnEnds(ends_above=True)).names) == col
+
+
+def test_lumbar_only_field_of_view_counts_up_from_the_sacrum():
+    col = names("L2", "L5")
+    result = identify(column(col), ColumnEnds(ends_below=True))
+    assert list(result.names) == col
+
+
+def test_l6_spine_is_named_when_c1_and_sacrum_are_both_seen():
+    col = names("C1", "L6")
+    result = identify(column(col), ColumnEnds(ends_above=True, ends_below=True))
+    assert list(result.names) == col
+
+
+def test_t12_without_ribs_does_not_shift_the_column():
+    col = names("C1", "L5")
+    ev = column(col, looks_like={"T12": "lumbar"})
+    result = identify(ev, ColumnEnds(ends_above=True, ends_below=True))
+    assert list(result.names) == col
+    t12 = col.index("T12")
+    # The odd vertebra is named right but with lower confidence than its neighbours.
+    assert result.confidences[t12] < result.confidences[t12 - 1]
+    assert result.confidences[t12] < result.confidences[t12 + 1]
+
+
+def test_t12_without_ribs_in_a_chest_scan_seen_from_c7():
+    # Thoracic scan from C7 down to L2, T12 rib-less: the C/T boundary fixes the count.
+    col = names("C7", "L2")
+    result = identify(column(col, looks_like={"T12": "lumbar"}), ColumnEnds())
+    assert list(result.names) == col
+
+
+def test_cervical_rib_on_c7_does_not_shift_the_column():
+    col = names("C1", "T6")
+    result = identify(column(col, looks_like={"C7": "thoracic"}), ColumnEnds(ends_above=True))
+    assert list(result.names) == col
+
+
+def test_wrong_region_vote_on_one_mid_vertebra_is_outvoted():
+    col = names("T3", "L4")
+    ev = column(col)
+    ev[4] = VertebraEvidence((0.0, 0.2, 0.8), ev[4].centroid_lps, ev[4].rib_score)  # T7 voted L
+    assert list(identify(ev).names) == col
+
+
+def test_sacrum_anchor_beats_a_missing_boundary_in_the_lower_thoracics():
+    col = names("T9", "L5")
+    result = identify(column(col, ribs=False), ColumnEnds(ends_below=True))
+    assert list(result.names) == col
+
+
+def test_confidence_drops_when_placement_is_ambiguous():
+    # Three lumbar vertebrae, no boundary, no sacrum: only sizes speak, weakly.
+    result = identify(column(names("L2", "L4")))
+    sure = identify(column(names("L2", "L5")), ColumnEnds(ends_below=True))
+    assert max(result.confidences) < min(sure.confidences)
+    assert all(anatomy.vertebra(n).region == "lumbar" for n in result.names)
+
+
+def test_bad_columns_are_clear_errors():
+    with pytest.raises(ValueError, match="no vertebrae"):
+        identify([])
+    with pytest.raises(ValueError, match="more than the 25 levels"):
+        identify(column(names("C1", "L6")) + column(["L1"]))
+
+
+def test_documented_limit_thoracolumbar_scan_keeps_l5_above_the_sacrum():
+    # T12 without ribs, seen from T9 down to the sacrum: named right (L5 above the sacrum),
+    # but the close call shows in the boundary vertebra's confidence.
+    col = names("T9", "L5")
+    result = identify(column(col, looks_like={"T12": "lumbar"}), ColumnEnds(ends_below=True))
+    assert list(result.names) == col
+    assert result.confidences[col.index("T12")] < 0.6
