@@ -1,0 +1,147 @@
+"""Read a CT (NIfTI, NRRD, MetaImage or a DICOM folder) or a labelmap into an :class:`Image`.
+
+SimpleITK does the reading, so every format lands in LPS millimetres with its full
+direction cosines (oblique and flipped axes are kept as they are, never "fixed").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from SpineLabelerLib.image import Image, from_sitk, resample_onto
+from SpineLabelerLib.io.checks import CTInputError, check_ct_values, check_layout
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+DICOM_SUFFIXES = (".dcm", ".ima")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _find_dicom_series(folder: Path) -> list[tuple[str, list[str]]]:
+    """Every DICOM series in ``folder`` and below: ``(series UID, sorted file names)``."""
+    series: dict[str, list[str]] = {}
+    for root, _dirs, _files in os.walk(folder):
+        for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(root):
+            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(root, uid)
+            series.setdefault(uid, []).extend(files)
+    return sorted(series.items(), key=lambda item: (-len(item[1]), item[0]))
+
+
+def _read_dicom(folder: Path, notes: list[str], only_file: Path | None = None) -> sitk.Image:
+    """Read one series of a DICOM folder: the one holding ``only_file``, else the largest."""
+    series = _find_dicom_series(folder)
+    if not series:
+        raise CTInputError(f"{folder}: no DICOM series found in this folder")
+    if only_file is not None:
+        series = [s for s in series if any(Path(f).samefile(only_file) for f in s[1])] or series
+    uid, files = series[0]
+    if len(series) > 1:
+        others = ", ".join(f"{u} ({len(f)} files)" for u, f in series[1:])
+        note = (
+            f"{folder}: {len(series)} DICOM series; using the largest, {uid} ({len(files)} "
+            f"files); not used: {others}"
+        )
+        notes.append(note)
+        log.warning(note)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        return reader.Execute()
+    except RuntimeError as err:
+        raise CTInputError(
+            f"{folder}: cannot read DICOM series {uid}: {_first_line(err)}"
+        ) from None
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+def read_sitk(path: PathLike, notes: list[str] | None = None) -> sitk.Image:
+    """Read any supported volume file or DICOM folder as a SimpleITK image (LPS), unchecked.
+
+    ``notes`` (if given) collects what the user should know, e.g. which DICOM series of
+    several was used.
+    """
+    path = Path(path)
+    notes = notes if notes is not None else []
+    if not path.exists():
+        raise CTInputError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return _read_dicom(path, notes)
+    suffix = _suffix(path)
+    if suffix in DICOM_SUFFIXES:
+        return _read_dicom(path.parent, notes, only_file=path)
+    if suffix not in VOLUME_SUFFIXES:
+        raise CTInputError(
+            f"{path}: unsupported file type {suffix or '(none)'}; expected one of "
+            f"{', '.join(VOLUME_SUFFIXES)} or a folder of DICOM slices"
+        )
+    try:
+        img = sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        raise CTInputError(
+            f"{path}: cannot read this file (corrupt or truncated?): {_first_line(err)}"
+        ) from None
+    # A 4D NIfTI/NRRD whose 4th axis has one sample is a 3D volume.
+    if img.GetDimension() == 4 and img.GetSize()[3] == 1:
+        img = sitk.Extract(img, list(img.GetSize()[:3]) + [0], [0, 0, 0, 0])
+    return img
+
+
+def read_ct(path: PathLike, notes: list[str] | None = None) -> Image:
+    """Read and check a CT; array ``(K, J, I)`` in HU (dtype as stored), geometry in LPS mm.
+
+    Raises :class:`CTInputError` with what was seen when the input cannot be a CT.
+    """
+    img = read_sitk(path, notes)
+    check_layout(img.GetSize(), img.GetSpacing(), img.GetNumberOfComponentsPerPixel(), str(path))
+    image = from_sitk(img)
+    check_ct_values(image.array, str(path))
+    return image
+
+
+def read_labelmap(path: PathLike, reference: Image | None = None) -> Image:
+    """Read a labelmap (VerSe values) as an integer :class:`Image`.
+
+    With ``reference`` (usually the CT) the result lies on the reference's grid: a grid
+    equal within 1e-4 mm takes the reference's exact geometry; another grid is resampled
+    onto it by nearest neighbour (a warning is logged).
+    """
+    img = read_sitk(path)
+    check_layout(img.GetSize(), img.GetSpacing(), img.GetNumberOfComponentsPerPixel(), str(path))
+    image = from_sitk(img)
+    image = image.with_array(_as_label_array(image.array, str(path)))
+    if reference is None:
+        return image
+    if image.same_grid(reference):
+        return reference.with_array(image.array)
+    log.warning("%s: labelmap grid differs from the reference grid; resampled (nearest)", path)
+    return resample_onto(image, reference, nearest=True)
+
+
+def _as_label_array(array: np.ndarray, source: str) -> np.ndarray:
+    """Labels as the smallest unsigned integer type; refuse negative or fractional values."""
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+            raise CTInputError(
+                f"{source}: a labelmap must hold whole numbers; found fractions or NaN"
+            )
+    low, high = float(array.min()), float(array.max())
+    if low < 0:
+        raise CTInputError(f"{source}: a labelmap cannot hold negative values (lowest {low:g})")
+    dtype = np.uint8 if high <= 255 else np.uint16 if high <= 65535 else np.uint32
+    return array.astype(dtype, copy=False)
