@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from SpineLabelerLib import __version__
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("evaluate",)
 
 
 def build_parser() -> argparse.ArgumentParser:
