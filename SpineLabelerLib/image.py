@@ -13,7 +13,7 @@ loses its geometry. Conventions, used everywhere in the library:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import SimpleITK as sitk
@@ -28,7 +28,7 @@ class Image:
     array: np.ndarray
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
     origin_lps: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    direction: np.ndarray = np.eye(3)  # noqa: RUF009 - read-only default, never mutated
+    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "spacing_mm", tuple(float(s) for s in self.spacing_mm))
