@@ -46,8 +46,8 @@ _SNOMED: dict[str, tuple[str, str]] = {
     "L6": ("51282000", "Vertebra"),
 }
 
-# Slicer terminology: category "Anatomical Structure" (SCT 91723000).
-TERMINOLOGY_CATEGORY = ("91723000", "SCT", "Anatomical Structure")
+# Slicer terminology: category "Anatomical Structure" (SCT 123037004, as in Slicer's DICOM master list).
+TERMINOLOGY_CATEGORY = ("123037004", "SCT", "Anatomical Structure")
 
 # Hue ranges (degrees) of the three region families; neighbours alternate in lightness
 # and step in hue so that two adjacent vertebrae never look alike.
