@@ -1,0 +1,293 @@
+"""Stage 2: the iterative instance walk (ARCHITECTURE "Stage-2 protocol").
+
+Works on the spine region's 1 mm canonical crop (axis-aligned LPS, k to Superior). A
+*patch predictor* maps a (CT, memory) patch to the probability that each voxel belongs to
+the vertebra nearest the patch centre that is not in memory. The walk:
+
+1. segments the start vertebra: predict at a point, re-centre on the predicted mask's
+   centroid, repeat until the centroid moves less than ``converge_mm`` (at most
+   ``max_iterations`` predictions); the mask then goes into memory;
+2. walks cranially, then caudally, from the start: the next patch centre is the previous
+   centroid plus one vertebra step along the centre line (the step is the last measured
+   centroid distance, or the typical step of the region at first);
+3. stops in a direction when the prediction there is empty (the spine ends: skull or
+   sacrum when that place is inside the field of view), when the next centre leaves the
+   field of view or the spine box, or when a mask does not move on along the spine.
+
+A mask that touches the edge of the CT's field of view is flagged ``partial``. All arrays are
+``(K, J, I)`` on the crop grid; points are LPS mm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+from scipy import ndimage
+
+from SpineLabelerLib.image import Image, index_to_lps, lps_to_index
+from SpineLabelerLib.progress import CancelFlag, ProgressCallback, report
+from SpineLabelerLib.stage1 import Centerline
+
+# (CT patch in [-1, 1], memory patch 0/1), both (K, J, I) float32 -> probability (K, J, I).
+PatchPredictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+CT_FILL = -1.0  # normalized value of air (-512 HU and below): what lies outside the CT
+TYPICAL_STEP_MM = {"cervical": 16.0, "thoracic": 23.0, "lumbar": 33.0}
+
+
+@dataclass(frozen=True)
+class WalkSettings:
+    """Settings of the walk (mm, voxels at 1 mm)."""
+
+    patch_kji: tuple[int, int, int] = (64, 96, 96)
+    max_iterations: int = 4
+    converge_mm: float = 2.0
+    threshold: float = 0.5
+    min_volume_ml: float = 0.5  # a smaller prediction counts as empty
+    min_advance: float = 0.4  # a new centroid must move on at least this many steps
+    max_vertebrae: int = 28
+    step_limits_mm: tuple[float, float] = (10.0, 50.0)
+
+
+@dataclass
+class WalkedVertebra:
+    """One segmented vertebra: its mask lives in ``WalkResult.instances`` under ``index``."""
+
+    index: int  # instance value in the instance map, 1..N in the order found
+    centroid_lps: np.ndarray
+    volume_ml: float
+    partial: bool
+    iterations: int
+    converged: bool
+
+
+@dataclass
+class WalkResult:
+    """Instances on the crop grid and the vertebrae ordered cranial -> caudal."""
+
+    instances: Image  # int16 (K, J, I), 0 background, WalkedVertebra.index elsewhere
+    vertebrae: list[WalkedVertebra] = field(default_factory=list)
+    end_above: str = "none"  # why the walk stopped: "spine" | "fov" | "box" | "stalled" | "limit"
+    end_below: str = "none"
+    predictions: int = 0
+
+
+def _patch_slices(center_kji: np.ndarray, patch: tuple[int, int, int], shape: tuple[int, ...]):
+    """Source slices into a volume of ``shape`` and target slices into the patch."""
+    src, dst = [], []
+    for c, n, size in zip(center_kji, patch, shape):
+        lo = int(np.round(c)) - n // 2
+        a, b = max(lo, 0), min(lo + n, size)
+        if b <= a:
+            return None
+        src.append(slice(a, b))
+        dst.append(slice(a - lo, b - lo))
+    return tuple(src), tuple(dst)
+
+
+def _extract(volume: np.ndarray, slices, patch, fill: float) -> np.ndarray:
+    out = np.full(patch, fill, np.float32)
+    src, dst = slices
+    out[dst] = volume[src]
+    return out
+
+
+@dataclass
+class _Walker:
+    ct: Image  # normalized CT, 1 mm canonical crop
+    valid: np.ndarray  # bool (K, J, I): inside the original CT's field of view
+    predict: PatchPredictor
+    centerline: Centerline
+    settings: WalkSettings
+    instances: np.ndarray = field(init=False)
+    predictions: int = 0
+
+    def __post_init__(self) -> None:
+        self.instances = np.zeros(self.ct.array.shape, np.int16)
+        self.voxel_ml = float(np.prod(self.ct.spacing_mm)) / 1000.0
+        # Voxels next to the edge of the field of view (what a cut vertebra touches).
+        self.fov_edge = ndimage.binary_dilation(~self.valid, iterations=1) & self.valid
+
+    def to_kji(self, lps: np.ndarray) -> np.ndarray:
+        return lps_to_index(self.ct, lps)[0][::-1]
+
+    def inside_fov(self, lps: np.ndarray) -> bool:
+        k, j, i = np.round(self.to_kji(lps)).astype(int)
+        shape = self.valid.shape
+        return 0 <= k < shape[0] and 0 <= j < shape[1] and 0 <= i < shape[2] and bool(self.valid[k, j, i])
+
+    def predict_mask(self, center_lps: np.ndarray) -> Optional[tuple[np.ndarray, tuple]]:
+        """The predicted next-vertebra mask near ``center_lps``: (patch mask, slices) or None."""
+        patch = self.settings.patch_kji
+        slices = _patch_slices(self.to_kji(center_lps), patch, self.ct.array.shape)
+        if slices is None:
+            return None
+        memory = _extract((self.instances > 0).astype(np.float32), slices, patch, 0.0)
+        prob = self.predict(_extract(self.ct.array, slices, patch, CT_FILL), memory)
+        self.predictions += 1
+        inside = np.zeros(patch, bool)
+        inside[slices[1]] = True
+        mask = (prob >= self.settings.threshold) & (memory < 0.5) & inside
+        comp, n = ndimage.label(mask)
+        if n == 0:
+            return None
+        sizes = np.bincount(comp.ravel())[1:]
+        mask = comp == (int(np.argmax(sizes)) + 1)
+        if mask.sum() * self.voxel_ml < self.settings.min_volume_ml:
+            return None
+        return mask, slices
+
+    def centroid_lps(self, mask: np.ndarray, slices) -> np.ndarray:
+        src, dst = slices
+        kji = np.argwhere(mask[dst]).mean(axis=0) + np.array([s.start for s in src])
+        return index_to_lps(self.ct, kji[::-1][None])[0]
+
+    def segment_at(self, center_lps: np.ndarray) -> Optional[WalkedVertebra]:
+        """Predict, re-centre on the mask, repeat until converged; add the mask to memory."""
+        best = None
+        converged = False
+        iterations = 0
+        for iterations in range(1, self.settings.max_iterations + 1):
+            found = self.predict_mask(center_lps)
+            if found is None:
+                break
+            best = found
+            new_center = self.centroid_lps(*found)
+            moved = float(np.linalg.norm(new_center - center_lps))
+            center_lps = new_center
+            if moved < self.settings.converge_mm:
+                converged = True
+                break
+        if best is None:
+            return None
+        mask, (src, dst) = best
+        index = int(self.instances.max()) + 1
+        region = self.instances[src]
+        region[mask[dst]] = index
+        full = self.instances == index
+        return WalkedVertebra(
+            index=index,
+            centroid_lps=self.centroid_lps(*best),
+            volume_ml=float(full.sum()) * self.voxel_ml,
+            partial=bool((full & self.fov_edge).any()),
+            iterations=iterations,
+            converged=converged,
+        )
+
+    def drop(self, vertebra: WalkedVertebra) -> None:
+        self.instances[self.instances == vertebra.index] = 0
+
+
+def _next_center(walker: _Walker, prev: WalkedVertebra, step_mm: float, direction: int) -> np.ndarray:
+    tangent = walker.centerline.tangent_at(float(prev.centroid_lps[2]))
+    return prev.centroid_lps + direction * step_mm * tangent
+
+
+def _walk_one_way(
+    walker: _Walker,
+    start: WalkedVertebra,
+    first_step_mm: float,
+    direction: int,
+    box_z: tuple[float, float],
+    budget: int,
+    on_found: Callable[[WalkedVertebra], None],
+) -> tuple[list[WalkedVertebra], str]:
+    """Vertebrae beyond ``start`` in ``direction`` (+1 cranial, -1 caudal), nearest first."""
+    s = walker.settings
+    found: list[WalkedVertebra] = []
+    prev, step = start, first_step_mm
+    while True:
+        if len(found) >= budget:
+            return found, "limit"
+        center = _next_center(walker, prev, step, direction)
+        if not (box_z[0] <= center[2] <= box_z[1]):
+            return found, "box"
+        if not walker.inside_fov(center):
+            # Still try: a vertebra cut by the field of view has its visible part here.
+            nearer = _next_center(walker, prev, 0.5 * step, direction)
+            if not walker.inside_fov(nearer):
+                return found, "fov"
+        vertebra = walker.segment_at(center)
+        if vertebra is None:
+            return found, "spine" if walker.inside_fov(center) else "fov"
+        advance = direction * float(vertebra.centroid_lps[2] - prev.centroid_lps[2])
+        if advance < s.min_advance * step:
+            walker.drop(vertebra)
+            return found, "stalled"
+        found.append(vertebra)
+        on_found(vertebra)
+        measured = float(np.linalg.norm(vertebra.centroid_lps - prev.centroid_lps))
+        step = float(np.clip(measured, *s.step_limits_mm))
+        prev = vertebra
+        if vertebra.partial and not walker.inside_fov(_next_center(walker, prev, 0.5 * step, direction)):
+            return found, "fov"
+
+
+def walk(
+    ct: Image,
+    valid: np.ndarray,
+    predict: PatchPredictor,
+    centerline: Centerline,
+    start_lps: np.ndarray,
+    step_mm: float,
+    box_z_mm: tuple[float, float],
+    settings: WalkSettings = WalkSettings(),
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelFlag] = None,
+    expected_count: int = 17,
+) -> WalkResult:
+    """Segment every vertebra reachable from ``start_lps`` along the centre line.
+
+    ``ct``: normalized 1 mm canonical crop; ``valid``: its voxels inside the CT's field of
+    view; ``step_mm``: the typical vertebra step at the start; ``box_z_mm``: the S range
+    (mm) the walk may not leave; ``expected_count`` only scales the progress reports.
+    If nothing is found at the start, points along the centre line are tried one step apart.
+    """
+    if not np.allclose(ct.direction, np.eye(3)):
+        raise ValueError("the walk needs a canonical (identity-direction) crop")
+    if valid.shape != ct.array.shape:
+        raise ValueError(f"valid mask shape {valid.shape} != crop shape {ct.array.shape}")
+    walker = _Walker(ct, valid.astype(bool), predict, centerline, settings)
+    count = [0]
+
+    def on_found(_: WalkedVertebra) -> None:
+        count[0] += 1
+        if cancel is not None:
+            cancel.check()
+        report(progress, "stage2", min(count[0] / max(expected_count, 1), 0.99), f"vertebra {count[0]}")
+
+    start = None
+    for z in _start_candidates(float(start_lps[2]), step_mm, box_z_mm):
+        if cancel is not None:
+            cancel.check()
+        point = centerline.point_at(z) if z != float(start_lps[2]) else np.asarray(start_lps, float)
+        start = walker.segment_at(point)
+        if start is not None:
+            break
+    result = WalkResult(ct.with_array(walker.instances))
+    if start is None:
+        result.predictions = walker.predictions
+        return result
+    on_found(start)
+    budget = settings.max_vertebrae - 1
+    above, result.end_above = _walk_one_way(walker, start, step_mm, +1, box_z_mm, budget, on_found)
+    below, result.end_below = _walk_one_way(walker, start, step_mm, -1, box_z_mm, budget - len(above), on_found)
+    result.vertebrae = list(reversed(above)) + [start] + below
+    result.instances = ct.with_array(walker.instances)
+    result.predictions = walker.predictions
+    report(progress, "stage2", 1.0, f"{len(result.vertebrae)} vertebrae")
+    return result
+
+
+def _start_candidates(z0: float, step_mm: float, box_z: tuple[float, float]) -> list[float]:
+    """``z0`` first, then points one step apart alternately above and below it in the box."""
+    out = [z0]
+    for n in range(1, 200):
+        for z in (z0 + n * step_mm, z0 - n * step_mm):
+            if box_z[0] <= z <= box_z[1]:
+                out.append(z)
+        if z0 + n * step_mm > box_z[1] and z0 - n * step_mm < box_z[0]:
+            break
+    return out

@@ -1,0 +1,130 @@
+"""stage2.py: the walk on hand-built scenes with an oracle patch predictor (no network)."""
+
+import numpy as np
+import pytest
+
+from SpineLabelerLib import stage2
+from SpineLabelerLib.image import Image
+from SpineLabelerLib.progress import CancelFlag, Cancelled
+from SpineLabelerLib.stage1 import Centerline
+
+SHAPE = (260, 40, 48)  # (K, J, I) at 1 mm
+HEIGHT, GAP = 16, 6  # vertebra height and disc gap along k, voxels
+
+
+def scene(n=10, k0=20, drift=0.1):
+    """n box vertebrae stacked along k (label 1 the most caudal), drifting in i with k.
+
+    The CT encodes each voxel's label as value label / 100 so that the oracle can see it.
+    """
+    labels = np.zeros(SHAPE, np.int16)
+    for v in range(n):
+        k = k0 + v * (HEIGHT + GAP)
+        i = int(12 + drift * k)
+        labels[k : k + HEIGHT, 12:28, i : i + 14] = v + 1
+    ct = Image(labels.astype(np.float32) / 100.0, (1.0, 1.0, 1.0), (-24.0, -20.0, -130.0))
+    return ct, labels
+
+
+def oracle(ct_patch, memory):
+    """Mask of the labelled object nearest the patch centre that is not in memory."""
+    labels = np.round(np.clip(ct_patch, 0, None) * 100).astype(int)
+    labels[memory > 0.5] = 0
+    center = (np.array(ct_patch.shape) - 1) / 2.0
+    best, best_d = None, np.inf
+    for value in np.unique(labels[labels > 0]):
+        d = np.linalg.norm(np.argwhere(labels == value).mean(axis=0) - center)
+        if d < best_d:
+            best, best_d = value, d
+    return (labels == best).astype(np.float32) if best is not None else np.zeros(ct_patch.shape, np.float32)
+
+
+def straight_line(ct, drift=0.1):
+    z = np.arange(SHAPE[0], dtype=float)
+    x = ct.origin_lps[0] + 12 + drift * z + 6.5
+    pts = np.stack([x, np.full_like(z, ct.origin_lps[1] + 19.5), ct.origin_lps[2] + z], axis=1)
+    return Centerline(pts[:, 2], pts)
+
+
+def run(ct, valid=None, start_k=None, **kw):
+    start_k = 20 + 4 * (HEIGHT + GAP) + 3 if start_k is None else start_k
+    line = straight_line(ct)
+    start = line.point_at(ct.origin_lps[2] + start_k)
+    valid = np.ones(SHAPE, bool) if valid is None else valid
+    settings = stage2.WalkSettings(patch_kji=(32, 32, 32))
+    box_z = (ct.origin_lps[2], ct.origin_lps[2] + SHAPE[0] - 1)
+    return stage2.walk(ct, valid, oracle, line, start, 20.0, box_z, settings, **kw)
+
+
+def test_walk_finds_every_vertebra_in_order_with_exact_centroids():
+    ct, labels = scene()
+    result = run(ct)
+    assert len(result.vertebrae) == 10
+    assert result.end_above == "spine" and result.end_below == "spine"
+    found_z = [v.centroid_lps[2] for v in result.vertebrae]
+    assert found_z == sorted(found_z, reverse=True)  # cranial -> caudal
+    for rank, v in enumerate(result.vertebrae):
+        truth = labels == 10 - rank
+        np.testing.assert_array_equal(result.instances.array == v.index, truth)
+        expected = np.argwhere(truth).mean(axis=0)[::-1] + np.array(ct.origin_lps)
+        np.testing.assert_allclose(v.centroid_lps, expected, atol=1e-6)
+        assert v.converged and not v.partial and v.volume_ml == pytest.approx(truth.sum() / 1000)
+
+
+def test_start_in_a_disc_gap_and_far_from_a_vertebra_still_walks_everything():
+    ct, _ = scene()
+    assert len(run(ct, start_k=20 + 5 * (HEIGHT + GAP) - 3).vertebrae) == 10
+    # No vertebra near the start point at all: candidates one step apart are tried.
+    ct_high, _ = scene(n=4, k0=150)
+    result = run(ct_high, start_k=40)
+    assert len(result.vertebrae) == 4
+
+
+def test_vertebra_cut_by_the_field_of_view_is_partial_and_ends_the_walk():
+    ct, labels = scene()
+    valid = np.ones(SHAPE, bool)
+    top_k = 20 + 9 * (HEIGHT + GAP)
+    valid[top_k + 8 :] = False  # the CT ends half-way up the top vertebra
+    cut = ct.with_array(np.where(valid, ct.array, 0.0).astype(np.float32))
+    result = run(cut, valid=valid)
+    assert len(result.vertebrae) == 10
+    assert result.vertebrae[0].partial and not any(v.partial for v in result.vertebrae[1:])
+    assert result.end_above == "fov" and result.end_below == "spine"
+
+
+def test_nothing_to_segment_returns_an_empty_walk():
+    ct = Image(np.zeros(SHAPE, np.float32), (1.0, 1.0, 1.0), (-24.0, -20.0, -130.0))
+    result = run(ct)
+    assert result.vertebrae == [] and not result.instances.array.any() and result.predictions > 0
+
+
+def test_progress_reaches_one_and_cancel_stops_the_walk():
+    ct, _ = scene()
+    seen = []
+    run(ct, progress=lambda s, f, m: seen.append((s, f)))
+    assert seen[-1] == ("stage2", 1.0) and all(s == "stage2" for s, _ in seen)
+    flag = CancelFlag()
+    calls = []
+
+    def cancelling(stage, fraction, message):
+        calls.append(fraction)
+        if len(calls) == 3:
+            flag.set()
+
+    with pytest.raises(Cancelled):
+        run(ct, progress=cancelling, cancel=flag)
+    assert len(calls) == 3
+
+
+def test_patch_extraction_pads_outside_the_crop():
+    vol = np.arange(27, dtype=np.float32).reshape(3, 3, 3)
+    sl = stage2._patch_slices(np.array([0.0, 0.0, 0.0]), (3, 3, 3), vol.shape)
+    patch = stage2._extract(vol, sl, (3, 3, 3), -1.0)
+    assert patch[0, 0, 0] == -1.0 and patch[1, 1, 1] == vol[0, 0, 0] and patch[2, 2, 2] == vol[1, 1, 1]
+    assert stage2._patch_slices(np.array([50.0, 0, 0]), (3, 3, 3), vol.shape) is None
+
+
+def test_bad_inputs_are_clear_errors():
+    ct, _ = scene()
+    with pytest.raises(ValueError, match="valid mask shape"):
+        stage2.walk(ct, np.ones((2, 2, 2), bool), oracle, straight_line(ct), np.zeros(3), 20.0, (0, 1))
