@@ -1,0 +1,263 @@
+"""Writers: labelmaps, Slicer segmentation, markups, VerSe centroid JSON, STL, PNG.
+
+Every round trip runs on the oblique, flipped tiny grid of conftest, and measures that
+the marked voxel and the centroids stay at the same place in the patient (LPS mm)."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicerio
+from conftest import BLOCKS_K, MARKED_LABEL, MARKED_VOXEL_IJK
+
+from SpineLabelerLib import anatomy
+from SpineLabelerLib.image import Image, index_to_lps, lps_to_index
+from SpineLabelerLib.io import read_labelmap
+from SpineLabelerLib.io.centroids import read_verse_centroids, write_verse_centroids
+from SpineLabelerLib.io.labelmap import write_labelmap
+from SpineLabelerLib.io.markups import read_centroids_mrk_json, write_centroids_mrk_json
+from SpineLabelerLib.io.overview import render_overview, write_overview_png
+from SpineLabelerLib.io.segnrrd import write_seg_nrrd
+from SpineLabelerLib.io.surfaces import label_surface, write_vertebra_surfaces
+
+SCHEMA = "/work/shared/slicer/markups-schema-v1.0.3.json"
+
+
+def marked_lps(labels: Image) -> np.ndarray:
+    kji = np.argwhere(labels.array == MARKED_LABEL)
+    assert len(kji) == 1
+    return index_to_lps(labels, kji[0][::-1].astype(float))[0]
+
+
+@pytest.mark.parametrize("name", ["labels.nii.gz", "labels.nii", "labels.nrrd"])
+def test_labelmap_round_trip_keeps_values_and_geometry(tmp_path, tiny_labels, name):
+    path = write_labelmap(tmp_path / name, tiny_labels)
+    back = read_labelmap(path)
+    assert back.same_grid(tiny_labels, tol=1e-5)
+    np.testing.assert_array_equal(back.array, tiny_labels.array)
+    np.testing.assert_allclose(marked_lps(back), marked_lps(tiny_labels), atol=1e-4)
+    assert sitk.ReadImage(str(path)).GetPixelID() == sitk.sitkUInt8
+
+
+def test_every_writer_refuses_to_overwrite_unless_forced(
+    tmp_path, tiny_ct, tiny_labels, tiny_centroids_lps
+):
+    writers = {
+        "l.nii.gz": lambda p, f: write_labelmap(p, tiny_labels, force=f),
+        "s.seg.nrrd": lambda p, f: write_seg_nrrd(p, tiny_labels, force=f),
+        "c.mrk.json": lambda p, f: write_centroids_mrk_json(p, tiny_centroids_lps, force=f),
+        "c.json": lambda p, f: write_verse_centroids(p, tiny_centroids_lps, force=f),
+        "o.png": lambda p, f: write_overview_png(p, tiny_ct, tiny_labels, force=f),
+    }
+    for name, write in writers.items():
+        path = tmp_path / name
+        path.write_text("keep me")
+        with pytest.raises(FileExistsError, match="already exists; use force=True"):
+            write(path, False)
+        assert path.read_text() == "keep me"
+        write(path, True)
+        assert path.stat().st_size > 0 and path.read_bytes() != b"keep me"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".partial")]
+    (tmp_path / "surf").mkdir()
+    (tmp_path / "surf" / "L1.stl").write_text("keep me")
+    with pytest.raises(FileExistsError):
+        write_vertebra_surfaces(tmp_path / "surf", tiny_labels)
+    assert sorted(p.name for p in (tmp_path / "surf").iterdir()) == [
+        "L1.stl"
+    ]  # refused before any work
+
+
+def test_seg_nrrd_reads_back_with_slicerio(tmp_path, tiny_labels):
+    path = write_seg_nrrd(tmp_path / "segmentation.seg.nrrd", tiny_labels)
+    seg = slicerio.read_segmentation(str(path))
+    names = [s["name"] for s in seg["segments"]]
+    assert names == ["C7", "T12", "L1", "L2"]
+    for segment in seg["segments"]:
+        v = anatomy.vertebra(segment["name"])
+        assert segment["labelValue"] == v.label
+        np.testing.assert_allclose(segment["color"], v.color_float, atol=1e-5)
+        assert segment["terminology"]["category"] == ["SCT", "123037004", "Anatomical Structure"]
+        assert segment["terminology"]["type"] == ["SCT", v.snomed_code, v.snomed_meaning]
+    # Voxels come back in NRRD (I, J, K) order with the CT's ijk-to-LPS matrix.
+    voxels_kji = seg["voxels"].transpose(2, 1, 0)
+    np.testing.assert_array_equal(voxels_kji, tiny_labels.array)
+    ijk = np.append(np.array(MARKED_VOXEL_IJK, float), 1.0)
+    np.testing.assert_allclose((seg["ijkToLPS"] @ ijk)[:3], marked_lps(tiny_labels), atol=1e-5)
+    l1 = slicerio.segment_from_name(seg, "L1")
+    k0, k1 = BLOCKS_K[20]
+    assert l1["extent"] == [8, 15, 6, 13, k0, k1 - 1]
+
+
+def test_seg_nrrd_refuses_labels_outside_the_table(tmp_path, tiny_labels):
+    bad = tiny_labels.array.copy()
+    bad[0, 0, 0] = 28
+    with pytest.raises(ValueError, match=r"label values \[28\] are not vertebrae"):
+        write_seg_nrrd(tmp_path / "x.seg.nrrd", tiny_labels.with_array(bad))
+
+
+def test_markups_validate_against_slicer_schema_and_round_trip(tmp_path, tiny_centroids_lps):
+    path = write_centroids_mrk_json(tmp_path / "centroids.mrk.json", tiny_centroids_lps)
+    document = json.loads(path.read_text())
+    schema = json.loads(open(SCHEMA).read())
+    jsonschema.validate(document, schema)
+    (markup,) = document["markups"]
+    assert markup["type"] == "Fiducial" and markup["coordinateSystem"] == "LPS"
+    assert [p["label"] for p in markup["controlPoints"]] == ["C7", "T12", "L1", "L2"]
+    assert all(p["locked"] for p in markup["controlPoints"])
+    back = read_centroids_mrk_json(path)
+    assert sorted(back) == sorted(tiny_centroids_lps)
+    for label, lps in tiny_centroids_lps.items():
+        np.testing.assert_allclose(back[label], lps, atol=1e-4)
+    # A list saved by Slicer in RAS reads back in LPS.
+    markup["coordinateSystem"] = "RAS"
+    for p in markup["controlPoints"]:
+        p["position"] = [-p["position"][0], -p["position"][1], p["position"][2]]
+    (tmp_path / "ras.mrk.json").write_text(json.dumps(document))
+    np.testing.assert_allclose(
+        read_centroids_mrk_json(tmp_path / "ras.mrk.json")[20], tiny_centroids_lps[20], atol=1e-4
+    )
+    # An invalid document is caught by the same schema (the test can fail).
+    markup["coordinateSystem"] = "XYZ"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, schema)
+
+
+def test_verse_centroid_json_is_lps_mm_and_round_trips(tmp_path, tiny_centroids_lps):
+    path = write_verse_centroids(tmp_path / "centroids.json", tiny_centroids_lps)
+    entries = json.loads(path.read_text())
+    assert entries[0] == {"direction": ["L", "P", "S"], "coordinates": "LPS mm"}
+    assert entries[1]["label"] == 7 and entries[1]["X"] == pytest.approx(
+        tiny_centroids_lps[7][0], abs=1e-4
+    )
+    back = read_verse_centroids(path)
+    for label, lps in tiny_centroids_lps.items():
+        np.testing.assert_allclose(back[label], lps, atol=1e-4)
+
+
+def test_real_verse_ctd_voxel_coordinates_are_mapped_through_the_image(tmp_path, tiny_labels):
+    """A VerSe ctd file lists voxel coordinates along its own axis letters (here P, I, R)."""
+    from SpineLabelerLib.image import orientation_code
+
+    code = orientation_code(tiny_labels)
+    opposite = {"L": "R", "R": "L", "P": "A", "A": "P", "S": "I", "I": "S"}
+    size = tiny_labels.size_ijk
+    target = np.array(MARKED_VOXEL_IJK, float)
+    direction, coords = [], []
+    for c in (1, 2, 0):  # permute the axes and reverse every one of them
+        direction.append(opposite[code[c]])
+        coords.append(size[c] - 1 - target[c])
+    ctd = [
+        {"direction": direction},
+        {"label": 7, "X": coords[0], "Y": coords[1], "Z": coords[2]},
+        {"label": 8, "X": "nan", "Y": "nan", "Z": "nan"},
+    ]
+    (tmp_path / "sub-x_ctd.json").write_text(json.dumps(ctd))
+    with pytest.raises(ValueError, match="pass the image they belong to"):
+        read_verse_centroids(tmp_path / "sub-x_ctd.json")
+    back = read_verse_centroids(tmp_path / "sub-x_ctd.json", reference=tiny_labels)
+    assert sorted(back) == [7]
+    np.testing.assert_allclose(back[7], marked_lps(tiny_labels), atol=1e-6)
+
+
+def test_stl_surface_overlays_the_label_on_an_oblique_flipped_grid(tmp_path, tiny_labels):
+    import vtk
+
+    paths = write_vertebra_surfaces(tmp_path / "surfaces", tiny_labels)
+    assert sorted(p.name for p in paths.values()) == ["C7.stl", "L1.stl", "L2.stl", "T12.stl"]
+    reader = vtk.vtkSTLReader()
+    reader.SetFileName(str(paths[20]))
+    reader.Update()
+    mesh = reader.GetOutput()
+    points = np.array([mesh.GetPoint(n) for n in range(mesh.GetNumberOfPoints())])
+    # Physical bounds of the L1 voxels (their outer faces) on the oblique grid.
+    k0, k1 = BLOCKS_K[20]
+    corners = np.array(
+        [[i, j, k] for i in (7.5, 15.5) for j in (5.5, 13.5) for k in (k0 - 0.5, k1 - 0.5)]
+    )
+    box_lps = index_to_lps(tiny_labels, corners)
+    np.testing.assert_allclose(
+        np.array(mesh.GetBounds()).reshape(3, 2)[:, 1], box_lps.max(axis=0), atol=2.6
+    )
+    np.testing.assert_allclose(
+        np.array(mesh.GetBounds()).reshape(3, 2)[:, 0], box_lps.min(axis=0), atol=2.6
+    )
+    # Every point lies within the label's voxel faces in index space (no flip or rotation error).
+    ijk = lps_to_index(tiny_labels, points)
+    assert ijk[:, 0].min() >= 7.5 - 1e-3 and ijk[:, 0].max() <= 15.5 + 1e-3
+    assert ijk[:, 1].min() >= 5.5 - 1e-3 and ijk[:, 1].max() <= 13.5 + 1e-3
+    assert ijk[:, 2].min() >= k0 - 0.5 - 1e-3 and ijk[:, 2].max() <= k1 - 0.5 + 1e-3
+    # Closed surface with outward normals: positive volume close to the voxels' volume.
+    edges = vtk.vtkFeatureEdges()
+    edges.SetInputData(mesh)
+    edges.BoundaryEdgesOn()
+    edges.NonManifoldEdgesOn()
+    edges.FeatureEdgesOff()
+    edges.ManifoldEdgesOff()
+    edges.Update()
+    assert edges.GetOutput().GetNumberOfCells() == 0
+    mass = vtk.vtkMassProperties()
+    mass.SetInputData(label_surface(tiny_labels, 20, smoothing_iterations=0))
+    mass.Update()
+    voxels_mm3 = np.count_nonzero(tiny_labels.array == 20) * np.prod(tiny_labels.spacing_mm)
+    assert mass.GetVolume() == pytest.approx(voxels_mm3, rel=1e-6)
+
+
+def test_overview_shows_anterior_left_and_superior_up_whatever_the_axes(tiny_ct):
+    """A bright block placed anterior-superior and one on the patient's right must land
+    top-left in the sagittal view and on the left of the coronal view."""
+    kji = np.argwhere(np.ones(tiny_ct.array.shape, bool))
+    lps = index_to_lps(tiny_ct, kji[:, ::-1].astype(float)).reshape(tiny_ct.array.shape + (3,))
+    centre = lps.reshape(-1, 3).mean(axis=0)
+    hu = np.full(tiny_ct.array.shape, 40, np.int16)
+    marker_sag = (lps[..., 1] < centre[1] - 4) & (lps[..., 2] > centre[2] + 8)  # anterior, superior
+    hu[marker_sag] = 2000
+    picture, layout = render_overview(tiny_ct.with_array(hu))
+    rgb = np.asarray(picture).astype(int)
+
+    def bright_centre(box):
+        x0, y0, x1, y1 = box
+        panel = rgb[y0:y1, x0:x1, 0]
+        rows, cols = np.nonzero(panel == 255)
+        return cols.mean() / panel.shape[1], rows.mean() / panel.shape[0]
+
+    x, y = bright_centre(layout.sagittal_box)
+    assert x < 0.4 and y < 0.35, (x, y)
+    hu = np.full(tiny_ct.array.shape, 40, np.int16)
+    hu[lps[..., 0] < centre[0] - 4] = 2000  # patient's right
+    picture, layout = render_overview(tiny_ct.with_array(hu))
+    rgb = np.asarray(picture).astype(int)
+    x, _ = bright_centre(layout.coronal_box)
+    assert x < 0.4, x
+    # Square pixels: the panel's height/width ratio is the physical S / (A-P) extent ratio.
+    corners = index_to_lps(
+        tiny_ct,
+        np.array([[a, b, c] for a in (-0.5, 23.5) for b in (-0.5, 19.5) for c in (-0.5, 15.5)]),
+    )
+    extent = np.ptp(corners, axis=0)
+    x0, y0, x1, y1 = layout.sagittal_box
+    assert (y1 - y0) / (x1 - x0) == pytest.approx(extent[2] / extent[1], rel=0.02)
+
+
+def test_overview_blends_label_colours_and_writes_png(
+    tmp_path, tiny_ct, tiny_labels, tiny_centroids_lps
+):
+    picture, layout = render_overview(tiny_ct, tiny_labels, tiny_centroids_lps)
+    rgb = np.asarray(picture).astype(float)
+    x0, y0, x1, y1 = layout.sagittal_box
+    # L1's centroid pixel carries L1's colour blended over bone grey.
+    from SpineLabelerLib.io.overview import _to_view_px, _view_grid
+
+    grid = _view_grid(tiny_ct, "sagittal", np.array(layout.centre_lps), layout.mm_per_px)
+    col, row = _to_view_px(grid, tiny_centroids_lps[20])
+    pixel = rgb[y0 + int(round(row)), x0 + int(round(col))]
+    grey = np.clip((700 - (300 - 750)) / 1500, 0, 1) * 255
+    expected = 0.55 * grey + 0.45 * np.array(anatomy.vertebra("L1").color_rgb)
+    np.testing.assert_allclose(pixel, expected, atol=1.0)
+    path = write_overview_png(tmp_path / "overview.png", tiny_ct, tiny_labels, tiny_centroids_lps)
+    from PIL import Image as PILImage
+
+    assert PILImage.open(path).size == picture.size
