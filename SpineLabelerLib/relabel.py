@@ -13,9 +13,12 @@ names are made consecutive in position order.
 
 from __future__ import annotations
 
+import csv
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Union
+from pathlib import Path
+from typing import Literal, TypeVar, Union
 
 import numpy as np
 
@@ -25,6 +28,9 @@ from SpineLabelerLib.image import Image, index_to_lps
 
 Level = Union[int, str]  # a VerSe label value or a name such as "T12"
 Side = Literal["cranial", "caudal"]
+T = TypeVar("T")
+
+CSV_COLUMNS = ("name", "label", "l_mm", "p_mm", "s_mm", "volume_ml", "voxels")
 
 # A split part smaller than this fraction of the mask is almost surely a cut through the
 # vertebra's tip rather than through a disc.
@@ -327,3 +333,26 @@ def split(
     others = order[:at] + order[at + 1 :]
     new_others = new[:at] + new[at + 2 :]
     return LabelEdit(_relabelled(labels, parts, new), dict(zip(others, new_others)))
+
+
+def carry_over(values: Mapping[int, T], renamed: Mapping[int, int]) -> dict[int, T]:
+    """Per-vertebra values (confidence, "partial") moved to their vertebra's new label after
+    an edit; a vertebra the edit made (merged or split) has no value and is left out."""
+    return {int(renamed[old]): value for old, value in values.items() if old in renamed}
+
+
+def write_vertebrae_csv(path: str | os.PathLike, labels: Image, force: bool = False) -> Path:
+    """One row per vertebra, cranial first: name, VerSe label, centroid (LPS mm), volume."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass force=True to overwrite")
+    rows = summarize(labels)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for r in rows:
+            x, y, z = (f"{c:.3f}" for c in r.centroid_lps)
+            writer.writerow([r.name, r.label, x, y, z, f"{r.volume_ml:.3f}", r.voxels])
+    os.replace(tmp, path)
+    return path

@@ -9,6 +9,7 @@ from SpineLabelerLib import anatomy
 from SpineLabelerLib.image import Image, index_to_lps
 from SpineLabelerLib.relabel import (
     apply_mapping,
+    carry_over,
     merge,
     present_labels,
     relabel_from_here,
@@ -19,6 +20,7 @@ from SpineLabelerLib.relabel import (
     split,
     summarize,
     vertebra_centroids_lps,
+    write_vertebrae_csv,
 )
 
 L = anatomy.vertebra  # L("T12").label == 19
@@ -233,3 +235,27 @@ def test_bad_labelmaps_are_refused():
         vertebra_centroids_lps(Image(arr))
     with pytest.raises(ValueError, match="3D"):
         present_labels(Image(np.zeros((3, 3, 3, 2), np.uint8)))
+
+
+def test_values_follow_their_vertebra_through_edits():
+    labels = spine(["T12", "L1", "L2", "L3"], disc=1)
+    confidence = {19: 0.9, 20: 0.8, 21: 0.7, 22: 0.6}
+    shifted = relabel_from_here(labels, "T12", "L1")
+    assert carry_over(confidence, shifted.renamed) == {20: 0.9, 21: 0.8, 22: 0.7, 23: 0.6}
+    merged = merge(labels, "L1", "L2")
+    assert carry_over(confidence, merged.renamed) == {19: 0.9, 21: 0.6}  # the merged L1 has none
+
+
+def test_vertebrae_csv(tmp_path):
+    labels = spine(["L1", "L2"])
+    path = write_vertebrae_csv(tmp_path / "vertebrae.csv", labels)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "name,label,l_mm,p_mm,s_mm,volume_ml,voxels"
+    first = lines[1].split(",")
+    assert first[:2] == ["L1", "20"] and first[5:] == ["0.768", "384"]
+    centroid = vertebra_centroids_lps(labels)[20]
+    assert [float(v) for v in first[2:5]] == pytest.approx(centroid, abs=1e-3)
+    assert lines[2].startswith("L2,21,")
+    with pytest.raises(FileExistsError):
+        write_vertebrae_csv(path, labels)
+    write_vertebrae_csv(path, labels, force=True)
