@@ -49,8 +49,8 @@ boundary say that the call was close.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -96,7 +96,7 @@ class VertebraEvidence:
 
     region_votes: tuple[float, float, float]
     centroid_lps: tuple[float, float, float]
-    rib_score: Optional[float] = None
+    rib_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,9 @@ def _ideal_loglik(level: int, w: IdentifyWeights) -> tuple[float, float]:
 def _size_loglik(evidence: Sequence[VertebraEvidence], start: int, w: IdentifyWeights) -> float:
     score = 0.0
     for i in range(len(evidence) - 1):
-        step = float(np.linalg.norm(np.subtract(evidence[i].centroid_lps, evidence[i + 1].centroid_lps)))
+        step = float(
+            np.linalg.norm(np.subtract(evidence[i].centroid_lps, evidence[i + 1].centroid_lps))
+        )
         typical = _TYPICAL_STEP_MM[LEVELS[start + i].name]
         z = (step - typical) / (w.size_sigma_rel * typical)
         score += -0.5 * w.size * z * z
@@ -203,7 +205,9 @@ def identify(
     if n == 0:
         raise ValueError("no vertebrae to identify")
     if n > _N_LEVELS:
-        raise ValueError(f"{n} vertebrae found, more than the {_N_LEVELS} levels of the spine model")
+        raise ValueError(
+            f"{n} vertebrae found, more than the {_N_LEVELS} levels of the spine model"
+        )
     scores = {s: _placement_score(evidence, ends, s, weights) for s in range(_N_LEVELS - n + 1)}
     starts = np.array(list(scores))
     values = np.array([scores[s] for s in starts])

@@ -17,7 +17,7 @@ function of the S coordinate (z, mm).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -75,7 +75,7 @@ class Stage1Result:
 
     classes: Image  # uint8 (K, J, I): 0 bg, 1 C, 2 T, 3 L
     boxes: dict[str, RegionBox]
-    centerline: Optional[Centerline]
+    centerline: Centerline | None
 
     @property
     def found(self) -> bool:
@@ -115,8 +115,8 @@ def sliding_window_probabilities(
     n_classes: int,
     window_kji: tuple[int, int, int],
     overlap: float = 0.25,
-    progress: Optional[ProgressCallback] = None,
-    cancel: Optional[CancelFlag] = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelFlag | None = None,
     stage: str = "stage1",
 ) -> np.ndarray:
     """Class probabilities ``(n_classes, K, J, I)`` of a ``(C, K, J, I)`` volume.
@@ -149,7 +149,9 @@ def sliding_window_probabilities(
 # ----------------------------------------------------------------------------- cleaning
 
 
-def clean_region_map(classes: np.ndarray, voxel_ml: float, settings: CleaningSettings = CleaningSettings()) -> np.ndarray:
+def clean_region_map(
+    classes: np.ndarray, voxel_ml: float, settings: CleaningSettings = CleaningSettings()
+) -> np.ndarray:
     """Remove stray components from a ``(K, J, I)`` class map (0 bg, 1-3 regions).
 
     Components of the foreground (any region, 26-connected) smaller than
@@ -161,7 +163,9 @@ def clean_region_map(classes: np.ndarray, voxel_ml: float, settings: CleaningSet
     if n == 0:
         return np.zeros_like(classes)
     sizes_ml = np.bincount(comp.ravel())[1:] * voxel_ml
-    keep = (sizes_ml >= settings.min_component_ml) & (sizes_ml >= settings.min_fraction_of_largest * sizes_ml.max())
+    keep = (sizes_ml >= settings.min_component_ml) & (
+        sizes_ml >= settings.min_fraction_of_largest * sizes_ml.max()
+    )
     if sizes_ml[keep].sum() < settings.min_spine_ml:
         return np.zeros_like(classes)
     lut = np.concatenate([[False], keep])
@@ -195,7 +199,7 @@ def region_boxes(classes: Image) -> dict[str, RegionBox]:
     return boxes
 
 
-def centerline_of(classes: Image, smooth_mm: float = 20.0) -> Optional[Centerline]:
+def centerline_of(classes: Image, smooth_mm: float = 20.0) -> Centerline | None:
     """Spine centre per axial slice of a canonical (identity-direction) class map, smoothed.
 
     The centroid of the spine voxels of every slice that has any is taken, then each
@@ -244,5 +248,7 @@ def region_boundaries_z(classes: Image) -> list[tuple[str, float]]:
 def summarize(classes_raw: Image, settings: CleaningSettings = CleaningSettings()) -> Stage1Result:
     """Clean a raw argmax map (canonical grid) and derive boxes and the centre line."""
     voxel_ml = float(np.prod(classes_raw.spacing_mm)) / 1000.0
-    cleaned = classes_raw.with_array(clean_region_map(classes_raw.array.astype(np.uint8), voxel_ml, settings))
+    cleaned = classes_raw.with_array(
+        clean_region_map(classes_raw.array.astype(np.uint8), voxel_ml, settings)
+    )
     return Stage1Result(cleaned, region_boxes(cleaned), centerline_of(cleaned))

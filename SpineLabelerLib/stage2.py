@@ -21,7 +21,7 @@ A mask that touches the edge of the CT's field of view is flagged ``partial``. A
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -45,7 +45,7 @@ class WalkSettings:
     max_iterations: int = 4
     converge_mm: float = 2.0
     threshold: float = 0.5
-    min_volume_ml: float = 0.5  # a smaller prediction counts as empty
+    min_volume_ml: float = 2.0  # a smaller prediction counts as empty (C1 is ~8 ml)
     min_advance: float = 0.4  # a new centroid must move on at least this many steps
     max_vertebrae: int = 28
     step_limits_mm: tuple[float, float] = (10.0, 50.0)
@@ -116,9 +116,14 @@ class _Walker:
     def inside_fov(self, lps: np.ndarray) -> bool:
         k, j, i = np.round(self.to_kji(lps)).astype(int)
         shape = self.valid.shape
-        return 0 <= k < shape[0] and 0 <= j < shape[1] and 0 <= i < shape[2] and bool(self.valid[k, j, i])
+        return (
+            0 <= k < shape[0]
+            and 0 <= j < shape[1]
+            and 0 <= i < shape[2]
+            and bool(self.valid[k, j, i])
+        )
 
-    def predict_mask(self, center_lps: np.ndarray) -> Optional[tuple[np.ndarray, tuple]]:
+    def predict_mask(self, center_lps: np.ndarray) -> tuple[np.ndarray, tuple] | None:
         """The predicted next-vertebra mask near ``center_lps``: (patch mask, slices) or None."""
         patch = self.settings.patch_kji
         slices = _patch_slices(self.to_kji(center_lps), patch, self.ct.array.shape)
@@ -144,12 +149,13 @@ class _Walker:
         kji = np.argwhere(mask[dst]).mean(axis=0) + np.array([s.start for s in src])
         return index_to_lps(self.ct, kji[::-1][None])[0]
 
-    def segment_at(self, center_lps: np.ndarray) -> Optional[WalkedVertebra]:
+    def segment_at(self, center_lps: np.ndarray) -> WalkedVertebra | None:
         """Predict, re-centre on the mask, repeat until converged; add the mask to memory."""
         best = None
         converged = False
         iterations = 0
-        for iterations in range(1, self.settings.max_iterations + 1):
+        while iterations < self.settings.max_iterations:
+            iterations += 1
             found = self.predict_mask(center_lps)
             if found is None:
                 break
@@ -180,7 +186,9 @@ class _Walker:
         self.instances[self.instances == vertebra.index] = 0
 
 
-def _next_center(walker: _Walker, prev: WalkedVertebra, step_mm: float, direction: int) -> np.ndarray:
+def _next_center(
+    walker: _Walker, prev: WalkedVertebra, step_mm: float, direction: int
+) -> np.ndarray:
     tangent = walker.centerline.tangent_at(float(prev.centroid_lps[2]))
     return prev.centroid_lps + direction * step_mm * tangent
 
@@ -221,7 +229,9 @@ def _walk_one_way(
         measured = float(np.linalg.norm(vertebra.centroid_lps - prev.centroid_lps))
         step = float(np.clip(measured, *s.step_limits_mm))
         prev = vertebra
-        if vertebra.partial and not walker.inside_fov(_next_center(walker, prev, 0.5 * step, direction)):
+        if vertebra.partial and not walker.inside_fov(
+            _next_center(walker, prev, 0.5 * step, direction)
+        ):
             return found, "fov"
 
 
@@ -234,8 +244,8 @@ def walk(
     step_mm: float,
     box_z_mm: tuple[float, float],
     settings: WalkSettings = WalkSettings(),
-    progress: Optional[ProgressCallback] = None,
-    cancel: Optional[CancelFlag] = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelFlag | None = None,
     expected_count: int = 17,
 ) -> WalkResult:
     """Segment every vertebra reachable from ``start_lps`` along the centre line.
@@ -256,7 +266,9 @@ def walk(
         count[0] += 1
         if cancel is not None:
             cancel.check()
-        report(progress, "stage2", min(count[0] / max(expected_count, 1), 0.99), f"vertebra {count[0]}")
+        report(
+            progress, "stage2", min(count[0] / max(expected_count, 1), 0.99), f"vertebra {count[0]}"
+        )
 
     start = None
     for z in _start_candidates(float(start_lps[2]), step_mm, box_z_mm):
@@ -273,7 +285,9 @@ def walk(
     on_found(start)
     budget = settings.max_vertebrae - 1
     above, result.end_above = _walk_one_way(walker, start, step_mm, +1, box_z_mm, budget, on_found)
-    below, result.end_below = _walk_one_way(walker, start, step_mm, -1, box_z_mm, budget - len(above), on_found)
+    below, result.end_below = _walk_one_way(
+        walker, start, step_mm, -1, box_z_mm, budget - len(above), on_found
+    )
     result.vertebrae = list(reversed(above)) + [start] + below
     result.instances = ct.with_array(walker.instances)
     result.predictions = walker.predictions

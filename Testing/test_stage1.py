@@ -46,7 +46,11 @@ def test_sliding_windows_report_progress_and_stop_on_cancel():
     vol = np.zeros((1, 16, 16, 16), np.float32)
     seen = []
     stage1.sliding_window_probabilities(
-        vol, lambda x: np.ones((1, *x.shape[1:]), np.float32), 1, (8, 8, 8), 0.0,
+        vol,
+        lambda x: np.ones((1, *x.shape[1:]), np.float32),
+        1,
+        (8, 8, 8),
+        0.0,
         progress=lambda s, f, m: seen.append(f),
     )
     assert len(seen) == 8 and seen[-1] == 1.0

@@ -36,7 +36,11 @@ def oracle(ct_patch, memory):
         d = np.linalg.norm(np.argwhere(labels == value).mean(axis=0) - center)
         if d < best_d:
             best, best_d = value, d
-    return (labels == best).astype(np.float32) if best is not None else np.zeros(ct_patch.shape, np.float32)
+    return (
+        (labels == best).astype(np.float32)
+        if best is not None
+        else np.zeros(ct_patch.shape, np.float32)
+    )
 
 
 def straight_line(ct, drift=0.1):
@@ -51,7 +55,7 @@ def run(ct, valid=None, start_k=None, **kw):
     line = straight_line(ct)
     start = line.point_at(ct.origin_lps[2] + start_k)
     valid = np.ones(SHAPE, bool) if valid is None else valid
-    settings = stage2.WalkSettings(patch_kji=(32, 32, 32))
+    settings = stage2.WalkSettings(patch_kji=(32, 32, 32), min_volume_ml=0.5)
     box_z = (ct.origin_lps[2], ct.origin_lps[2] + SHAPE[0] - 1)
     return stage2.walk(ct, valid, oracle, line, start, 20.0, box_z, settings, **kw)
 
@@ -120,11 +124,15 @@ def test_patch_extraction_pads_outside_the_crop():
     vol = np.arange(27, dtype=np.float32).reshape(3, 3, 3)
     sl = stage2._patch_slices(np.array([0.0, 0.0, 0.0]), (3, 3, 3), vol.shape)
     patch = stage2._extract(vol, sl, (3, 3, 3), -1.0)
-    assert patch[0, 0, 0] == -1.0 and patch[1, 1, 1] == vol[0, 0, 0] and patch[2, 2, 2] == vol[1, 1, 1]
+    assert (
+        patch[0, 0, 0] == -1.0 and patch[1, 1, 1] == vol[0, 0, 0] and patch[2, 2, 2] == vol[1, 1, 1]
+    )
     assert stage2._patch_slices(np.array([50.0, 0, 0]), (3, 3, 3), vol.shape) is None
 
 
 def test_bad_inputs_are_clear_errors():
     ct, _ = scene()
     with pytest.raises(ValueError, match="valid mask shape"):
-        stage2.walk(ct, np.ones((2, 2, 2), bool), oracle, straight_line(ct), np.zeros(3), 20.0, (0, 1))
+        stage2.walk(
+            ct, np.ones((2, 2, 2), bool), oracle, straight_line(ct), np.zeros(3), 20.0, (0, 1)
+        )

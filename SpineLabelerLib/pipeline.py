@@ -1,0 +1,407 @@
+"""The one entry point: a CT in, every visible vertebra segmented, centred and named out.
+
+``segment_spine(ct, settings, progress, cancel) -> SpineResult`` is what the CLI
+(``spinelabeler segment``) and the Slicer module call. Steps (issue 5):
+
+1. stage 1 over the whole CT on the stage-1 canonical grid (``stage1_spacing_mm``):
+   regions, cleaned; boxes; centre line. Nothing found -> ``no_spine_found`` (not an error).
+2. stage 2 on the spine box only, at 1 mm: the iterative walk (stage2.py), started at the
+   thoracolumbar or cervicothoracic boundary when one is visible, else at the end of the
+   column that offers an anchor (C1 under the skull for a cervical-only view, the vertebra
+   above the sacrum for a lumbar-only view), else mid-column.
+3. identification (identify.py) from the walk, the stage-1 votes and how the walk ended.
+4. labels back to the CT's own grid (nearest neighbour); centroids and volumes from those
+   final masks.
+
+Progress fractions are overall (0..1) with the stage named; ``cancel`` is checked between
+steps and between vertebrae (raises ``progress.Cancelled``; nothing is returned or written).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from SpineLabelerLib import anatomy, identify, preprocess, stage1, stage2
+from SpineLabelerLib.evaluation.centroids import centroids_from_labels
+from SpineLabelerLib.image import Image, ijk_to_lps_matrix, index_to_lps, lps_to_index
+from SpineLabelerLib.io.checks import check_ct
+from SpineLabelerLib.progress import CancelFlag, ProgressCallback, report
+
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
+
+# Overall progress span of each stage.
+_SPANS = {
+    "stage1": (0.02, 0.30),
+    "stage2": (0.30, 0.92),
+    "identify": (0.92, 0.96),
+    "output": (0.96, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    """Everything that changes what or how fast the pipeline segments (mm, voxels)."""
+
+    weights_dir: Path = DEFAULT_WEIGHTS_DIR
+    device: str = "auto"  # auto | cpu | cuda | mps
+    threads: int = 2  # CPU threads for torch
+    stage1_spacing_mm: float = preprocess.STAGE1_SPACING_MM
+    stage1_window_kji: tuple[int, int, int] = (128, 160, 160)  # voxels at stage-1 spacing
+    stage1_overlap: float = 0.25
+    box_margin_mm: tuple[float, float, float] = (25.0, 25.0, 30.0)  # around the spine box (x, y, z)
+    walk: stage2.WalkSettings = field(
+        default_factory=lambda: stage2.WalkSettings(patch_kji=preprocess.STAGE2_PATCH_KJI)
+    )
+    cleaning: stage1.CleaningSettings = field(default_factory=stage1.CleaningSettings)
+
+    def fast(self) -> SegmentSettings:
+        """The ``--fast`` variant: coarser stage 1 (4 mm), at most 2 predictions per vertebra."""
+        return replace(
+            self,
+            stage1_spacing_mm=max(self.stage1_spacing_mm, 4.0),
+            walk=replace(self.walk, max_iterations=2, converge_mm=3.0),
+        )
+
+
+@dataclass(frozen=True)
+class VertebraRecord:
+    """One vertebra of the result (centroid LPS mm, volume ml, confidence 0..1)."""
+
+    label: int
+    name: str
+    partial: bool
+    confidence: float
+    volume_ml: float
+    centroid_lps: tuple[float, float, float]
+
+
+@dataclass
+class SpineResult:
+    """What ``segment_spine`` found; ``labels`` lies on the input CT's grid (VerSe values)."""
+
+    labels: Image
+    vertebrae: list[VertebraRecord]
+    no_spine_found: bool
+    timings_s: dict[str, float]
+    device: str
+    messages: list[str] = field(default_factory=list)
+    walk_ends: tuple[str, str] = ("none", "none")  # (above, below): spine | fov | box | ...
+
+    def report(self) -> dict[str, Any]:
+        """The JSON report (report.json) of ARCHITECTURE.md."""
+        return {
+            "no_spine_found": self.no_spine_found,
+            "vertebrae": [asdict(v) for v in self.vertebrae],
+            "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
+            "device": self.device,
+            "walk_ends": {"above": self.walk_ends[0], "below": self.walk_ends[1]},
+            "messages": list(self.messages),
+        }
+
+
+# ----------------------------------------------------------------------------- models
+
+_MODEL_CACHE: dict[tuple, Any] = {}
+
+
+def load_runners(settings: SegmentSettings):
+    """Stage-1 and stage-2 NetRunners on the chosen device (cached per file and device)."""
+    import torch
+
+    from SpineLabelerLib import device as devices
+    from SpineLabelerLib import nets
+
+    torch.set_num_threads(max(1, int(settings.threads)))
+    dev, messages = devices.resolve_device(settings.device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    runners = []
+    for kind, activation, pads in (
+        ("stage1", "softmax", (-1.0,)),
+        ("stage2", "sigmoid", (-1.0, 0.0)),
+    ):
+        path = Path(settings.weights_dir) / f"{kind}.pt"
+        key = (str(path), path.stat().st_mtime if path.exists() else None, str(dev))
+        if key not in _MODEL_CACHE:
+            _MODEL_CACHE[key] = nets.load_model(path, kind, dev)
+        model = _MODEL_CACHE[key]
+        runners.append(devices.NetRunner(model, dev, activation, pads, model.config.multiple))
+    return runners[0], runners[1], devices.describe(dev), messages
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _span(progress: ProgressCallback | None, name: str) -> ProgressCallback | None:
+    """A callback that maps a stage's own 0..1 onto its overall span."""
+    if progress is None:
+        return None
+    lo, hi = _SPANS[name]
+    return lambda stage, fraction, message: progress(stage, lo + (hi - lo) * fraction, message)
+
+
+def covering_subimage(
+    ct: Image, box_lps: tuple[np.ndarray, np.ndarray], pad_voxels: int = 2
+) -> Image:
+    """The part of ``ct`` (a view, no copy) whose voxels cover an LPS box (mm)."""
+    lo, hi = (np.asarray(b, float) for b in box_lps)
+    corners = np.array(
+        [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+    )
+    ijk = lps_to_index(ct, corners)
+    size = np.array(ct.size_ijk)
+    start = np.clip(np.floor(ijk.min(axis=0)).astype(int) - pad_voxels, 0, size - 1)
+    stop = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + pad_voxels + 1, start + 1, size)
+    array = ct.array[start[2] : stop[2], start[1] : stop[1], start[0] : stop[0]]
+    origin = index_to_lps(ct, start[None].astype(float))[0]
+    return Image(array, ct.spacing_mm, tuple(origin), ct.direction)
+
+
+def fov_mask(ct: Image, grid: Image) -> np.ndarray:
+    """Bool ``(K, J, I)`` on ``grid``: True where a voxel centre lies inside ``ct``'s voxels."""
+    n = np.array(ct.size_ijk, float)
+    # grid index (i, j, k) -> ct continuous index, one affine map.
+    a = np.linalg.inv(ijk_to_lps_matrix(ct)) @ ijk_to_lps_matrix(grid)
+    out = np.zeros(grid.array.shape[:3], bool)
+    n_k, n_j, n_i = out.shape
+    jj, ii = np.meshgrid(np.arange(n_j, dtype=float), np.arange(n_i, dtype=float), indexing="ij")
+    base = ii[..., None] * a[:3, 0] + jj[..., None] * a[:3, 1] + a[:3, 3]  # (J, I, 3)
+    for k in range(n_k):
+        idx = base + k * a[:3, 2]
+        out[k] = np.all((idx >= -0.5) & (idx <= n - 0.5), axis=-1)
+    return out
+
+
+def choose_start(result: stage1.Stage1Result) -> tuple[float, str]:
+    """S coordinate (mm) to start the walk at and why (see the module doc)."""
+    boundaries = dict(stage1.region_boundaries_z(result.classes))
+    for name in ("T/L", "C/T"):
+        if name in boundaries:
+            return boundaries[name], f"{name} boundary"
+    regions = result.regions_present()
+    spine = result.boxes["spine"]
+    if regions == ["cervical"]:
+        return spine.max_lps[2] - 10.0, "top of the cervical spine (C1 anchor)"
+    if regions == ["lumbar"]:
+        return spine.min_lps[2] + 15.0, "bottom of the lumbar spine (sacrum anchor)"
+    return 0.5 * (spine.min_lps[2] + spine.max_lps[2]), "middle of the spine region"
+
+
+def _region_at(result: stage1.Stage1Result, z: float) -> str:
+    for region in anatomy.REGIONS:
+        box = result.boxes.get(region)
+        if box is not None and box.min_lps[2] <= z <= box.max_lps[2]:
+            return region
+    return "thoracic"
+
+
+def _votes(
+    instances: np.ndarray, classes_on_crop: np.ndarray, index: int
+) -> tuple[float, float, float]:
+    regions = classes_on_crop[instances == index]
+    counts = np.bincount(regions, minlength=4)
+    return (float(counts[1]), float(counts[2]), float(counts[3]))
+
+
+def _no_spine(
+    ct: Image, timings: dict[str, float], device: str, messages: list[str], why: str
+) -> SpineResult:
+    return SpineResult(
+        ct.with_array(np.zeros(ct.array.shape[:3], np.uint8)),
+        [],
+        True,
+        timings,
+        device,
+        messages + [why],
+    )
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def segment_spine(
+    ct: Image,
+    settings: SegmentSettings = SegmentSettings(),
+    progress: ProgressCallback | None = None,
+    cancel: CancelFlag | None = None,
+    runners: tuple[Any, Any, str] | None = None,
+) -> SpineResult:
+    """Segment, locate and name every visible vertebra of ``ct`` (HU, any grid, LPS).
+
+    ``runners``: (stage-1, stage-2, device name) to use instead of the weight files, for
+    callers that hold their own networks (and tests with oracle "networks"); a runner maps
+    ``(C, K, J, I)`` float32 to probabilities and has a ``messages`` list.
+    Raises io.CTInputError for an input that cannot be a CT, nets.ModelFileError for
+    missing or broken weights, progress.Cancelled when ``cancel`` is set.
+    """
+    t_all = time.perf_counter()
+    check_ct(ct)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    if runners is None:
+        run1, run2, device_name, messages = load_runners(settings)
+    else:
+        (run1, run2, device_name), messages = runners, []
+    timings["load_models"] = time.perf_counter() - t
+    report(progress, "stage1", _SPANS["stage1"][0], f"stage 1 on {device_name}")
+
+    # Stage 1: regions on the whole CT.
+    t = time.perf_counter()
+    s1 = run_stage1(ct, run1, settings, _span(progress, "stage1"), cancel)
+    timings["stage1"] = time.perf_counter() - t
+    if cancel is not None:
+        cancel.check()
+    if not s1.found:
+        timings["total"] = time.perf_counter() - t_all
+        report(progress, "done", 1.0, "no spine found")
+        return _no_spine(
+            ct, timings, device_name, messages + run1.messages, "stage 1 found no spine region"
+        )
+
+    # Stage 2: the walk on the spine box at 1 mm.
+    t = time.perf_counter()
+    crop, valid, walk = run_stage2(ct, s1, run2, settings, _span(progress, "stage2"), cancel)
+    timings["stage2"] = time.perf_counter() - t
+    messages = messages + run1.messages + run2.messages
+    if not walk.vertebrae:
+        timings["total"] = time.perf_counter() - t_all
+        report(progress, "done", 1.0, "no spine found")
+        return _no_spine(
+            ct, timings, device_name, messages, "stage 2 found no vertebra in the spine region"
+        )
+
+    # Identification.
+    t = time.perf_counter()
+    report(progress, "identify", _SPANS["identify"][0], "naming the vertebrae")
+    classes_on_crop = preprocess.labels_onto(s1.classes, crop).array
+    evidence = [
+        identify.VertebraEvidence(
+            _votes(walk.instances.array, classes_on_crop, v.index), tuple(v.centroid_lps)
+        )
+        for v in walk.vertebrae
+    ]
+    ends = identify.ColumnEnds(
+        ends_above=walk.end_above == "spine", ends_below=walk.end_below == "spine"
+    )
+    names = identify.identify(evidence, ends)
+    timings["identify"] = time.perf_counter() - t
+    if cancel is not None:
+        cancel.check()
+
+    # Back to the input grid; centroids and volumes from the final masks.
+    t = time.perf_counter()
+    report(progress, "output", _SPANS["output"][0], "resampling to the input grid")
+    lut = np.zeros(int(walk.instances.array.max()) + 1, np.uint8)
+    for v, label in zip(walk.vertebrae, names.labels):
+        lut[v.index] = label
+    labels_crop = walk.instances.with_array(lut[walk.instances.array])
+    labels = preprocess.to_input_grid(labels_crop, ct)
+    labels = labels.with_array(labels.array.astype(np.uint8, copy=False))
+    records = _records(labels, walk, names)
+    timings["output"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_all
+    report(progress, "done", 1.0, f"{len(records)} vertebrae")
+    return SpineResult(
+        labels,
+        records,
+        not records,
+        timings,
+        device_name,
+        messages,
+        (walk.end_above, walk.end_below),
+    )
+
+
+def run_stage1(
+    ct: Image, runner, settings: SegmentSettings, progress=None, cancel=None
+) -> stage1.Stage1Result:
+    """Stage 1 on the whole CT: canonical grid at ``stage1_spacing_mm``, windows, cleaning."""
+    canon = preprocess.to_canonical(ct, settings.stage1_spacing_mm)
+    volume = preprocess.normalize_hu(canon.array)[None]
+    probs = stage1.sliding_window_probabilities(
+        volume, runner, 4, settings.stage1_window_kji, settings.stage1_overlap, progress, cancel
+    )
+    classes = canon.with_array(np.argmax(probs, axis=0).astype(np.uint8))
+    return stage1.summarize(classes, settings.cleaning)
+
+
+def spine_crop_box(ct: Image, s1: stage1.Stage1Result, margin_mm) -> tuple[np.ndarray, np.ndarray]:
+    """The spine box plus margin, inside the CT's extent grown by 2 mm (so that a face of the
+    crop that is the CT's edge holds a layer of outside voxels: where cut vertebrae touch)."""
+    box = s1.boxes["spine"]
+    lo = np.asarray(box.min_lps) - np.asarray(margin_mm)
+    hi = np.asarray(box.max_lps) + np.asarray(margin_mm)
+    ct_lo, ct_hi = preprocess.physical_bounds_lps(ct)
+    return np.maximum(lo, ct_lo - 2.0), np.minimum(hi, ct_hi + 2.0)
+
+
+def run_stage2(
+    ct: Image,
+    s1: stage1.Stage1Result,
+    runner,
+    settings: SegmentSettings,
+    progress=None,
+    cancel=None,
+):
+    """The walk on the 1 mm canonical crop of the spine box: (crop grid, FOV mask, WalkResult)."""
+    box = spine_crop_box(ct, s1, settings.box_margin_mm)
+    source = covering_subimage(ct, box)
+    crop_hu = preprocess.to_canonical(source, preprocess.STAGE2_SPACING_MM, box)
+    crop = crop_hu.with_array(preprocess.normalize_hu(crop_hu.array))
+    valid = fov_mask(ct, crop)
+    z0, _why = choose_start(s1)
+    start = s1.centerline.point_at(z0)
+    step = stage2.TYPICAL_STEP_MM[_region_at(s1, z0)]
+    spine = s1.boxes["spine"]
+    box_z = (
+        spine.min_lps[2] - settings.box_margin_mm[2],
+        spine.max_lps[2] + settings.box_margin_mm[2],
+    )
+
+    def predict(ct_patch: np.ndarray, memory: np.ndarray) -> np.ndarray:
+        return runner(np.stack([ct_patch, memory]))[0]
+
+    expected = max(1, int(round((spine.max_lps[2] - spine.min_lps[2]) / step)))
+    walk = stage2.walk(
+        crop,
+        valid,
+        predict,
+        s1.centerline,
+        start,
+        step,
+        box_z,
+        settings.walk,
+        progress,
+        cancel,
+        expected,
+    )
+    return crop, valid, walk
+
+
+def _records(
+    labels: Image, walk: stage2.WalkResult, names: identify.Identification
+) -> list[VertebraRecord]:
+    centroids = centroids_from_labels(labels)
+    counts = np.bincount(labels.array.ravel(), minlength=anatomy.MAX_LABEL + 1)
+    voxel_ml = float(np.prod(labels.spacing_mm)) / 1000.0
+    records = []
+    for v, label, conf in zip(walk.vertebrae, names.labels, names.confidences):
+        if label not in centroids:  # vanished on a coarse input grid
+            continue
+        records.append(
+            VertebraRecord(
+                label=int(label),
+                name=anatomy.vertebra(int(label)).name,
+                partial=bool(v.partial),
+                confidence=float(conf),
+                volume_ml=round(float(counts[label]) * voxel_ml, 3),
+                centroid_lps=tuple(round(float(c), 3) for c in centroids[label]),
+            )
+        )
+    return records

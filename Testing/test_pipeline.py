@@ -1,0 +1,275 @@
+"""pipeline.py (and device.py) on hand-built spines with oracle "networks", plus tiny random nets.
+
+The oracle CTs encode each vertebra's VerSe label in its HU (200 + 30 * label) so that the
+oracle runners can read the truth back from the very patches the pipeline hands them: the
+whole pipeline (grids, crop, walk, identification, resampling back) runs for real.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from SpineLabelerLib import anatomy, device, nets, pipeline, preprocess
+from SpineLabelerLib.identify import _TYPICAL_STEP_MM
+from SpineLabelerLib.image import Image, index_to_lps, resample_onto
+from SpineLabelerLib.progress import CancelFlag, Cancelled
+
+torch.set_num_threads(1)
+
+
+def label_hu(label):
+    return 200.0 + 30.0 * label
+
+
+def decode_labels(normalized):
+    hu = (normalized + 1.0) / 2.0 * (preprocess.HU_MAX - preprocess.HU_MIN) + preprocess.HU_MIN
+    label = np.round((hu - 200.0) / 30.0).astype(int)
+    exact = np.abs(hu - label_hu(label)) < 6.0
+    return np.where(exact & (label >= 1) & (label <= 25), label, 0)
+
+
+class OracleStage1:
+    messages: list = []
+
+    def __call__(self, x):
+        classes = preprocess.region_classes(decode_labels(x[0]))
+        return np.stack([(classes == c).astype(np.float32) for c in range(4)])
+
+
+class OracleStage2:
+    messages: list = []
+
+    def __call__(self, x):
+        labels = decode_labels(x[0])
+        labels[x[1] > 0.5] = 0
+        center = (np.array(labels.shape) - 1) / 2.0
+        best, best_d = 0, np.inf
+        values, counts = np.unique(labels[labels > 0], return_counts=True)
+        for value, count in zip(values, counts):
+            if count < 3000:  # interpolated slabs (a 1 mm layer between slices) are not vertebrae
+                continue
+            d = np.linalg.norm(np.argwhere(labels == value).mean(axis=0) - center)
+            if d < best_d:
+                best, best_d = value, d
+        return (
+            (labels == best).astype(np.float32)[None]
+            if best
+            else np.zeros((1, *labels.shape), np.float32)
+        )
+
+
+def oracle_runners():
+    return OracleStage1(), OracleStage2(), "oracle"
+
+
+def spine_ct(
+    first,
+    last,
+    above_mm=40.0,
+    below_mm=40.0,
+    cut_top_mm=0.0,
+    spacing=(1.0, 1.0, 2.0),
+    direction=None,
+):
+    """A CT of box vertebrae first..last along S with realistic steps; truth labels alongside.
+
+    ``above_mm``/``below_mm``: tissue beyond the column's ends (skull / sacrum stand-ins);
+    ``cut_top_mm`` > 0 moves the top of the field of view that far into the top vertebra.
+    """
+    levels = [v.name for v in anatomy.VERTEBRAE]
+    names = levels[levels.index(first) : levels.index(last) + 1]
+    steps = [_TYPICAL_STEP_MM[n] for n in names]
+    length = sum(steps)
+    top = length + below_mm + (above_mm if cut_top_mm <= 0 else -cut_top_mm)
+    shape = (int(top), 80, 80)  # (K, J, I) at 1 mm, canonical; k runs to Superior
+    truth = np.zeros(shape, np.uint8)
+    z = length + below_mm
+    for name, step in zip(names, steps):
+        k1 = int(round(z))
+        k0 = int(round(z - 0.7 * step))
+        truth[max(k0, 0) : min(k1, shape[0]), 20:55, 20:60] = anatomy.vertebra(name).label
+        z -= step
+    canon_truth = Image(truth, (1.0, 1.0, 1.0), (-40.0, -40.0, -below_mm - length))
+    grid_dir = np.eye(3) if direction is None else direction
+    size = (np.array(shape[::-1]) / np.array(spacing)).astype(int)
+    center = index_to_lps(canon_truth, [(np.array(shape[::-1]) - 1) / 2.0])[0]
+    origin = center - grid_dir @ (np.array(spacing) * (size - 1) / 2.0)
+    grid = Image(np.zeros(size[::-1], np.uint8), spacing, tuple(origin), grid_dir)
+    labels = resample_onto(canon_truth, grid, nearest=True)
+    hu = np.where(labels.array > 0, label_hu(labels.array.astype(float)), 0.0)
+    hu[:, :4, :] = -1000.0  # air in front of the body
+    return labels.with_array(hu.astype(np.float32)), labels, names
+
+
+def run(ct, **kw):
+    return pipeline.segment_spine(ct, pipeline.SegmentSettings(), runners=oracle_runners(), **kw)
+
+
+def assert_matches_truth(result, truth, names, tol_mm=1.5):
+    assert not result.no_spine_found
+    assert [v.name for v in result.vertebrae] == names
+    assert result.labels.same_grid(truth)
+    from SpineLabelerLib.evaluation.centroids import centroids_from_labels
+
+    ref = centroids_from_labels(truth)
+    for v in result.vertebrae:
+        assert np.linalg.norm(np.subtract(v.centroid_lps, ref[v.label])) < tol_mm, v
+        dice = (
+            2
+            * np.sum((result.labels.array == v.label) & (truth.array == v.label))
+            / (np.sum(result.labels.array == v.label) + np.sum(truth.array == v.label))
+        )
+        assert dice > 0.8, (v.name, dice)  # the oracle loses interpolated edge slices
+
+
+def test_whole_spine_is_found_and_named_c1_to_l5():
+    ct, truth, names = spine_ct("C1", "L5")
+    seen = []
+    result = run(ct, progress=lambda s, f, m: seen.append(f))
+    assert_matches_truth(result, truth, names)
+    assert result.walk_ends == ("spine", "spine")
+    assert not any(v.partial for v in result.vertebrae)
+    assert seen[-1] == 1.0 and all(b >= a - 1e-9 for a, b in zip(seen, seen[1:]))
+    assert set(result.timings_s) >= {"stage1", "stage2", "identify", "output", "total"}
+
+
+def test_oblique_thoracolumbar_scan_cut_through_the_top_vertebra():
+    c, s = np.cos(np.radians(12)), np.sin(np.radians(12))
+    rotation = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.diag(
+        [1, -1, -1]
+    )  # oblique, flipped
+    ct, truth, names = spine_ct(
+        "T10", "L5", cut_top_mm=8.0, spacing=(1.2, 0.9, 1.5), direction=rotation
+    )
+    result = run(ct)
+    assert_matches_truth(result, truth, names)
+    assert result.vertebrae[0].partial and not any(v.partial for v in result.vertebrae[1:])
+    assert result.walk_ends == ("fov", "spine")
+
+
+def test_lumbar_only_view_counts_up_from_the_sacrum():
+    ct, truth, names = spine_ct("L2", "L5", above_mm=0.0, cut_top_mm=0.0)
+    result = run(ct)
+    assert_matches_truth(result, truth, names)
+
+
+def test_no_vertebra_means_no_spine_found_and_an_empty_labelmap():
+    ct, _, _ = spine_ct("L2", "L5")
+    leg = ct.with_array(
+        np.where(ct.array > 150, 160.0, ct.array).astype(np.float32)
+    )  # bone, no labels
+    result = run(leg)
+    assert result.no_spine_found and result.vertebrae == []
+    assert result.labels.same_grid(leg) and not result.labels.array.any()
+    assert result.report()["no_spine_found"] is True
+
+
+def test_cancel_stops_the_run():
+    ct, _, _ = spine_ct("L1", "L5")
+    flag = CancelFlag()
+
+    def progress(stage, fraction, message):
+        if stage == "stage2":
+            flag.set()
+
+    with pytest.raises(Cancelled):
+        run(ct, progress=progress, cancel=flag)
+
+
+def test_report_is_json_ready():
+    import json
+
+    ct, truth, names = spine_ct("L2", "L5", above_mm=0.0)
+    report = run(ct).report()
+    text = json.dumps(report)
+    assert [v["name"] for v in json.loads(text)["vertebrae"]] == names
+    assert all(0.0 <= v["confidence"] <= 1.0 and v["volume_ml"] > 0 for v in report["vertebrae"])
+
+
+def test_fov_mask_and_covering_subimage_on_an_oblique_grid():
+    c, s = np.cos(np.radians(20)), np.sin(np.radians(20))
+    ct = Image(
+        np.zeros((10, 20, 30), np.int16),
+        (1.0, 2.0, 3.0),
+        (5.0, -3.0, 7.0),
+        np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]),
+    )
+    grid = preprocess.canonical_grid(ct, 2.0)
+    mask = pipeline.fov_mask(ct, grid)
+    ones = resample_onto(ct.with_array(np.ones(ct.array.shape, np.float32)), grid, fill=0.0).array
+    # Agrees with resampling a ones-volume except on the half-voxel rim where linear weights fade.
+    assert np.mean(mask == (ones > 0.5)) > 0.97 and mask.sum() > 0.4 * mask.size
+    lo, hi = preprocess.physical_bounds_lps(ct)
+    box = (lo + 10.0, lo + 30.0)
+    sub = pipeline.covering_subimage(ct, box)
+    assert np.shares_memory(sub.array, ct.array)
+    assert sub.array.size < ct.array.size
+    # Every box corner that lies inside the CT lies inside the sub-image's voxels.
+    corners = np.array(
+        [
+            [x, y, z]
+            for x in (box[0][0], box[1][0])
+            for y in (box[0][1], box[1][1])
+            for z in (box[0][2], box[1][2])
+        ]
+    )
+    from SpineLabelerLib.image import lps_to_index
+
+    idx = lps_to_index(sub, corners)
+    inside_ct = np.all(
+        (lps_to_index(ct, corners) >= 0) & (lps_to_index(ct, corners) <= np.array(ct.size_ijk) - 1),
+        axis=1,
+    )
+    assert np.all(idx[inside_ct] >= -0.5) and np.all(idx[inside_ct] <= np.array(sub.size_ijk) - 0.5)
+
+
+# ----------------------------------------------------------------------------- device.py
+
+
+def test_device_resolution_falls_back_to_cpu_with_a_message():
+    dev, messages = device.resolve_device("cpu")
+    assert dev.type == "cpu" and messages == []
+    if not torch.cuda.is_available():
+        dev, messages = device.resolve_device("cuda")
+        assert dev.type == "cpu" and "not available" in messages[0]
+    with pytest.raises(ValueError, match="unknown device"):
+        device.resolve_device("tpu")
+
+
+def test_net_runner_pads_to_the_multiple_and_crops_back():
+    torch.manual_seed(0)
+    model = nets.build_model("stage2", nets.NetConfig(base_channels=2, depth=2))
+    runner = device.NetRunner(
+        model, torch.device("cpu"), "sigmoid", (-1.0, 0.0), model.config.multiple
+    )
+    x = np.random.default_rng(0).normal(size=(2, 13, 10, 7)).astype(np.float32)
+    out = runner(x)
+    assert out.shape == (1, 13, 10, 7) and np.all((out > 0) & (out < 1))
+    with pytest.raises(ValueError, match="expected"):
+        runner(x[:1])
+
+
+# ----------------------------------------------------------------------------- weight files
+
+
+def test_random_tiny_nets_from_weight_files_run_deterministically(tmp_path):
+    torch.manual_seed(1)
+    config = nets.NetConfig(base_channels=2, depth=2)
+    for kind in nets.KINDS:
+        nets.save_weights(nets.build_model(kind, config), tmp_path / f"{kind}.pt")
+    ct, _, _ = spine_ct("L3", "L5", above_mm=0.0, spacing=(2.0, 2.0, 2.0))
+    settings = pipeline.SegmentSettings(weights_dir=tmp_path, device="cpu", threads=1)
+    settings = pipeline.replace(
+        settings, walk=pipeline.replace(settings.walk, patch_kji=(32, 32, 32), max_vertebrae=4)
+    )
+    first = pipeline.segment_spine(ct, settings)
+    second = pipeline.segment_spine(ct, settings)
+    assert first.labels.same_grid(ct)
+    np.testing.assert_array_equal(first.labels.array, second.labels.array)
+    assert first.device.startswith("cpu")
+
+
+def test_missing_weights_are_a_clear_error(tmp_path):
+    ct, _, _ = spine_ct("L3", "L5", above_mm=0.0, spacing=(2.0, 2.0, 2.0))
+    with pytest.raises(nets.ModelFileError, match="not found"):
+        pipeline.segment_spine(ct, pipeline.SegmentSettings(weights_dir=tmp_path, device="cpu"))
