@@ -32,14 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _read_centroids(path: str):
-    """Centroid JSON -> {label: (3,) LPS mm} through the io package's reader."""
-    from SpineLabelerLib import io
+def _read_centroids(path: str, labels):
+    """Centroid JSON (ours in LPS mm, or a VerSe ``_ctd.json`` in voxels of ``labels``)
+    -> {label: (3,) LPS mm}."""
+    from SpineLabelerLib.io.centroids import read_verse_centroids
 
-    reader = getattr(io, "read_centroids_json", None)
-    if reader is None:
-        raise RuntimeError("this build has no centroid JSON reader (SpineLabelerLib.io)")
-    return reader(path)
+    return read_verse_centroids(path, reference=labels)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         ref = read_labelmap(args.ref)
         pred = read_labelmap(args.pred)
-        pred_c = _read_centroids(args.pred_centroids) if args.pred_centroids else None
-        ref_c = _read_centroids(args.ref_centroids) if args.ref_centroids else None
-    except (OSError, ValueError, RuntimeError) as err:
+        pred_c = _read_centroids(args.pred_centroids, pred) if args.pred_centroids else None
+        ref_c = _read_centroids(args.ref_centroids, ref) if args.ref_centroids else None
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
         print(f"spinelabeler evaluate: {err}", file=sys.stderr)
         return 2
     result = evaluate(pred, ref, pred_c, ref_c)
