@@ -120,8 +120,8 @@ def ras_to_lps(points: np.ndarray) -> np.ndarray:
 
 
 def orientation_code(image: Image) -> str:
-    """Three-letter ITK orientation code of the index axes (e.g. "RAI" for a DICOM axial CT,
-    in ITK's convention: each letter is the direction each axis points *from*)."""
+    """Three-letter orientation code: the patient direction each index axis points *towards*
+    (SimpleITK >= 2: identity direction -> "LPS"; a usual DICOM axial CT -> "LPS")."""
     return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(
         tuple(image.direction.ravel())
     )
