@@ -261,3 +261,25 @@ def test_overview_blends_label_colours_and_writes_png(
     from PIL import Image as PILImage
 
     assert PILImage.open(path).size == picture.size
+
+
+def test_stl_of_a_vertebra_cut_by_the_field_of_view_is_closed(tiny_labels):
+    """A label touching the array's faces (common at the FOV edge) still gives a closed mesh."""
+    import vtk
+
+    cut = np.zeros_like(tiny_labels.array)
+    cut[:5, :, -6:] = 19  # touches k = 0, j = 0 and J - 1, i = I - 1
+    mesh = label_surface(tiny_labels.with_array(cut), 19, smoothing_iterations=0)
+    edges = vtk.vtkFeatureEdges()
+    edges.SetInputData(mesh)
+    edges.BoundaryEdgesOn()
+    edges.NonManifoldEdgesOn()
+    edges.FeatureEdgesOff()
+    edges.ManifoldEdgesOff()
+    edges.Update()
+    assert edges.GetOutput().GetNumberOfCells() == 0
+    ijk = lps_to_index(
+        tiny_labels, np.array([mesh.GetPoint(n) for n in range(mesh.GetNumberOfPoints())])
+    )
+    np.testing.assert_allclose(ijk.min(axis=0), [18 - 0.5, -0.5, -0.5], atol=1e-6)
+    np.testing.assert_allclose(ijk.max(axis=0), [23 + 0.5, 19 + 0.5, 4 + 0.5], atol=1e-6)

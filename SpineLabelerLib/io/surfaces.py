@@ -31,11 +31,11 @@ def label_surface(labels: Image, label: int, smoothing_iterations: int = SMOOTHI
     mask = labels.array == label
     if not mask.any():
         raise ValueError(f"label {label} is not in the labelmap")
-    # Crop to the label's box plus one background voxel each side (keeps the mesh closed).
-    lo = np.maximum(np.argwhere(mask).min(axis=0) - 1, 0)
-    hi = np.argwhere(mask).max(axis=0) + 2
-    crop = np.zeros(tuple(hi - lo + 2), np.uint8)
-    crop[1:-1, 1:-1, 1:-1] = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    # Crop to the label's box and pad one background voxel each side, so that a vertebra
+    # cut by the field of view still gets a closed surface.
+    lo = np.argwhere(mask).min(axis=0)
+    hi = np.argwhere(mask).max(axis=0) + 1
+    crop = np.pad(mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], 1).astype(np.uint8)
     vol = vtk.vtkImageData()
     vol.SetDimensions(crop.shape[2], crop.shape[1], crop.shape[0])  # (I, J, K)
     vol.SetOrigin(*(float(v) for v in (lo[::-1] - 1)))  # index of crop voxel (0, 0, 0) as (i, j, k)
