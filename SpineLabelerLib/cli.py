@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from SpineLabelerLib import __version__
 
-COMMAND_MODULES: tuple[str, ...] = ("info", "evaluate")
+COMMAND_MODULES: tuple[str, ...] = ("info", "evaluate", "segment")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,220 @@
+"""``spinelabeler segment CT|FOLDER -o OUTDIR``: find, segment and name every vertebra.
+
+One CT: the result folder of docs/ARCHITECTURE.md in OUTDIR. A folder holding CT files
+(.nii, .nii.gz, .nrrd, .mha, .mhd) or DICOM sub-folders: one result folder per case,
+OUTDIR/<case>/, and OUTDIR/summary.csv; a failing case is recorded and the batch goes on.
+A folder holding only DICOM files is one CT.
+
+When no spine is found (a leg CT) only report.json is written, saying so; that is an
+answer, not an error (exit 0). Exit codes: 0 done, 1 some cases of a batch failed,
+2 input refused (not a CT, unreadable, results already there without --force),
+3 network weights missing or broken, 130 cancelled (Ctrl-C). Nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from typing import Callable, Optional, TextIO
+
+# --formats accepts the issue's file-style names as well as the writer names of io.results.
+FORMAT_ALIASES = {
+    "nii.gz": "nifti",
+    "nii": "nifti",
+    "nrrd": "nrrd",
+    "seg.nrrd": "seg",
+    "mrk.json": "markups",
+    "json": "centroids",
+    "stl": "surfaces",
+    "png": "overview",
+}
+_VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+EXIT_OK, EXIT_BATCH_FAILURES, EXIT_REFUSED, EXIT_WEIGHTS, EXIT_CANCELLED = 0, 1, 2, 3, 130
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "segment",
+        help="segment, locate and name every vertebra of a CT (or of every CT in a folder)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", help="CT file, DICOM folder, or a folder of CTs")
+    p.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="result folder")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--fast", action="store_true", help="coarser stage 1, fewer refinements")
+    p.add_argument(
+        "--formats",
+        default="all",
+        help="comma list of outputs: seg.nrrd,nii.gz,nrrd,mrk.json,json,stl,png or 'all' "
+        "(report.json is always written)",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite existing result files")
+    p.add_argument(
+        "--progress",
+        default="auto",
+        choices=("auto", "bar", "lines", "none"),
+        help="bar on a terminal, 'PROGRESS <fraction> <stage> <message>' lines in a log",
+    )
+    p.add_argument("--weights", metavar="DIR", help="folder with stage1.pt and stage2.pt")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    p.set_defaults(func=run)
+
+
+def parse_formats(text: str) -> list[str]:
+    """``--formats`` -> io.results format names, report always included; ValueError if unknown."""
+    from SpineLabelerLib.io.results import ALL_FORMATS
+
+    if text.strip() == "all":
+        return list(ALL_FORMATS)
+    out = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        name = FORMAT_ALIASES.get(item.lstrip("."), item)
+        if name not in ALL_FORMATS:
+            choices = ", ".join([*FORMAT_ALIASES, *ALL_FORMATS])
+            raise ValueError(f"unknown format {item!r}; choose from {choices}")
+        out.append(name)
+    return list(dict.fromkeys([*out, "report"]))
+
+
+def progress_printer(mode: str, stream: TextIO) -> Optional[Callable[[str, float, str], None]]:
+    """The progress callback for ``--progress`` (lines on stdout, a bar on stderr)."""
+    if mode == "auto":
+        mode = "bar" if sys.stderr.isatty() else "lines"
+    if mode == "none":
+        return None
+    if mode == "lines":
+
+        def lines(stage: str, fraction: float, message: str) -> None:
+            print(f"PROGRESS {fraction:.3f} {stage} {message}".rstrip(), file=stream, flush=True)
+
+        return lines
+
+    def bar(stage: str, fraction: float, message: str) -> None:
+        filled = int(round(30 * fraction))
+        text = f"\r[{'#' * filled}{'.' * (30 - filled)}] {100 * fraction:5.1f}% {stage}: {message}"
+        sys.stderr.write(text[:110].ljust(110))
+        if fraction >= 1.0:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return bar
+
+
+def case_inputs(folder: Path) -> list[tuple[str, Path]]:
+    """(case name, path) of every CT file and sub-folder of ``folder``; [] if it holds neither."""
+    cases = []
+    for path in sorted(folder.iterdir()):
+        name = path.name
+        if name.startswith("."):
+            continue
+        lower = name.lower()
+        suffix = next((s for s in _VOLUME_SUFFIXES if lower.endswith(s)), None)
+        if path.is_file() and suffix:
+            cases.append((name[: -len(suffix)], path))
+        elif path.is_dir():
+            cases.append((name, path))
+    return cases
+
+
+def segment_one(
+    ct_path: Path, out_dir: Path, settings, formats: list[str], force: bool, progress
+) -> dict:
+    """Read, segment and write one CT; returns its summary row. Raises on refusal."""
+    from SpineLabelerLib.io import read_ct
+    from SpineLabelerLib.io._files import refuse_existing
+    from SpineLabelerLib.io.results import RESULT_FILES, write_result_files
+    from SpineLabelerLib.pipeline import segment_spine
+
+    for fmt in formats:  # fail before a minute of work, not after
+        if fmt != "surfaces":
+            refuse_existing(out_dir / RESULT_FILES[fmt], force)
+    notes: list[str] = []
+    ct = read_ct(ct_path, notes)
+    result = segment_spine(ct, settings, progress)
+    report = result.report()
+    report["input"] = str(ct_path)
+    report["reading_notes"] = notes
+    if result.no_spine_found:
+        write_result_files(out_dir, ct, result.labels, {}, ["report"], force, report)
+    else:
+        centroids = {v.label: v.centroid_lps for v in result.vertebrae}
+        write_result_files(out_dir, ct, result.labels, centroids, formats, force, report)
+    return {
+        "status": "no spine found" if result.no_spine_found else "ok",
+        "vertebrae": " ".join(v.name for v in result.vertebrae),
+        "partial": " ".join(v.name for v in result.vertebrae if v.partial),
+        "seconds": f"{result.timings_s.get('total', 0.0):.1f}",
+        "device": result.device,
+        "message": "; ".join(result.messages),
+    }
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"spinelabeler segment: {message}", file=sys.stderr)
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    from SpineLabelerLib import nets, pipeline
+    from SpineLabelerLib.io.checks import CTInputError
+    from SpineLabelerLib.progress import Cancelled
+
+    try:
+        formats = parse_formats(args.formats)
+    except ValueError as err:
+        return _fail(str(err), EXIT_REFUSED)
+    settings = pipeline.SegmentSettings(device=args.device, threads=args.threads)
+    if args.weights:
+        settings = pipeline.replace(settings, weights_dir=Path(args.weights))
+    if args.fast:
+        settings = settings.fast()
+    source, out = Path(args.input), Path(args.out)
+    if not source.exists():
+        return _fail(f"refused: {source} does not exist", EXIT_REFUSED)
+    progress = progress_printer(args.progress, sys.stdout)
+    cases = case_inputs(source) if source.is_dir() else []
+    try:
+        if not cases:
+            row = segment_one(source, out, settings, formats, args.force, progress)
+            print(f"{row['status']}: {row['vertebrae'] or 'no vertebrae'} -> {out}")
+            return EXIT_OK
+        return run_batch(cases, out, settings, formats, args.force, progress)
+    except (CTInputError, FileExistsError, OSError) as err:
+        return _fail(f"refused: {err}", EXIT_REFUSED)
+    except nets.ModelFileError as err:
+        return _fail(f"network weights: {err}", EXIT_WEIGHTS)
+    except (Cancelled, KeyboardInterrupt):
+        return _fail("cancelled; nothing written for the case in progress", EXIT_CANCELLED)
+
+
+def run_batch(cases, out: Path, settings, formats, force: bool, progress) -> int:
+    """Every case into out/<case>/; summary.csv; one failure never stops the batch."""
+    from SpineLabelerLib import nets
+    from SpineLabelerLib.io._files import refuse_existing
+    from SpineLabelerLib.progress import Cancelled
+
+    summary_path = out / "summary.csv"
+    refuse_existing(summary_path, force)
+    fields = ["case", "status", "vertebrae", "partial", "seconds", "device", "message"]
+    rows, failures = [], 0
+    for n, (name, path) in enumerate(cases, start=1):
+        print(f"[{n}/{len(cases)}] {name}", flush=True)
+        try:
+            row = segment_one(path, out / name, settings, formats, force, progress)
+        except (nets.ModelFileError, Cancelled, KeyboardInterrupt):
+            raise  # the same for every case, or the user's wish: stop the batch
+        except Exception as err:  # one bad case never stops the batch
+            failures += 1
+            row = {"status": "failed", "message": f"{type(err).__name__}: {err}"}
+            print(f"spinelabeler segment: {name}: failed: {err}", file=sys.stderr)
+        rows.append({"case": name, **row})
+    out.mkdir(parents=True, exist_ok=True)
+    with open(summary_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"{len(cases) - failures}/{len(cases)} cases done; summary: {summary_path}")
+    return EXIT_BATCH_FAILURES if failures else EXIT_OK

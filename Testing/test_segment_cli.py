@@ -1,0 +1,174 @@
+"""``spinelabeler segment``: outputs, batch mode, refusals and progress lines.
+
+The networks are replaced by the oracle runners of test_pipeline (the weight files are
+exercised there and in the slow end-to-end tests), so this runs in seconds.
+"""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from test_pipeline import oracle_runners, spine_ct
+
+from SpineLabelerLib import cli, pipeline
+from SpineLabelerLib.commands import segment
+from SpineLabelerLib.image import to_sitk
+from SpineLabelerLib.io import read_labelmap
+
+
+@pytest.fixture(autouse=True)
+def oracle_networks(monkeypatch):
+    monkeypatch.setattr(pipeline, "load_runners", lambda settings: (*oracle_runners(), []))
+
+
+@pytest.fixture(scope="module")
+def lumbar(tmp_path_factory):
+    ct, truth, names = spine_ct("L2", "L5", above_mm=0.0)
+    path = tmp_path_factory.mktemp("ct") / "lumbar.nii.gz"
+    sitk.WriteImage(to_sitk(ct), str(path))
+    return path, truth, names
+
+
+def test_registered_in_the_cli():
+    assert "segment" in cli.COMMAND_MODULES
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["segment", "--help"])
+    assert exc.value.code == 0
+
+
+def test_one_ct_writes_every_output_on_the_input_grid(lumbar, tmp_path, capsys):
+    path, truth, names = lumbar
+    out = tmp_path / "result"
+    assert cli.main(["segment", str(path), "-o", str(out), "--progress", "lines"]) == 0
+    stdout = capsys.readouterr().out
+    fractions = [
+        float(line.split()[1]) for line in stdout.splitlines() if line.startswith("PROGRESS ")
+    ]
+    assert fractions and fractions[-1] == 1.0
+    for name in (
+        "labels.nii.gz",
+        "labels.nrrd",
+        "segmentation.seg.nrrd",
+        "centroids.mrk.json",
+        "centroids.json",
+        "overview.png",
+        "report.json",
+    ):
+        assert (out / name).is_file(), name
+    assert sorted(p.stem for p in (out / "surfaces").glob("*.stl")) == sorted(names)
+    labels = read_labelmap(out / "labels.nii.gz")
+    assert labels.same_grid(truth)
+    report = json.loads((out / "report.json").read_text())
+    assert [v["name"] for v in report["vertebrae"]] == names
+    assert report["no_spine_found"] is False and report["device"] == "oracle"
+    assert {"partial", "confidence", "volume_ml", "centroid_lps"} <= set(report["vertebrae"][0])
+    assert report["timings_s"]["total"] > 0
+
+
+def test_existing_results_are_refused_without_force(lumbar, tmp_path, capsys):
+    path, _, _ = lumbar
+    out = tmp_path / "r"
+    assert (
+        cli.main(
+            ["segment", str(path), "-o", str(out), "--formats", "nii.gz", "--progress", "none"]
+        )
+        == 0
+    )
+    before = (out / "labels.nii.gz").stat().st_mtime_ns
+    assert (
+        cli.main(
+            ["segment", str(path), "-o", str(out), "--formats", "nii.gz", "--progress", "none"]
+        )
+        == 2
+    )
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "labels.nii.gz").stat().st_mtime_ns == before
+    assert (
+        cli.main(
+            [
+                "segment",
+                str(path),
+                "-o",
+                str(out),
+                "--formats",
+                "nii.gz",
+                "--force",
+                "--progress",
+                "none",
+            ]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["labels.nii.gz", "report.json"]
+
+
+def test_no_spine_writes_only_a_report_saying_so(tmp_path, capsys):
+    ct, _, _ = spine_ct("L3", "L5", above_mm=0.0)
+    leg = ct.with_array(np.where(ct.array > 150, 160.0, ct.array).astype(np.float32))
+    path = tmp_path / "leg.nrrd"
+    sitk.WriteImage(to_sitk(leg), str(path))
+    out = tmp_path / "leg_out"
+    assert cli.main(["segment", str(path), "-o", str(out), "--progress", "none"]) == 0
+    assert "no spine found" in capsys.readouterr().out
+    assert [p.name for p in out.iterdir()] == ["report.json"]
+    assert json.loads((out / "report.json").read_text())["no_spine_found"] is True
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "not_ct", "missing"])
+def test_bad_input_is_refused_clearly_and_nothing_is_written(kind, tmp_path, capsys):
+    path = tmp_path / "in.nii.gz"
+    if kind == "corrupt":
+        path.write_bytes(b"\x1f\x8b this is no nifti")
+    elif kind == "not_ct":  # an MR-like volume: no air, no bone
+        sitk.WriteImage(
+            sitk.GetImageFromArray(
+                np.full((20, 20, 20), 300, np.int16) + np.arange(20, dtype=np.int16)
+            ),
+            str(path),
+        )
+    out = tmp_path / "out"
+    code = cli.main(["segment", str(path), "-o", str(out), "--progress", "none"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("spinelabeler segment: refused:")
+    assert {"corrupt": str(path), "not_ct": "not a CT", "missing": "does not exist"}[kind] in err
+    assert not out.exists()
+
+
+def test_batch_goes_on_after_a_failure_and_writes_a_summary(lumbar, tmp_path, capsys):
+    path, _, names = lumbar
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    (batch / "a_good.nii.gz").write_bytes(path.read_bytes())
+    (batch / "b_broken.nii.gz").write_bytes(b"broken")
+    (batch / "c_good.nii.gz").write_bytes(path.read_bytes())
+    (batch / "notes.txt").write_text("not a case")
+    out = tmp_path / "out"
+    assert (
+        cli.main(["segment", str(batch), "-o", str(out), "--formats", "json", "--progress", "none"])
+        == 1
+    )
+    with open(out / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["case"], r["status"]) for r in rows] == [
+        ("a_good", "ok"),
+        ("b_broken", "failed"),
+        ("c_good", "ok"),
+    ]
+    assert rows[0]["vertebrae"] == " ".join(names) and rows[1]["message"]
+    assert (out / "c_good" / "centroids.json").is_file() and not (out / "b_broken").exists()
+
+
+def test_format_names():
+    assert segment.parse_formats("seg.nrrd,nii.gz,mrk.json,stl,png") == [
+        "seg",
+        "nifti",
+        "markups",
+        "surfaces",
+        "overview",
+        "report",
+    ]
+    assert "report" in segment.parse_formats("all")
+    with pytest.raises(ValueError, match="unknown format 'jpg'"):
+        segment.parse_formats("png,jpg")
