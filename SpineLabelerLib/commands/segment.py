@@ -17,7 +17,7 @@ import argparse
 import csv
 import sys
 from pathlib import Path
-from typing import Callable, Optional, TextIO
+from typing import Callable, TextIO
 
 # --formats accepts the issue's file-style names as well as the writer names of io.results.
 FORMAT_ALIASES = {
@@ -79,7 +79,7 @@ def parse_formats(text: str) -> list[str]:
     return list(dict.fromkeys([*out, "report"]))
 
 
-def progress_printer(mode: str, stream: TextIO) -> Optional[Callable[[str, float, str], None]]:
+def progress_printer(mode: str, stream: TextIO) -> Callable[[str, float, str], None] | None:
     """The progress callback for ``--progress`` (lines on stdout, a bar on stderr)."""
     if mode == "auto":
         mode = "bar" if sys.stderr.isatty() else "lines"
