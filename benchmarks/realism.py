@@ -1,0 +1,339 @@
+"""Phantoms against one real VerSe case: tissue HU, shape per level, image quality, a picture.
+
+    .venv/bin/python benchmarks/realism.py [--seeds 0 1 2] [--out benchmarks/results] [--force]
+
+The real case is VerSe'19 verse008 (T12-L5, tight crop, 1 x 1 x 2 mm, oblique PIR). Each
+phantom is drawn with an abdomen field of view, its thick (2 mm) axis left-right like the
+real case, then labels outside T12-L5 are cleared and the grid is cropped to the box of
+T12-L5 (the real crop ends exactly at its mask). Every figure comes from
+``SpineLabelerLib.realism`` with the same rules for both; nothing is tuned on the real case.
+Writes realism.txt, realism.json and realism.png (sagittal + axial, real | phantom).
+
+Real CT: VerSe (Loeffler et al., Radiology: AI 2020; Sekuboyina et al., MedIA 2021),
+CC BY-SA 4.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from SpineLabelerLib import anatomy, realism  # noqa: E402
+from SpineLabelerLib.evaluation import centroids_from_labels  # noqa: E402
+from SpineLabelerLib.image import Image, index_to_lps, resample_onto  # noqa: E402
+
+REAL_DIR = Path("/work/shared/realdata/verse008")
+LEVELS = tuple(range(19, 25))  # T12, L1-L5
+PHANTOM_SPACING_MM = (2.0, 1.0, 1.0)  # (i -> L, j -> P, k -> S): thick axis left-right
+ATTRIBUTION = "Real CT: VerSe verse008 (Loeffler et al. 2020; Sekuboyina et al. 2021), CC BY-SA 4.0"
+WINDOW_HU = (-250.0, 1000.0)
+SHAPE_FIGURES = (
+    ("volume_ml", "vol ml"),
+    ("body_height_mm", "height"),
+    ("body_width_mm", "width"),
+    ("body_depth_mm", "depth"),
+    ("canal_area_mm2", "canal mm2"),
+    ("canal_ap_mm", "canal AP"),
+    ("canal_lr_mm", "canal LR"),
+    ("disc_gap_below_mm", "disc gap"),
+)
+
+
+def read_real(folder: Path) -> tuple[Image, Image]:
+    from SpineLabelerLib.io import read_ct, read_labelmap
+
+    ct = read_ct(folder / "sub-verse008_ct.nii.gz")
+    labels = read_labelmap(folder / "sub-verse008_seg-vert_msk.nii.gz", reference=ct)
+    return ct, labels
+
+
+def crop_to_levels(ct: Image, labels: Image, levels=LEVELS) -> tuple[Image, Image]:
+    """Clear labels outside ``levels`` and crop both images to the box of the rest."""
+    kept = np.where(np.isin(labels.array, levels), labels.array, 0).astype(np.uint8)
+    if not kept.any():
+        raise ValueError(f"the phantom shows none of the levels {levels}")
+    box = [(int(idx.min()), int(idx.max()) + 1) for idx in np.nonzero(kept)]
+    sl = tuple(slice(a, b) for a, b in box)
+    origin = index_to_lps(labels, [[box[2][0], box[1][0], box[0][0]]])[0]
+
+    def cut(image: Image, array: np.ndarray) -> Image:
+        return Image(
+            np.ascontiguousarray(array[sl]), image.spacing_mm, tuple(origin), image.direction
+        )
+
+    return cut(ct, np.asarray(ct.array)), cut(labels, kept)
+
+
+def draw_phantom(seed: int) -> tuple[Image, Image]:
+    from SpineLabelerLib.phantom import generate_case
+
+    case = generate_case(seed, fov="abdomen", variant="normal", spacing_mm=PHANTOM_SPACING_MM)
+    return crop_to_levels(case.ct, case.labels)
+
+
+def measure(ct: Image, labels: Image) -> dict:
+    """Every realism figure of one case."""
+    return {
+        "hu": realism.tissue_hu(ct, labels),
+        "shape": realism.shape_per_level(labels),
+        "quality": realism.image_quality(ct, labels),
+    }
+
+
+# --------------------------------------------------------------------------- the tables
+
+
+def _f(x: float, digits: int = 0) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def hu_rows(real: dict, phantoms: list[dict]) -> list[dict]:
+    rows = []
+    for tissue in realism.TISSUES:
+        r = real["hu"][tissue]
+        pooled = realism.HUStats.of(np.concatenate([p["hu"][tissue].samples for p in phantoms]))
+        rows.append(
+            {
+                "tissue": tissue,
+                "real": {"n": r.n, "median": r.median, "q25": r.q25, "q75": r.q75},
+                "phantom": {
+                    "n": sum(p["hu"][tissue].n for p in phantoms),
+                    "median": pooled.median,
+                    "q25": pooled.q25,
+                    "q75": pooled.q75,
+                },
+                "w1_hu": realism.hu_distance(pooled, r),
+                "within_target": realism.within_target(pooled, r),
+            }
+        )
+    return rows
+
+
+def shape_rows(real: dict, phantoms: list[dict]) -> list[dict]:
+    rows = []
+    for label in LEVELS:
+        rs = real["shape"].get(label)
+        ps = [p["shape"][label] for p in phantoms if label in p["shape"]]
+        for key, _ in SHAPE_FIGURES:
+            values = [float(getattr(s, key)) for s in ps if not math.isnan(getattr(s, key))]
+            rv = float(getattr(rs, key)) if rs else math.nan
+            lo, hi = (min(values), max(values)) if values else (math.nan, math.nan)
+            rows.append(
+                {
+                    "level": anatomy.BY_LABEL[label].name,
+                    "figure": key,
+                    "real": rv,
+                    "real_at_border": bool(rs.at_border) if rs else None,
+                    "phantom_mean": float(np.mean(values)) if values else math.nan,
+                    "phantom_min": lo,
+                    "phantom_max": hi,
+                    "in_spread": None if not values or math.isnan(rv) else bool(lo <= rv <= hi),
+                }
+            )
+    return rows
+
+
+def quality_rows(real: dict, phantoms: list[dict]) -> list[dict]:
+    rows = []
+    for key in ("noise_hu", "edge_rise_fine_mm", "edge_rise_thick_mm"):
+        values = [getattr(p["quality"], key) for p in phantoms]
+        values = [v for v in values if not math.isnan(v)]
+        rows.append(
+            {
+                "figure": key,
+                "real": getattr(real["quality"], key),
+                "phantom_mean": float(np.mean(values)) if values else math.nan,
+                "phantom_min": min(values) if values else math.nan,
+                "phantom_max": max(values) if values else math.nan,
+            }
+        )
+    return rows
+
+
+def format_report(hu: list[dict], shape: list[dict], quality: list[dict], seeds) -> str:
+    out = [
+        f"Realism: one real VerSe case (verse008, T12-L5) vs phantoms (seeds {list(seeds)})",
+        ATTRIBUTION,
+        "",
+        "Tissue HU: median [IQR]; target = median within max(15 %, 40 HU) and IQRs overlap",
+        f"{'tissue':<11}{'real':>22}{'phantom':>22}{'W1 HU':>8}  target",
+    ]
+    for row in hu:
+        r, p = row["real"], row["phantom"]
+        out.append(
+            f"{row['tissue']:<11}"
+            f"{_f(r['median']) + ' [' + _f(r['q25']) + ', ' + _f(r['q75']) + ']':>22}"
+            f"{_f(p['median']) + ' [' + _f(p['q25']) + ', ' + _f(p['q75']) + ']':>22}"
+            f"{_f(row['w1_hu']):>8}  {'yes' if row['within_target'] else 'NO'}"
+        )
+    out += [
+        "",
+        "Shape per level (mm, ml): real / phantom mean [min-max]; * real level touches the crop",
+        "border (figures may be cut); ! real value outside the phantoms' spread",
+    ]
+    by_level: dict[str, list[dict]] = {}
+    for row in shape:
+        by_level.setdefault(row["level"], []).append(row)
+    header = f"{'level':<7}" + "".join(f"{label:>21}" for _, label in SHAPE_FIGURES)
+    out.append(header)
+    for level, rows in by_level.items():
+        mark = "*" if rows[0]["real_at_border"] else ""
+        real_line = f"{level + mark:<7}" + "".join(
+            f"{_f(r['real'], 1) + ('!' if r['in_spread'] is False else ''):>21}" for r in rows
+        )
+        ph_line = f"{'  ph':<7}" + "".join(
+            f"{_f(r['phantom_mean'], 1) + ' [' + _f(r['phantom_min'], 1) + '-' + _f(r['phantom_max'], 1) + ']':>21}"
+            for r in rows
+        )
+        out += [real_line, ph_line]
+    out += ["", "Image quality: real / phantom mean [min-max]"]
+    for row in quality:
+        out.append(
+            f"{row['figure']:<20}{_f(row['real'], 2):>8}   {_f(row['phantom_mean'], 2)} "
+            f"[{_f(row['phantom_min'], 2)}-{_f(row['phantom_max'], 2)}]"
+        )
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------- the picture
+
+
+def _views(ct: Image, labels: Image) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sagittal (superior up, anterior left) and axial (anterior up, patient right on the
+    left) 1 mm slices through L3's centroid, 120 x 260 mm and 160 x 120 mm, on
+    identity-direction LPS grids; returns (ct_sag, lab_sag, ct_ax, lab_ax)."""
+    c = centroids_from_labels(labels)
+    centre = c.get(22, np.mean(list(c.values()), axis=0))
+    sag = Image(np.zeros((260, 120, 1)), (1, 1, 1), (centre[0], centre[1] - 60, centre[2] - 130))
+    ax = Image(np.zeros((1, 120, 160)), (1, 1, 1), (centre[0] - 80, centre[1] - 60, centre[2]))
+    out = []
+    for ref in (sag, ax):
+        out.append(np.asarray(resample_onto(ct, ref, fill=-1024).array, float))
+        out.append(np.asarray(resample_onto(labels, ref, nearest=True).array))
+    ct_sag, lab_sag, ct_ax, lab_ax = out
+    return ct_sag[::-1, :, 0], lab_sag[::-1, :, 0], ct_ax[0], lab_ax[0]
+
+
+def _rgb(hu: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    lo, hi = WINDOW_HU
+    grey = (np.clip((hu - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    edge = (labels > 0) & ((np.roll(labels, 1, 0) != labels) | (np.roll(labels, 1, 1) != labels))
+    for label in np.unique(labels[edge]):
+        if int(label) in anatomy.BY_LABEL:
+            rgb[edge & (labels == label)] = anatomy.BY_LABEL[int(label)].color_rgb
+    return rgb
+
+
+def write_picture(path: Path, real: tuple[Image, Image], phantom: tuple[Image, Image], seed: int):
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    scale, pad, top, bottom = 2, 10, 24, 40
+    panels = []
+    for ct, labels in (real, phantom):
+        s_ct, s_lab, a_ct, a_lab = _views(ct, labels)
+        panels.append((_rgb(s_ct, s_lab), _rgb(a_ct, a_lab)))
+    sag_h, sag_w = panels[0][0].shape[:2]
+    ax_h, ax_w = panels[0][1].shape[:2]
+    col_w = (sag_w + ax_w) * scale + pad
+    canvas = PILImage.new("RGB", (2 * col_w + pad, top + sag_h * scale + bottom), "black")
+    draw = ImageDraw.Draw(canvas)
+    titles = ("one real VerSe case (verse008)", f"phantom, seed {seed}")
+    for n, (sag, ax) in enumerate(panels):
+        x0 = pad + n * col_w
+        for img, dx in ((sag, 0), (ax, sag_w * scale + pad // 2)):
+            tile = PILImage.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale))
+            canvas.paste(tile, (x0 + dx, top))
+        draw.text((x0, 6), titles[n], fill="white")
+    note = f"window {WINDOW_HU[0]:.0f}..{WINDOW_HU[1]:.0f} HU; sagittal and axial through L3; outlines: labels"
+    draw.text((pad, top + sag_h * scale + 6), note, fill="white")
+    draw.text((pad, top + sag_h * scale + 22), ATTRIBUTION, fill="white")
+    canvas.save(path)
+
+
+# ------------------------------------------------------------------------------- main
+
+
+def _jsonable(obj):
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return _jsonable(obj.item())
+    return obj
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--real", type=Path, default=REAL_DIR)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--force", action="store_true", help="overwrite earlier results")
+    args = parser.parse_args(argv)
+    paths = [args.out / f"realism.{ext}" for ext in ("txt", "json", "png")]
+    if any(p.exists() for p in paths) and not args.force:
+        print(f"refusing to overwrite results in {args.out} (use --force)", file=sys.stderr)
+        return 1
+    t0 = time.time()
+    real_case = read_real(args.real)
+    real = measure(*real_case)
+    phantom_cases, phantoms = [], []
+    for seed in args.seeds:
+        t = time.time()
+        case = draw_phantom(seed)
+        phantom_cases.append(case)
+        phantoms.append(measure(*case))
+        print(
+            f"seed {seed}: grid {case[0].array.shape} drawn and measured in {time.time() - t:.0f} s",
+            file=sys.stderr,
+        )
+    hu, shape, quality = (
+        hu_rows(real, phantoms),
+        shape_rows(real, phantoms),
+        quality_rows(real, phantoms),
+    )
+    report = format_report(hu, shape, quality, args.seeds)
+    print(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    paths[0].write_text(report + "\n")
+    document = {
+        "real_case": "VerSe verse008 (one real VerSe case)",
+        "attribution": ATTRIBUTION,
+        "seeds": args.seeds,
+        "phantom_spacing_mm_ijk": PHANTOM_SPACING_MM,
+        "rules": {
+            "shell_mm": realism.SHELL_MM,
+            "core_mm": realism.CORE_MM,
+            "muscle_hu": realism.MUSCLE_HU,
+            "fat_hu": realism.FAT_HU,
+            "disc_radius_mm": realism.DISC_RADIUS_MM,
+            "paraspinal_band_mm": realism.PARASPINAL_BAND_MM,
+        },
+        "tissue_hu": hu,
+        "shape": shape,
+        "quality": quality,
+        "real_quality": asdict(real["quality"]),
+        "seconds": time.time() - t0,
+    }
+    paths[1].write_text(json.dumps(_jsonable(document), indent=1))
+    write_picture(paths[2], real_case, phantom_cases[0], args.seeds[0])
+    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
