@@ -21,13 +21,16 @@ log-score, the sum of:
    region a level looks like. ``pi`` is pure for most levels; the levels where real spines
    vary are soft: C7 (cervical rib) may look thoracic, T12 (no ribs: the "11-rib" spine) may
    look lumbar, L1 (lumbar rib) may look thoracic. A boundary seen in the votes therefore
-   fixes the count, but one odd vertebra at a boundary costs little.
+   fixes the count, but one odd vertebra at a boundary costs little. Stage 1 is trained to
+   call T12 thoracic with or without ribs (its classes come from the labels), so T12 is
+   only mildly soft (15 % lumbar-looking).
 2. **Ribs** (when measured, 0..1 per vertebra): thoracic levels expect ribs, the others do
    not; T12 and C7/L1 again only weakly.
 3. **Ends of the spine** (anchors). If the walk ended *inside* the field of view above the
    top vertebra (nothing more to segment though the CT goes on: the skull), the top vertebra
    is C1. If it ended inside the field of view below the bottom vertebra (the sacrum), the
-   bottom vertebra is L5 - or L6 in a six-lumbar spine, which costs the L6 prior below.
+   bottom vertebra is L5 - or L6 in a six-lumbar spine (costs the L6 prior below), or L4
+   when L5 is fused into the sacrum (a sacralized L5, which costs ``sacralized_prior``).
 4. **Expected sizes**: the cranio-caudal step from each vertebra to the next (mm) against the
    typical step of its level, a weak Gaussian term that only decides when nothing else does
    (e.g. a few lumbar vertebrae with no boundary and no sacrum in view).
@@ -40,11 +43,12 @@ posterior of the chosen placement times how well its own evidence fits its level
 to the best evidence that level could show (1.0 for a typical vertebra, lower for the odd
 one out, such as a rib-less T12).
 
-Known limit: when neither C1/T1 nor the whole thoracic spine is in view, a T12 without ribs
-and a six-lumbar spine look the same (some thoracic vertebrae, then six lumbar-looking ones
-above the sacrum). The rule then names the sacrum's neighbour L5 (a T12-looks-lumbar cost
-of about 1.2 against the L6 prior of 1.5); the confidences of the vertebrae at the
-boundary say that the call was close.
+Known limit: when neither C1 nor the cervicothoracic boundary is in view, a six-lumbar
+spine and an 11-rib spine whose T12 stage 1 calls lumbar look the same (some thoracic
+vertebrae, then six lumbar-looking ones above the sacrum). The rule trusts the votes and
+names an L6 (an L6 prior of 1.5 against a T12-looks-lumbar cost of about 1.9); the
+confidence of the vertebra at the boundary shows the call was close. Likewise an L1 that
+stage 1 calls thoracic above the sacrum (a lumbar rib) against a sacralized L5.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ _TYPICAL_STEP_MM: dict[str, float] = {
 
 def _region_prior(name: str) -> tuple[float, float, float]:
     """pi(level, region): how likely a level looks cervical / thoracic / lumbar to stage 1."""
-    soft = {"C7": (0.85, 0.15, 0.0), "T12": (0.0, 0.7, 0.3), "L1": (0.0, 0.15, 0.85)}
+    soft = {"C7": (0.85, 0.15, 0.0), "T12": (0.0, 0.85, 0.15), "L1": (0.0, 0.15, 0.85)}
     if name in soft:
         return soft[name]
     region = anatomy.vertebra(name).region
@@ -119,6 +123,7 @@ class IdentifyWeights:
     size: float = 0.5
     size_sigma_rel: float = 0.25
     l6_prior: float = 1.5
+    sacralized_prior: float = 1.5
     vote_floor: float = 0.05
 
 
@@ -185,8 +190,11 @@ def _placement_score(
     score += _size_loglik(evidence, start, w)
     if ends.ends_above and start != 0:
         score -= w.anchor
-    if ends.ends_below and LEVELS[last].name not in ("L5", "L6"):
-        score -= w.anchor
+    if ends.ends_below:
+        if LEVELS[last].name == "L4":
+            score -= w.sacralized_prior
+        elif LEVELS[last].name not in ("L5", "L6"):
+            score -= w.anchor
     if LEVELS[last].name == "L6":
         score -= w.l6_prior
     return score

@@ -123,10 +123,37 @@ def test_bad_columns_are_clear_errors():
         identify(column(names("C1", "L6")) + column(["L1"]))
 
 
-def test_documented_limit_thoracolumbar_scan_keeps_l5_above_the_sacrum():
-    # T12 without ribs, seen from T9 down to the sacrum: named right (L5 above the sacrum),
-    # but the close call shows in the boundary vertebra's confidence.
+def test_l6_in_an_abdomen_scan_above_the_sacrum():
+    col = names("T10", "L6")
+    result = identify(column(col), ColumnEnds(ends_below=True))
+    assert list(result.names) == col
+
+
+def test_sacralized_l5_leaves_l4_above_the_sacrum():
+    for first in ("C1", "T10"):
+        col = names(first, "L4")
+        ends = ColumnEnds(ends_above=first == "C1", ends_below=True)
+        assert list(identify(column(col), ends).names) == col
+
+
+def test_lumbar_rib_on_l1_does_not_shift_the_column():
+    # Abdomen scan: L1 carries a rib but stage 1 (trained on labels) still calls it lumbar.
+    col = names("T9", "L5")
+    ev = column(col)
+    l1 = col.index("L1")
+    ev[l1] = VertebraEvidence(ev[l1].region_votes, ev[l1].centroid_lps, rib_score=1.0)
+    assert list(identify(ev, ColumnEnds(ends_below=True)).names) == col
+    # Whole spine: even an L1 that looks thoracic in every way is named L1.
+    col = names("C1", "L5")
+    result = identify(column(col, looks_like={"L1": "thoracic"}), ColumnEnds(True, True))
+    assert list(result.names) == col
+
+
+def test_documented_limit_rib_less_t12_seen_lumbar_without_c1_reads_as_l6():
+    # T12 without ribs AND called lumbar by stage 1, seen from T9 down to the sacrum: the
+    # column is indistinguishable from an L6 spine; the rule names an L6 (off by one) and
+    # says so with a low confidence at the boundary.
     col = names("T9", "L5")
     result = identify(column(col, looks_like={"T12": "lumbar"}), ColumnEnds(ends_below=True))
-    assert list(result.names) == col
+    assert list(result.names) == names("T10", "L6")
     assert result.confidences[col.index("T12")] < 0.6
