@@ -256,3 +256,34 @@ def test_evaluate_command_prints_and_writes(tmp_path, capsys):
     assert main(argv) == 1  # refuses to overwrite
     assert main([*argv, "--force"]) == 0
     assert main(["evaluate", str(tmp_path / "missing.nii.gz"), str(tmp_path / "ref.nii.gz")]) == 2
+
+
+def test_evaluate_command_reads_centroid_files(tmp_path, capsys):
+    """Centroid files replace the mask centroids: one moved 25 mm is not identified."""
+    import SimpleITK as sitk
+
+    from SpineLabelerLib.cli import main
+    from SpineLabelerLib.image import to_sitk
+    from SpineLabelerLib.io.centroids import write_verse_centroids
+
+    ref = labelled_column()
+    sitk.WriteImage(to_sitk(ref), str(tmp_path / "ref.nii.gz"))
+    centroids = centroids_from_labels(ref)
+    moved = dict(centroids)
+    moved[21] = centroids[21] + np.array([25.0, 0.0, 0.0])
+    write_verse_centroids(tmp_path / "ref.json", centroids)
+    write_verse_centroids(tmp_path / "pred.json", moved)
+    argv = ["evaluate", str(tmp_path / "ref.nii.gz"), str(tmp_path / "ref.nii.gz")]
+    files = [
+        "--pred-centroids",
+        str(tmp_path / "pred.json"),
+        "--ref-centroids",
+        str(tmp_path / "ref.json"),
+    ]
+    assert main([*argv, *files, "--out", str(tmp_path / "e")]) == 0
+    doc = json.loads((tmp_path / "e" / "evaluation.json").read_text())
+    assert doc["summary"][0]["id_rate_pct"] == pytest.approx(80.0)
+    assert doc["summary"][0]["dice_pct"] == pytest.approx(100.0)
+    (tmp_path / "bad.json").write_text("[{}]")
+    assert main([*argv, "--pred-centroids", str(tmp_path / "bad.json")]) == 2
+    assert "not a VerSe centroid file" in capsys.readouterr().err
