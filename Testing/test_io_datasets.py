@@ -106,3 +106,20 @@ def test_dataset_roots_must_exist(tmp_path):
         find_verse_cases(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="not a folder"):
         find_csi_cases(tmp_path / "missing")
+
+
+def test_lazy_case_records_read_on_demand(tmp_path, tiny_ct, tiny_labels):
+    from SpineLabelerLib.io import csi, verse
+
+    write_bids_case(tmp_path / "v", "sub-a", tiny_ct, tiny_labels)
+    (record,) = list(verse.iter_cases(tmp_path / "v"))
+    assert record.name == "sub-a" and record.ct.name == "sub-a_ct.nii.gz"
+    ct, labels = record.load()
+    assert labels.same_grid(ct, tol=0) and np.array_equal(labels.array, tiny_labels.array)
+    (tmp_path / "c").mkdir()
+    sitk.WriteImage(to_sitk(tiny_ct), str(tmp_path / "c" / "case9.mha"))
+    sitk.WriteImage(to_sitk(tiny_labels), str(tmp_path / "c" / "case9_label.mha"))
+    (record,) = list(csi.iter_cases(tmp_path / "c", value_map={7: 1}))
+    assert record.name == "case9"
+    _, labels = record.load()
+    assert sorted(np.unique(labels.array)) == [0, 1, 19, 20, 21]

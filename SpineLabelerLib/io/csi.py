@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from SpineLabelerLib.image import Image
 from SpineLabelerLib.io.datasets import LabelledCase, index_files, pick
 from SpineLabelerLib.io.reader import read_ct, read_labelmap
 
@@ -59,16 +61,45 @@ def find_csi_cases(root: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     return cases
 
 
+@dataclass(frozen=True)
+class CsiFiles:
+    """The files of one case; nothing is read until :meth:`load` or :meth:`read`."""
+
+    case_id: str
+    image: Path
+    mask: Path
+    value_map: Mapping[int, int] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.case_id
+
+    def load(self) -> tuple[Image, Image]:
+        """(CT in HU, labels on its grid, remapped by ``value_map``), read and checked."""
+        ct = read_ct(self.image)
+        labels = read_labelmap(self.mask, reference=ct)
+        if self.value_map:
+            lut = np.arange(max(int(labels.array.max()), *self.value_map) + 1)
+            for source, target in self.value_map.items():
+                lut[source] = target
+            labels = labels.with_array(lut[labels.array].astype(labels.array.dtype))
+        return ct, labels
+
+    def read(self) -> LabelledCase:
+        return LabelledCase(self.case_id, *self.load(), None)
+
+
+def iter_cases(
+    root: str | os.PathLike, value_map: Mapping[int, int] | None = None
+) -> Iterator[CsiFiles]:
+    """Lazy: the cases' files, each read on demand with ``.load()`` / ``.read()``."""
+    for case, image, mask in find_csi_cases(root):
+        yield CsiFiles(case, image, mask, value_map)
+
+
 def iter_csi2014(
     root: str | os.PathLike, value_map: Mapping[int, int] | None = None
 ) -> Iterator[LabelledCase]:
     """Yield ``(case, ct, labels, None)`` per case, read and checked."""
-    for case, image_path, mask_path in find_csi_cases(root):
-        ct = read_ct(image_path)
-        labels = read_labelmap(mask_path, reference=ct)
-        if value_map is not None:
-            lut = np.arange(max(int(labels.array.max()), *value_map) + 1)
-            for source, target in value_map.items():
-                lut[source] = target
-            labels = labels.with_array(lut[labels.array].astype(labels.array.dtype))
-        yield LabelledCase(case, ct, labels, None)
+    for files in iter_cases(root, value_map):
+        yield files.read()

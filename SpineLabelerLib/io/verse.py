@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from SpineLabelerLib.image import Image
 from SpineLabelerLib.io.centroids import read_verse_centroids
 from SpineLabelerLib.io.datasets import LabelledCase, index_files, pick, warn_if_centroids_disagree
 from SpineLabelerLib.io.reader import read_ct, read_labelmap
@@ -33,10 +34,30 @@ CENTROID_SUFFIX = "_seg-subreg_ctd.json"
 
 @dataclass(frozen=True)
 class VerseFiles:
+    """The files of one case; nothing is read until :meth:`load` or :meth:`read`."""
+
     case_id: str
     ct: Path
     mask: Path
     centroids: Path | None
+
+    @property
+    def name(self) -> str:
+        return self.case_id
+
+    def load(self) -> tuple[Image, Image]:
+        """(CT in HU, labels on its grid), read and checked."""
+        ct = read_ct(self.ct)
+        return ct, read_labelmap(self.mask, reference=ct)
+
+    def read(self) -> LabelledCase:
+        """The whole case, centroids (LPS mm) included when the data set has them."""
+        ct, labels = self.load()
+        centroids = None
+        if self.centroids is not None:
+            centroids = read_verse_centroids(self.centroids, reference=ct)
+            warn_if_centroids_disagree(self.case_id, centroids, labels)
+        return LabelledCase(self.case_id, ct, labels, centroids)
 
 
 def find_verse_cases(root: str | os.PathLike) -> list[VerseFiles]:
@@ -58,13 +79,12 @@ def find_verse_cases(root: str | os.PathLike) -> list[VerseFiles]:
     return cases
 
 
+def iter_cases(root: str | os.PathLike) -> Iterator[VerseFiles]:
+    """Lazy: the cases' files, each read on demand with ``.load()`` / ``.read()``."""
+    return iter(find_verse_cases(root))
+
+
 def iter_verse(root: str | os.PathLike) -> Iterator[LabelledCase]:
     """Yield ``(case_id, ct, labels, centroids_lps or None)`` per case, read and checked."""
     for files in find_verse_cases(root):
-        ct = read_ct(files.ct)
-        labels = read_labelmap(files.mask, reference=ct)
-        centroids = None
-        if files.centroids is not None:
-            centroids = read_verse_centroids(files.centroids, reference=ct)
-            warn_if_centroids_disagree(files.case_id, centroids, labels)
-        yield LabelledCase(files.case_id, ct, labels, centroids)
+        yield files.read()
