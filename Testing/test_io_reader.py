@@ -195,3 +195,13 @@ def test_refuses_values_that_cannot_be_ct(tmp_path):
         read_ct(write(tmp_path / "boneless.nii.gz", boneless))
     with pytest.raises(CTInputError, match="every voxel is -1000"):
         read_ct(write(tmp_path / "air.nii.gz", np.full((16, 20, 24), -1000, np.int16)))
+
+
+def test_4d_file_with_one_volume_reads_as_3d_and_real_4d_is_refused(tmp_path, tiny_ct):
+    one = sitk.JoinSeries([to_sitk(tiny_ct)])
+    sitk.WriteImage(one, str(tmp_path / "one.nii.gz"))
+    assert read_ct(tmp_path / "one.nii.gz").same_grid(tiny_ct, tol=1e-4)
+    two = sitk.JoinSeries([to_sitk(tiny_ct), to_sitk(tiny_ct)])
+    sitk.WriteImage(two, str(tmp_path / "two.nii.gz"))
+    with pytest.raises(CTInputError, match=r"a 4D image \(24 x 20 x 16 x 2 voxels\)"):
+        read_ct(tmp_path / "two.nii.gz")

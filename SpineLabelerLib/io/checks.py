@@ -69,11 +69,10 @@ def check_ct_values(array: np.ndarray, source: str = "image") -> tuple[float, fl
     """Refuse NaN/inf and value ranges that cannot be HU; return (lowest, highest) HU."""
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise CTInputError(f"{source}: voxel type {array.dtype}; a CT holds integer or float HU")
-    if np.issubdtype(array.dtype, np.floating):
+    low, high = float(array.min()), float(array.max())  # NaN and inf propagate into these
+    if not (np.isfinite(low) and np.isfinite(high)):
         bad = int(array.size - np.count_nonzero(np.isfinite(array)))
-        if bad:
-            raise CTInputError(f"{source}: {bad} voxels are NaN or infinite")
-    low, high = float(array.min()), float(array.max())
+        raise CTInputError(f"{source}: {bad} voxels are NaN or infinite")
     seen = f"values {low:g} .. {high:g}"
     if low == high:
         raise CTInputError(f"{source}: every voxel is {low:g}; an empty volume is not a CT")
