@@ -14,7 +14,8 @@ Tissue rules (constants below):
   ``BONE_MARGIN_MM`` from bone;
 - paraspinal muscle / fat: voxels ``PARASPINAL_BAND_MM`` from bone, at least
   ``PARASPINAL_POSTERIOR_MM`` behind the centroid of the nearest vertebra and
-  ``PARASPINAL_LATERAL_MM`` off its mid-plane, whose HU falls in ``MUSCLE_HU`` / ``FAT_HU``.
+  ``PARASPINAL_LATERAL_MM`` off its mid-plane, whose HU smoothed with a Gaussian of
+  ``CLASSIFY_SIGMA_MM`` falls in ``MUSCLE_HU`` / ``FAT_HU`` (statistics use the raw HU).
 
 Local frame of a level: ``s`` runs cranially along the spine (through the neighbouring
 centroids), ``a`` is LPS anterior made orthogonal to ``s``, ``w = a x s`` runs sideways.
@@ -39,6 +40,7 @@ BONE_MARGIN_MM = 1.5
 DISC_RADIUS_MM = 6.0
 MUSCLE_HU = (-29.0, 150.0)  # skeletal muscle window (Mitsiopoulos et al. 1998)
 FAT_HU = (-190.0, -30.0)  # adipose tissue window (same source)
+CLASSIFY_SIGMA_MM = 1.5  # Gaussian smoothing of the HU used to assign muscle / fat
 PARASPINAL_BAND_MM = (3.0, 30.0)
 PARASPINAL_POSTERIOR_MM = 20.0
 PARASPINAL_LATERAL_MM = 10.0
@@ -176,12 +178,13 @@ def _extent_mm(coords: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class LevelShape:
-    """Shape figures of one level (mm, ml; NaN where not measurable). ``partial``: the mask
-    touches the grid border, so the level is cut by the field of view."""
+    """Shape figures of one level (mm, ml; NaN where not measurable). ``at_border``: the mask
+    touches the grid border, so the level may be cut by the field of view (in a crop that
+    ends exactly at the mask it may also be whole) and its figures are lower bounds."""
 
     label: int
     name: str
-    partial: bool
+    at_border: bool
     volume_ml: float
     body_height_mm: float
     body_width_mm: float
@@ -422,7 +425,9 @@ def tissue_masks(ct: Image, labels: Image) -> dict[str, np.ndarray]:
     bone_distance, nearest = ndi.distance_transform_edt(~bone, sampling=sp, return_indices=True)
     parts = _all_parts(labels)
     frames = {lab: p.frame for lab, p in parts.items()}
-    hu = np.asarray(ct.array, float)
+    # Classify by HU smoothed over ~1.5 mm so that noise does not move muscle voxels into
+    # the fat window (and back); the statistics then use the raw HU of those voxels.
+    hu = ndi.gaussian_filter(np.asarray(ct.array, float), sigma=CLASSIFY_SIGMA_MM / np.asarray(sp))
     para = _paraspinal_region(labels, frames, bone_distance, nearest)
     return {
         "cortical": bone & (depth <= SHELL_MM),

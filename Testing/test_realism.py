@@ -105,7 +105,7 @@ def test_shape_of_boxes(toy):
     voxels = 40 * 30 * 12 + (30 * 20 - 22 * 16) * 12
     for label in LEVELS:
         s = shapes[label]
-        assert not s.partial
+        assert not s.at_border
         assert s.volume_ml == pytest.approx(voxels * 2.0 / 1000.0)
         assert s.body_height_mm == pytest.approx(24.0, abs=step)
         assert s.body_width_mm == pytest.approx(40.0, abs=step)
@@ -118,13 +118,13 @@ def test_shape_of_boxes(toy):
     assert math.isnan(shapes[22].disc_gap_below_mm)
 
 
-def test_partial_level_is_flagged():
+def test_level_at_border_is_flagged():
     labels = toy_labels()
     cut = labels.array.copy()
     cut[level_k(0)[0] + 6 :] = 0  # keep only the lower half of the top level ...
     cut = cut[: level_k(0)[0] + 6]  # ... and end the grid there
     shapes = realism.shape_per_level(Image(cut, SPACING))
-    assert shapes[20].partial and not shapes[21].partial
+    assert shapes[20].at_border and not shapes[21].at_border
 
 
 def test_noise_is_the_drawn_sd():
