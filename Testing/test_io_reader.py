@@ -174,6 +174,14 @@ def test_refuses_nan_spacing_and_too_few_voxels(tmp_path):
     array[3, 4, 6] = np.inf
     with pytest.raises(CTInputError, match="2 voxels are NaN or infinite"):
         read_ct(write(tmp_path / "nan.mha", array))
+    # ITK's NIfTI reader turns NaN/inf into 0; the raw bytes are checked for them.
+    for name in ("nan.nii", "nan.nii.gz"):
+        with pytest.raises(CTInputError, match="2 voxels are NaN or infinite"):
+            read_ct(write(tmp_path / name, array))
+    assert (
+        read_ct(write(tmp_path / "finite.nii.gz", np.nan_to_num(array, posinf=0.0))).array.dtype
+        == np.float32
+    )
     with pytest.raises(CTInputError, match=r"spacing 1 x 1 x 25 mm; more than 20 mm"):
         read_ct(write(tmp_path / "coarse.mha", ct_like(), spacing=(1.0, 1.0, 25.0)))
     with pytest.raises(CTInputError, match=r"spacing 1 x 0 x 1 mm; spacing must be > 0"):

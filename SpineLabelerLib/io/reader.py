@@ -16,6 +16,7 @@ import SimpleITK as sitk
 
 from SpineLabelerLib.image import Image, from_sitk, resample_onto
 from SpineLabelerLib.io.checks import CTInputError, check_ct_values, check_layout
+from SpineLabelerLib.io.nifti_raw import nonfinite_count
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,10 @@ def read_ct(path: PathLike, notes: list[str] | None = None) -> Image:
     """
     img = read_sitk(path, notes)
     check_layout(img.GetSize(), img.GetSpacing(), img.GetNumberOfComponentsPerPixel(), str(path))
+    if _suffix(Path(path)) in (".nii", ".nii.gz"):
+        bad = nonfinite_count(path)  # ITK has already replaced them by 0
+        if bad:
+            raise CTInputError(f"{path}: {bad} voxels are NaN or infinite")
     image = from_sitk(img)
     check_ct_values(image.array, str(path))
     return image
