@@ -91,6 +91,9 @@ class SpineResult:
     device: str
     messages: list[str] = field(default_factory=list)
     walk_ends: tuple[str, str] = ("none", "none")  # (above, below): spine | fov | box | ...
+    work: dict[str, Any] = field(
+        default_factory=dict
+    )  # grid shapes, network calls (for benchmarks)
 
     def report(self) -> dict[str, Any]:
         """The JSON report (report.json) of ARCHITECTURE.md."""
@@ -100,6 +103,7 @@ class SpineResult:
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
             "device": self.device,
             "walk_ends": {"above": self.walk_ends[0], "below": self.walk_ends[1]},
+            "work": dict(self.work),
             "messages": list(self.messages),
         }
 
@@ -210,16 +214,15 @@ def _votes(
 
 
 def _no_spine(
-    ct: Image, timings: dict[str, float], device: str, messages: list[str], why: str
+    ct: Image,
+    timings: dict[str, float],
+    device: str,
+    messages: list[str],
+    why: str,
+    work: dict[str, Any],
 ) -> SpineResult:
-    return SpineResult(
-        ct.with_array(np.zeros(ct.array.shape[:3], np.uint8)),
-        [],
-        True,
-        timings,
-        device,
-        messages + [why],
-    )
+    empty = ct.with_array(np.zeros(ct.array.shape[:3], np.uint8))
+    return SpineResult(empty, [], True, timings, device, [*messages, why], ("none", "none"), work)
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -255,26 +258,26 @@ def segment_spine(
     t = time.perf_counter()
     s1 = run_stage1(ct, run1, settings, _span(progress, "stage1"), cancel)
     timings["stage1"] = time.perf_counter() - t
+    work: dict[str, Any] = {"stage1_grid_kji": list(s1.classes.array.shape)}
     if cancel is not None:
         cancel.check()
     if not s1.found:
         timings["total"] = time.perf_counter() - t_all
         report(progress, "done", 1.0, "no spine found")
-        return _no_spine(
-            ct, timings, device_name, messages + run1.messages, "stage 1 found no spine region"
-        )
+        why = "stage 1 found no spine region"
+        return _no_spine(ct, timings, device_name, messages + run1.messages, why, work)
 
     # Stage 2: the walk on the spine box at 1 mm.
     t = time.perf_counter()
     crop, valid, walk = run_stage2(ct, s1, run2, settings, _span(progress, "stage2"), cancel)
     timings["stage2"] = time.perf_counter() - t
     messages = messages + run1.messages + run2.messages
+    work.update(stage2_crop_kji=list(crop.array.shape), stage2_predictions=walk.predictions)
     if not walk.vertebrae:
         timings["total"] = time.perf_counter() - t_all
         report(progress, "done", 1.0, "no spine found")
-        return _no_spine(
-            ct, timings, device_name, messages, "stage 2 found no vertebra in the spine region"
-        )
+        why = "stage 2 found no vertebra in the spine region"
+        return _no_spine(ct, timings, device_name, messages, why, work)
 
     # Identification.
     t = time.perf_counter()
@@ -315,6 +318,7 @@ def segment_spine(
         device_name,
         messages,
         (walk.end_above, walk.end_below),
+        work,
     )
 
 
