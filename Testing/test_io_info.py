@@ -67,3 +67,14 @@ def test_info_refusal_goes_to_stderr_with_exit_code_2(tmp_path, capsys, array, m
 def test_info_on_a_missing_file(tmp_path, capsys):
     assert main(["info", str(tmp_path / "none.nii.gz")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_info_on_a_dicom_folder_names_the_series_used(tmp_path, tiny_ct, capsys):
+    from test_io_reader import write_dicom_series
+
+    write_dicom_series(tiny_ct, tmp_path / "dcm", "1.2.826.0.1.3680043.2.1125.7", range(16))
+    write_dicom_series(tiny_ct, tmp_path / "dcm" / "b", "1.2.826.0.1.3680043.2.1125.8", range(10))
+    assert main(["info", str(tmp_path / "dcm")]) == 0
+    out = capsys.readouterr().out
+    assert "size:          24 x 20 x 16 voxels" in out
+    assert "note:" in out and "using the largest, 1.2.826.0.1.3680043.2.1125.7 (16 files)" in out
