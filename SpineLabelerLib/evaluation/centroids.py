@@ -15,6 +15,21 @@ from SpineLabelerLib.image import Image, index_to_lps
 Centroids = dict[int, np.ndarray]  # VerSe label -> (3,) LPS mm
 
 
+def label_values(array: np.ndarray) -> list[int]:
+    """Sorted non-zero values of an integer ``(K, J, I)`` labelmap (bincount, no sort)."""
+    array = np.asarray(array)
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+            raise ValueError("labelmap holds non-integer values; expected VerSe label values")
+        array = array.astype(np.int64)
+    if array.dtype.kind not in "iub":
+        raise ValueError(f"labelmap must hold integers, got {array.dtype}")
+    if array.size and array.min() < 0:
+        raise ValueError(f"labelmap holds negative values (min {array.min()})")
+    counts = np.bincount(array.ravel().astype(np.intp, copy=False)) if array.size else []
+    return [int(v) for v in np.nonzero(counts)[0] if v != 0]
+
+
 def centroids_from_labels(labels: Image) -> Centroids:
     """Centre of mass of every non-zero label, ``{label: np.array([x, y, z])}`` in LPS mm.
 
@@ -24,17 +39,15 @@ def centroids_from_labels(labels: Image) -> Centroids:
     array = np.asarray(labels.array)
     if array.ndim != 3:
         raise ValueError(f"labelmap must be 3D (K, J, I), got shape {array.shape}")
-    if array.dtype.kind == "f":
-        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
-            raise ValueError("labelmap holds non-integer values; expected VerSe label values")
-    array = array.astype(np.int64, copy=False)
-    values = np.unique(array)
-    values = values[values != 0]
-    if values.size == 0:
+    values = label_values(array)
+    if not values:
         return {}
-    if values.min() < 0:
-        raise ValueError(f"labelmap holds negative values (min {values.min()})")
-    centres_kji = ndi.center_of_mass(np.ones_like(array, dtype=np.uint8), array, values)
-    ijk = np.asarray(centres_kji, float)[:, ::-1]
-    lps = index_to_lps(labels, ijk)
-    return {int(v): lps[n] for n, v in enumerate(values)}
+    if array.dtype.kind not in "iu":
+        array = array.astype(np.int64)
+    boxes = ndi.find_objects(array, max_label=values[-1])
+    out = {}
+    for value in values:
+        box = boxes[value - 1]
+        kji = np.argwhere(array[box] == value).mean(axis=0) + [s.start for s in box]
+        out[value] = index_to_lps(labels, kji[::-1])[0]
+    return out

@@ -17,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from SpineLabelerLib.evaluation.centroids import label_values
 from SpineLabelerLib.image import Image, resample_onto
 
 
@@ -111,14 +112,13 @@ def label_overlap(
     one map gets Dice 0 and NaN distances.
     """
     pred_on_ref = on_reference_grid(pred, ref)
-    p = np.asarray(pred_on_ref.array).astype(np.int64)
-    r = np.asarray(ref.array).astype(np.int64)
+    p, r = _integer_labels(pred_on_ref.array), _integer_labels(ref.array)
     if labels is None:
-        labels = sorted((set(np.unique(p).tolist()) | set(np.unique(r).tolist())) - {0})
+        labels = sorted(set(label_values(p)) | set(label_values(r)))
     # Bounding boxes per label so that each comparison touches only its own neighbourhood.
-    top = max([int(p.max()), int(r.max()), *labels, 0])
-    boxes_p = ndi.find_objects(np.clip(p, 0, None), max_label=top)
-    boxes_r = ndi.find_objects(np.clip(r, 0, None), max_label=top)
+    top = max([int(p.max()), int(r.max()), *labels, 1])
+    boxes_p = ndi.find_objects(p, max_label=top)
+    boxes_r = ndi.find_objects(r, max_label=top)
     scores = {}
     for label in labels:
         box = _union_box(
@@ -133,6 +133,13 @@ def label_overlap(
             dice(pm, rm), assd, hd, int(np.count_nonzero(pm)), int(np.count_nonzero(rm))
         )
     return scores
+
+
+def _integer_labels(array: np.ndarray) -> np.ndarray:
+    """The labelmap as non-negative integers, without a copy when it already is one."""
+    label_values(array)  # checks: integer-valued, non-negative
+    array = np.asarray(array)
+    return array if array.dtype.kind in "iu" else array.astype(np.int64)
 
 
 def _union_box(a: tuple[slice, ...] | None, b: tuple[slice, ...] | None):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from SpineLabelerLib import anatomy
-from SpineLabelerLib.evaluation.centroids import Centroids, centroids_from_labels
+from SpineLabelerLib.evaluation.centroids import Centroids, centroids_from_labels, label_values
 from SpineLabelerLib.evaluation.localization import extra_predictions, localization_scores
 from SpineLabelerLib.evaluation.segmentation import label_overlap
 from SpineLabelerLib.image import Image
@@ -88,8 +88,7 @@ def evaluate(
         pred_centroids = centroids_from_labels(pred)
     if ref_centroids is None:
         ref_centroids = centroids_from_labels(ref)
-    ref_labels = sorted(int(v) for v in np.unique(ref.array) if v != 0)
-    ref_labels = sorted(set(ref_labels) | set(int(k) for k in ref_centroids))
+    ref_labels = sorted(set(label_values(ref.array)) | {int(k) for k in ref_centroids})
     overlap = label_overlap(pred, ref, ref_labels)
     located = localization_scores(pred_centroids, ref_centroids)
     rows = []
@@ -110,7 +109,7 @@ def evaluate(
                 o.pred_voxels > 0 or (loc is not None and not math.isnan(loc.error_mm)),
             )
         )
-    pred_labels = set(int(v) for v in np.unique(pred.array) if v != 0) | set(pred_centroids)
+    pred_labels = set(label_values(pred.array)) | {int(k) for k in pred_centroids}
     extra = extra_predictions(dict.fromkeys(pred_labels), dict.fromkeys(ref_labels))
     return Evaluation(rows, extra, summarize(rows))
 
