@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -216,6 +217,13 @@ def _storage_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def _plain(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` as plain JSON values (numpy scalars -> Python), so that the file loads safely."""
+    return json.loads(
+        json.dumps(meta, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    )
+
+
 def save_weights(model: UNet3D, path: str | Path, meta: dict[str, Any] | None = None) -> str:
     """Write a versioned fp16 weight file; returns the tensors' sha256.
 
@@ -233,7 +241,7 @@ def save_weights(model: UNet3D, path: str | Path, meta: dict[str, Any] | None = 
         "config": asdict(model.config),
         "state_dict": state,
         "sha256": digest,
-        "meta": dict(meta or {}),
+        "meta": _plain(meta or {}),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,68 @@
+"""``spinelabeler train stage1|stage2 --config FILE --out DIR``: train one network.
+
+The same command under ``torchrun --nproc_per_node N`` trains with DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train the stage-1 or stage-2 network (phantoms drawn on the fly, or --data)",
+        description="Train one network with resumable checkpoints; under torchrun it uses DDP.",
+    )
+    p.add_argument("stage", choices=("stage1", "stage2"))
+    p.add_argument("--config", required=True, help="JSON training settings (see configs/)")
+    p.add_argument("--out", required=True, help="run folder: checkpoint, log.jsonl, weights")
+    p.add_argument("--data", default=None, help="folder of real CTs in the VerSe layout")
+    p.add_argument("--steps", type=int, default=None, help="total steps (default: the config's)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=run)
+
+
+def _progress_bar(width: int = 30):
+    start = time.time()
+
+    def show(stage: str, fraction: float, message: str) -> None:
+        filled = int(round(fraction * width))
+        elapsed = time.time() - start
+        sys.stderr.write(
+            f"\r{stage} [{'#' * filled}{'.' * (width - filled)}] {message} {elapsed:6.0f} s"
+        )
+        if fraction >= 1.0:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def run(args: argparse.Namespace) -> int:
+    from SpineLabelerLib.training.loop import TrainConfig, train
+
+    cfg = TrainConfig.from_file(args.config)
+    command = "spinelabeler " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    summary = train(
+        args.stage,
+        cfg,
+        args.out,
+        data_dir=args.data,
+        steps=args.steps,
+        resume=args.resume,
+        progress=None if args.no_progress else _progress_bar(),
+        device=args.device,
+        command=command,
+    )
+    if summary["rank"] == 0:
+        print(
+            f"{args.stage}: {summary['steps']} steps, validation {summary['validation']}, "
+            f"{summary['wall_s']:.0f} s; weights in {args.out}"
+        )
+    return 0

@@ -1,0 +1,269 @@
+"""Where training cases come from, and the step-indexed datasets that make runs reproducible.
+
+A *source* hands out cases (CT in HU + VerSe labelmap, each an :class:`Image` on any grid):
+phantoms drawn on the fly from seeds (:class:`PhantomSource`), a folder in the VerSe layout
+(:class:`VerseSource`), or any function (:class:`FunctionSource`, used by tests). A
+:class:`CasePreparer` puts a case on its stage's canonical grid (preprocess.py) and keeps the
+result in memory and, optionally, on disk, so a phantom is drawn once per run.
+
+:class:`StepSamples` is a map-style dataset whose item ``n`` is the ``n``-th sample of the run
+on this rank: its random generator is seeded with ``(seed, rank, n)``, so what a step sees
+does not depend on worker processes or on where a run was resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from SpineLabelerLib import preprocess
+from SpineLabelerLib.image import Image
+from SpineLabelerLib.training.samples import (
+    PreparedCase,
+    Stage2Sampling,
+    stage1_sample,
+    stage2_sample,
+)
+
+STAGE2_MARGIN_MM = 60.0  # stage-2 cases are kept only around the labelled spine
+
+
+class CaseSource(Protocol):
+    def __len__(self) -> int: ...
+
+    def key(self, index: int) -> str:
+        """A name unique to this case and its settings (the disk-cache key)."""
+        ...
+
+    def load(self, index: int) -> tuple[Image, Image]:
+        """(CT in HU, VerSe labelmap on the same or another grid)."""
+        ...
+
+
+class FunctionSource:
+    """Cases from ``make(index) -> (ct, labels)``: tests and custom data."""
+
+    def __init__(self, make: Callable[[int], tuple[Image, Image]], count: int, name: str) -> None:
+        self.make, self.count, self.name = make, count, name
+
+    def __len__(self) -> int:
+        return self.count
+
+    def key(self, index: int) -> str:
+        return f"{self.name}-{index}"
+
+    def load(self, index: int) -> tuple[Image, Image]:
+        return self.make(index)
+
+
+class SubsetSource:
+    """Some cases of another source (a train / validation split)."""
+
+    def __init__(self, source: CaseSource, indices: Sequence[int]) -> None:
+        self.source, self.indices = source, [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def key(self, index: int) -> str:
+        return self.source.key(self.indices[index])
+
+    def load(self, index: int) -> tuple[Image, Image]:
+        return self.source.load(self.indices[index])
+
+
+class PhantomSource:
+    """Synthetic spine CTs drawn on demand: case ``n`` is ``phantom.generate_case(seeds[n], **settings)``."""
+
+    def __init__(self, seeds: Sequence[int], settings: dict[str, Any] | None = None) -> None:
+        self.seeds = [int(s) for s in seeds]
+        self.settings = dict(settings or {})
+        digest = hashlib.sha1(
+            json.dumps(self.settings, sort_keys=True, default=str).encode()
+        ).hexdigest()
+        self._tag = digest[:10]
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def key(self, index: int) -> str:
+        return f"phantom-{self._tag}-{self.seeds[index]}"
+
+    def load(self, index: int) -> tuple[Image, Image]:
+        from SpineLabelerLib import phantom  # imported late: the generator is heavy
+
+        case = phantom.generate_case(self.seeds[index], **self.settings)
+        return case.ct, case.labels
+
+
+class VerseSource:
+    """Real CTs in the VerSe layout (also CSI 2014, via the I/O package's readers)."""
+
+    def __init__(self, root: str | Path) -> None:
+        from SpineLabelerLib.io import verse
+
+        self.root = Path(root)
+        self.cases = list(verse.iter_cases(self.root))
+        if not self.cases:
+            raise FileNotFoundError(f"no CT with a vertebra mask found under {self.root}")
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def key(self, index: int) -> str:
+        name = getattr(self.cases[index], "name", str(index))
+        return f"verse-{hashlib.sha1(str(self.root.resolve()).encode()).hexdigest()[:8]}-{name}"
+
+    def load(self, index: int) -> tuple[Image, Image]:
+        case = self.cases[index]
+        return case.load() if hasattr(case, "load") else (case.ct, case.labels)
+
+
+class CasePreparer:
+    """Case -> :class:`PreparedCase` on the stage's canonical grid, cached (memory LRU + disk).
+
+    Stage 2 keeps only the labelled spine's box plus ``margin_mm`` (a leg CT stays whole).
+    """
+
+    def __init__(
+        self,
+        spacing_mm: float,
+        crop_to_spine: bool,
+        cache_dir: str | Path | None = None,
+        max_in_memory: int = 16,
+        margin_mm: float = STAGE2_MARGIN_MM,
+    ) -> None:
+        self.spacing_mm = float(spacing_mm)
+        self.crop_to_spine = crop_to_spine
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.max_in_memory = max_in_memory
+        self.margin_mm = margin_mm
+        self._memory: OrderedDict[str, PreparedCase] = OrderedDict()
+
+    def __call__(self, source: CaseSource, index: int) -> PreparedCase:
+        key = f"{source.key(index)}@{self.spacing_mm:g}mm{'-spine' if self.crop_to_spine else ''}"
+        if key in self._memory:
+            self._memory.move_to_end(key)
+            return self._memory[key]
+        case = self._read_disk(key)
+        if case is None:
+            case = self.prepare(*source.load(index), name=key)
+            self._write_disk(key, case)
+        self._memory[key] = case
+        while len(self._memory) > self.max_in_memory:
+            self._memory.popitem(last=False)
+        return case
+
+    def prepare(self, ct: Image, labels: Image, name: str = "") -> PreparedCase:
+        box = None
+        if self.crop_to_spine:
+            box = self._spine_box(labels)
+        canonical = preprocess.to_canonical(ct, self.spacing_mm, box)
+        lab = preprocess.labels_onto(labels, canonical)
+        # fp16 precision (< 0.5 HU) as on disk, so a cached case equals a fresh one (exact resume)
+        ct_norm = preprocess.normalize_hu(canonical.array).astype(np.float16).astype(np.float32)
+        return PreparedCase(
+            ct_norm,
+            np.asarray(lab.array, np.uint8),
+            self.spacing_mm,
+            name,
+        )
+
+    def _spine_box(self, labels: Image):
+        if not np.any(labels.array):
+            return None
+        nz = np.argwhere(labels.array > 0)[:, ::-1]  # (i, j, k)
+        from SpineLabelerLib.image import index_to_lps
+
+        corners = index_to_lps(labels, np.array([nz.min(0) - 0.5, nz.max(0) + 0.5]))
+        inner = preprocess.physical_bounds_lps(labels)
+        lo = np.maximum(corners.min(0) - self.margin_mm, inner[0])
+        hi = np.minimum(corners.max(0) + self.margin_mm, inner[1])
+        return lo, hi
+
+    def _path(self, key: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        safe = hashlib.sha1(key.encode()).hexdigest()[:16]
+        return self.cache_dir / f"{safe}.npz"
+
+    def _read_disk(self, key: str) -> PreparedCase | None:
+        path = self._path(key)
+        if path is None or not path.is_file():
+            return None
+        with np.load(path) as z:
+            if str(z["key"]) != key:
+                return None
+            return PreparedCase(z["ct"].astype(np.float32), z["labels"], float(z["spacing"]), key)
+
+    def _write_disk(self, key: str, case: PreparedCase) -> None:
+        path = self._path(key)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(
+            tmp, ct=case.ct.astype(np.float16), labels=case.labels, spacing=case.spacing_mm, key=key
+        )
+        tmp.replace(path)
+
+
+class StepSamples(Dataset):
+    """Item ``n`` = the ``n``-th sample on ``rank``: ``(input (C, K, J, I) float32, target (K, J, I))``.
+
+    Stage 1: input = CT crop (C = 1), target = region classes (int64).
+    Stage 2: input = (CT, memory) patch (C = 2), target = next-vertebra mask (uint8).
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        source: CaseSource,
+        preparer: CasePreparer,
+        size_kji: tuple[int, int, int],
+        seed: int,
+        rank: int = 0,
+        sampling: Stage2Sampling | None = None,
+        length: int = 2**62,
+    ) -> None:
+        if stage not in ("stage1", "stage2"):
+            raise ValueError(f"unknown stage {stage!r}")
+        if len(source) == 0:
+            raise ValueError("the case source is empty")
+        self.stage, self.source, self.preparer = stage, source, preparer
+        self.size_kji = tuple(int(s) for s in size_kji)
+        self.seed, self.rank, self.length = seed, rank, length
+        self.sampling = sampling or Stage2Sampling()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.rank, int(n)])
+        case = self.preparer(self.source, int(rng.integers(len(self.source))))
+        if self.stage == "stage1":
+            x, y = stage1_sample(case, self.size_kji, rng)
+        else:
+            x, y = stage2_sample(case, self.size_kji, rng, self.sampling)
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
+
+
+class RangeSampler(torch.utils.data.Sampler):
+    """Indices ``start, start + 1, ... stop - 1`` in order (the resumable sample stream)."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        self.start, self.stop = int(start), int(stop)
+
+    def __iter__(self):
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0)

@@ -1,0 +1,385 @@
+"""The training loop of both stages: one process, or many under ``torchrun`` (DDP).
+
+Reproducible and resumable: the model is initialised from ``seed``; sample ``n`` of rank ``r``
+and the augmentation of step ``s`` are seeded from ``(seed, r, n)`` and ``(seed, r, s)``; a
+checkpoint holds model, optimizer, AMP scaler, step and RNG state, so stopping and resuming
+gives the same weights as an uninterrupted run. Under ``torchrun --nproc_per_node N`` the
+same code wraps the net in DistributedDataParallel (gloo on CPU, nccl on GPU); rank 0 alone
+writes logs, checkpoints and weights. Mixed precision and channels-last are used on CUDA only.
+
+Files in ``out_dir``: ``checkpoint.pt`` (resume), ``<stage>.pt`` (versioned weights of the
+last validation, see nets.save_weights), ``<stage>_best.pt`` (best validation Dice),
+``log.jsonl`` (one JSON object per log interval / validation), ``config.json``, ``cache/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from SpineLabelerLib import nets
+from SpineLabelerLib.progress import CancelFlag, Cancelled, ProgressCallback, report
+from SpineLabelerLib.training import augment as aug
+from SpineLabelerLib.training import data
+from SpineLabelerLib.training.losses import bootstrapped_cross_entropy, dice_loss, dice_score
+from SpineLabelerLib.training.samples import Stage2Sampling
+
+VAL_RANK = 1_000_000  # the rank number whose sample stream is the validation set
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run (a JSON file gives any subset; unknown keys are an error)."""
+
+    seed: int = 0
+    steps: int = 1000
+    batch_size: int = 2
+    lr: float = 1e-3
+    spacing_mm: float = 3.0
+    size_kji: tuple[int, int, int] = (64, 64, 64)  # crop (stage 1) / patch (stage 2), voxels
+    net: dict[str, Any] = field(default_factory=dict)  # NetConfig settings
+    bootstrap_fraction: float = 0.10
+    augment: dict[str, Any] = field(default_factory=dict)  # AugmentSettings
+    stage2_sampling: dict[str, Any] = field(default_factory=dict)  # Stage2Sampling
+    phantom: dict[str, Any] = field(default_factory=dict)  # keyword settings of generate_case
+    train_seed_base: int = 0
+    train_cases: int = 64
+    val_seed_base: int = 100_000
+    val_cases: int = 4
+    val_samples: int = 8
+    log_every: int = 10
+    val_every: int = 100
+    checkpoint_every: int = 50
+    workers: int = 0
+    threads: int = 2
+    cache_in_memory: int = 16
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known - {"stage", "comment"})
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
+        cfg = cls(**{k: v for k, v in raw.items() if k in known})
+        cfg.size_kji = tuple(int(s) for s in cfg.size_kji)  # type: ignore[assignment]
+        multiple = nets.NetConfig(**cfg.net).multiple
+        if len(cfg.size_kji) != 3 or any(s % multiple for s in cfg.size_kji):
+            raise ValueError(f"size_kji {cfg.size_kji} must be 3 multiples of {multiple}")
+        return cfg
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+@dataclass
+class _Run:
+    """What one process knows about the distributed run."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device_type: str) -> _Run:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Run()
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return _Run(
+        dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owns
+    )
+
+
+def _step_generator(seed: int, rank: int, step: int) -> torch.Generator:
+    state = np.random.SeedSequence([seed, rank, step, 7]).generate_state(2, np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+
+
+def _sources(cfg: TrainConfig, data_dir: str | Path | None):
+    """(train source, validation source): held-out phantom seeds, or a split of a VerSe folder."""
+    if data_dir is not None:
+        real = data.VerseSource(data_dir)
+        n_val = min(cfg.val_cases, len(real) // 5)
+        if n_val == 0:
+            return real, real  # too few cases to hold any out: validation is on training cases
+        cut = len(real) - n_val
+        return data.SubsetSource(real, range(cut)), data.SubsetSource(real, range(cut, len(real)))
+    train_seeds = range(cfg.train_seed_base, cfg.train_seed_base + cfg.train_cases)
+    val_seeds = range(cfg.val_seed_base, cfg.val_seed_base + cfg.val_cases)
+    if set(train_seeds) & set(val_seeds):
+        raise ValueError("training and validation phantom seeds overlap")
+    return data.PhantomSource(train_seeds, cfg.phantom), data.PhantomSource(val_seeds, cfg.phantom)
+
+
+def compute_loss(
+    stage: str,
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    settings: aug.AugmentSettings,
+) -> torch.Tensor:
+    """Augment one batch (``x (B, C, K, J, I)``, ``y (B, K, J, I)``) and return the stage's loss."""
+    device = next(model.parameters()).device
+    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    if stage == "stage1":
+        x, (y,) = aug.augment(x, [y], settings, generator)
+    else:
+        memory = (x[:, 1] > 0.5).to(torch.uint8)
+        ct, (memory, y) = aug.augment(x[:, :1], [memory, y], settings, generator)
+        x = torch.cat([ct, memory.unsqueeze(1).to(ct.dtype)], dim=1)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        logits = model(x)
+    if stage == "stage1":
+        return bootstrapped_cross_entropy(logits, y, cfg.bootstrap_fraction)
+    return dice_loss(logits, y)
+
+
+@torch.no_grad()
+def validate(
+    stage: str, model: torch.nn.Module, samples: list[tuple[torch.Tensor, torch.Tensor]]
+) -> dict[str, float]:
+    """Dice on fixed, unaugmented validation samples.
+
+    Stage 1: Dice per region class over all samples' voxels and their mean (classes present
+    in the references only). Stage 2: mean Dice of the predicted mask per patch (an empty
+    prediction of an empty target counts 1), and the same over non-empty targets only.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        if stage == "stage1":
+            inter, total = np.zeros(4), np.zeros(4)
+            for x, y in samples:
+                pred = model(x[None].to(device)).argmax(1)[0].cpu()
+                for c in range(1, 4):
+                    inter[c] += int(((pred == c) & (y == c)).sum())
+                    total[c] += int((pred == c).sum()) + int((y == c).sum())
+            out = {}
+            for c, name in zip(range(1, 4), ("cervical", "thoracic", "lumbar")):
+                if total[c] > 0:
+                    out[f"dice_{name}"] = float(2 * inter[c] / total[c])
+            out["dice"] = float(np.mean(list(out.values()))) if out else float("nan")
+            return out
+        scores, filled = [], []
+        for x, y in samples:
+            pred = model(x[None].to(device))[0, 0].cpu() > 0
+            s = dice_score(pred, y)
+            scores.append(s)
+            if y.any():
+                filled.append(s)
+        return {
+            "dice": float(np.mean(scores)),
+            "dice_nonempty": float(np.mean(filled)) if filled else float("nan"),
+        }
+    finally:
+        model.train(was_training)
+
+
+def hardware_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA)"
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def train(
+    stage: str,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    data_dir: str | Path | None = None,
+    steps: int | None = None,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelFlag | None = None,
+    device: str | None = None,
+    sources: tuple[data.CaseSource, data.CaseSource] | None = None,
+    command: str = "",
+) -> dict[str, Any]:
+    """Train ``stage`` ("stage1" | "stage2") for ``steps`` (default ``cfg.steps``) steps in total.
+
+    Returns a summary (steps, last validation, best Dice, wall time, rank, the trained model). ``sources`` overrides
+    the phantom / VerSe sources (tests). Raises FileExistsError when ``out_dir`` already holds
+    a run and ``resume`` is False.
+    """
+    if stage not in nets.KINDS:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {nets.KINDS}")
+    total_steps = int(steps if steps is not None else cfg.steps)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    run = _init_distributed(dev.type)
+    if dev.type == "cuda" and run.world > 1:
+        dev = torch.device("cuda", run.local_rank)
+        torch.cuda.set_device(dev)
+    if dev.type == "cpu":
+        torch.set_num_threads(max(1, cfg.threads))
+    out = Path(out_dir)
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.exists() and not resume:
+        raise FileExistsError(
+            f"{out} already holds a run (checkpoint.pt); pass --resume or another --out"
+        )
+
+    torch.manual_seed(cfg.seed)
+    model = nets.build_model(stage, nets.NetConfig(**cfg.net)).to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last_3d)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step, wall_before, best = 0, 0.0, -1.0
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        if ckpt["stage"] != stage:
+            raise ValueError(f"{ckpt_path} is a {ckpt['stage']} run, not {stage}")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        step, wall_before, best = int(ckpt["step"]), float(ckpt["wall_s"]), float(ckpt["best_dice"])
+    net = torch.nn.parallel.DistributedDataParallel(model) if run.world > 1 else model
+
+    train_src, val_src = sources or _sources(cfg, data_dir)
+    preparer = data.CasePreparer(
+        cfg.spacing_mm, stage == "stage2", out / "cache" if run.main else None, cfg.cache_in_memory
+    )
+    sampling = Stage2Sampling(**cfg.stage2_sampling)
+    dataset = data.StepSamples(
+        stage, train_src, preparer, cfg.size_kji, cfg.seed, run.rank, sampling
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=data.RangeSampler(step * cfg.batch_size, total_steps * cfg.batch_size),
+        num_workers=cfg.workers,
+        drop_last=True,
+        pin_memory=dev.type == "cuda",
+    )
+    settings = aug.AugmentSettings(**cfg.augment)
+    val_samples: list = []
+    if run.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps({"stage": stage, **asdict(cfg)}, indent=2))
+        val_set = data.StepSamples(
+            stage, val_src, preparer, cfg.size_kji, cfg.seed, VAL_RANK, sampling
+        )
+        val_samples = [val_set[n] for n in range(cfg.val_samples)] if cfg.val_samples else []
+
+    def log(record: dict[str, Any]) -> None:
+        if run.main:
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def save(last_val: dict[str, float] | None, weights: bool) -> None:
+        """Checkpoint (always) and the versioned weight file (``weights``), rank 0 only."""
+        nonlocal saved_step
+        saved_step = step
+        if not run.main:
+            return
+        wall = wall_before + time.time() - t0
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save(
+            {
+                "stage": stage,
+                "step": step,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "wall_s": wall,
+                "best_dice": best,
+                "config": json.dumps(asdict(cfg)),
+            },
+            tmp,
+        )
+        tmp.replace(ckpt_path)
+        if weights:
+            meta = {
+                "stage": stage,
+                "steps": step,
+                "samples_seen": step * cfg.batch_size * run.world,
+                "wall_s": round(wall, 1),
+                "hardware": hardware_description(dev),
+                "processes": run.world,
+                "validation": last_val,
+                "config": asdict(cfg),
+                "command": command,
+            }
+            nets.save_weights(model, out / f"{stage}.pt", meta)
+
+    t0 = time.time()
+    saved_step = step
+    window: list[float] = []
+    last_val: dict[str, float] | None = None
+    report(progress, f"train {stage}", step / max(total_steps, 1), f"step {step}/{total_steps}")
+    net.train()
+    for x, y in loader:
+        if cancel is not None and cancel.is_set:
+            save(last_val, weights=False)
+            raise Cancelled(f"training stopped at step {step}; resume with --resume")
+        loss = compute_loss(
+            stage, net, x, y, cfg, _step_generator(cfg.seed, run.rank, step), settings
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        window.append(float(loss.detach()))
+        if step % cfg.log_every == 0 or step == total_steps:
+            record = {
+                "step": step,
+                "loss": float(np.mean(window)),
+                "wall_s": round(wall_before + time.time() - t0, 2),
+            }
+            log(record)
+            report(
+                progress,
+                f"train {stage}",
+                step / total_steps,
+                f"step {step}/{total_steps} loss {record['loss']:.4f}",
+            )
+            window = []
+        if run.main and val_samples and (step % cfg.val_every == 0 or step == total_steps):
+            last_val = validate(stage, model, val_samples)
+            log({"step": step, "validation": last_val})
+            improved = last_val["dice"] > best
+            best = max(best, last_val["dice"])
+            save(last_val, weights=True)
+            if improved:
+                (out / f"{stage}_best.pt").write_bytes((out / f"{stage}.pt").read_bytes())
+        elif step % cfg.checkpoint_every == 0:
+            save(last_val, weights=False)
+    if run.world > 1:  # BN running statistics drift apart after the last forward: take rank 0's
+        for buffer in model.buffers():
+            dist.broadcast(buffer.data, src=0)
+    if saved_step != step or not (out / f"{stage}.pt").exists():
+        save(last_val, weights=True)
+    if run.world > 1:
+        dist.barrier()
+        if run.owns_group:
+            dist.destroy_process_group()
+    return {
+        "stage": stage,
+        "steps": step,
+        "validation": last_val,
+        "best_dice": best,
+        "wall_s": wall_before + time.time() - t0,
+        "rank": run.rank,
+        "model": model,
+    }

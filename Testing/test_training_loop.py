@@ -1,0 +1,156 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _tiny_spine import tiny_case, tiny_source
+
+from SpineLabelerLib import nets
+from SpineLabelerLib.training.loop import TrainConfig, train
+
+torch.set_num_threads(1)
+TESTING = Path(__file__).parent
+SMALL_NET = {"base_channels": 4, "depth": 2, "convs_per_level": 1}
+
+
+def _cfg(**changes):
+    raw = {
+        "seed": 1,
+        "steps": 4,
+        "batch_size": 2,
+        "spacing_mm": 3.0,
+        "size_kji": [16, 8, 8],
+        "net": SMALL_NET,
+        "val_samples": 2,
+        "log_every": 1,
+        "val_every": 1000,
+        "checkpoint_every": 1000,
+        "threads": 1,
+    }
+    raw.update(changes)
+    return TrainConfig.from_dict(raw)
+
+
+def _sources():
+    return tiny_source(4), tiny_source(1, "val")
+
+
+def _log(out):
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_config_rejects_unknown_keys_and_bad_sizes():
+    with pytest.raises(ValueError, match="unknown training settings"):
+        TrainConfig.from_dict({"learning_rate": 1})
+    with pytest.raises(ValueError, match="multiples of 4"):
+        TrainConfig.from_dict({"size_kji": [10, 8, 8], "net": SMALL_NET})
+    for name in ("stage1", "stage2"):
+        cfg = TrainConfig.from_file(Path(__file__).parents[1] / "configs" / f"{name}.json")
+        assert cfg.lr == 1e-3
+
+
+@pytest.mark.parametrize(
+    "stage, changes",
+    [
+        ("stage1", {"lr": 3e-3}),
+        ("stage2", {"spacing_mm": 1.5, "size_kji": [16, 16, 16], "lr": 3e-3}),
+    ],
+)
+def test_a_few_steps_lower_the_loss(tmp_path, stage, changes):
+    steps = 40 if stage == "stage1" else 120
+    cfg = _cfg(steps=steps, batch_size=2, augment={"max_rotation_deg": 5.0}, **changes)
+    summary = train(stage, cfg, tmp_path, sources=_sources())
+    losses = [r["loss"] for r in _log(tmp_path) if "loss" in r]
+    assert len(losses) == steps
+    first, last = np.mean(losses[:8]), np.mean(losses[-8:])
+    assert last < 0.8 * first, (first, last)
+    assert summary["validation"]["dice"] >= 0.0
+    weights = nets.load_model(tmp_path / f"{stage}.pt", stage)
+    assert weights.weights_meta["steps"] == steps
+    assert weights.weights_meta["validation"] == summary["validation"]
+
+
+def test_checkpoint_round_trip_resumes_exactly(tmp_path):
+    cfg = _cfg(steps=4)
+    straight = train("stage1", cfg, tmp_path / "a", sources=_sources())["model"].state_dict()
+    train("stage1", cfg, tmp_path / "b", steps=2, sources=_sources())
+    with pytest.raises(FileExistsError, match="--resume"):
+        train("stage1", cfg, tmp_path / "b", steps=4, sources=_sources())
+    resumed = train("stage1", cfg, tmp_path / "b", steps=4, resume=True, sources=_sources())
+    assert resumed["steps"] == 4
+    state = resumed["model"].state_dict()
+    for name, tensor in straight.items():
+        assert torch.equal(tensor, state[name]), name
+    losses_a = [r["loss"] for r in _log(tmp_path / "a") if "loss" in r]
+    losses_b = [r["loss"] for r in _log(tmp_path / "b") if "loss" in r]
+    assert len(losses_a) == 4
+    assert losses_a == losses_b
+    # a different seed is a different run
+    other = train("stage1", _cfg(steps=4, seed=2), tmp_path / "c", sources=_sources())["model"]
+    assert not torch.equal(other.state_dict()["head.weight"], straight["head.weight"])
+
+
+def test_stage2_samples_follow_the_protocol():
+    from SpineLabelerLib.training.data import CasePreparer, StepSamples
+
+    ds = StepSamples("stage2", tiny_source(2), CasePreparer(1.5, True), (16, 16, 16), seed=0)
+    ct_case, lab_case = tiny_case(0)
+    seen_memory = seen_empty = 0
+    for n in range(40):
+        x, y = ds[n]
+        assert x.shape == (2, 16, 16, 16) and y.shape == (16, 16, 16)
+        memory, target = x[1] > 0.5, y > 0
+        assert not (memory & target).any()
+        seen_memory += int(memory.any())
+        seen_empty += int(not target.any())
+        if target.any():
+            # the target is one whole box (or its visible part): one label, CT bright there
+            assert x[0][target].min() == pytest.approx((600 + 512) / 768 - 1, abs=1e-3)
+    assert seen_memory > 10 and 0 < seen_empty < 20
+
+
+def test_two_process_gloo_run_keeps_identical_weights(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(TESTING.parent))
+    cmd = [
+        str(Path(sys.executable).with_name("torchrun")),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(TESTING / "ddp_worker.py"),
+        str(tmp_path),
+    ]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    initial = nets.build_model("stage1", nets.NetConfig(**SMALL_NET)).state_dict()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert not torch.equal(a["head.weight"], initial["head.weight"])  # it did train
+    assert nets.load_model(tmp_path / "stage1.pt", "stage1").weights_meta["processes"] == 2
+
+
+def test_cli_train_command(tmp_path):
+    from SpineLabelerLib import cli
+
+    args = cli.build_parser().parse_args(
+        [
+            "train",
+            "stage2",
+            "--config",
+            "configs/stage2.json",
+            "--out",
+            str(tmp_path),
+            "--steps",
+            "5",
+        ]
+    )
+    assert args.stage == "stage2" and args.steps == 5 and not args.resume
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"lr": 0.001, "learnin_rate": 1}')
+    with pytest.raises(ValueError, match="learnin_rate"):
+        cli.main(["train", "stage1", "--config", str(bad), "--out", str(tmp_path / "o")])
