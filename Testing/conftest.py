@@ -17,10 +17,11 @@ TINY_SHAPE_KJI = (16, 20, 24)
 TINY_SPACING_MM = (0.8, 1.1, 2.5)
 TINY_ORIGIN_LPS = (12.5, -30.25, 101.0)
 # One voxel carrying its own label (C7 = 7), index (i, j, k), to follow through round trips.
-MARKED_VOXEL_IJK = (5, 14, 3)
+MARKED_VOXEL_IJK = (5, 14, 14)
 MARKED_LABEL = 7
-# Vertebra blocks along k: label -> (k0, k1) slab, inside i 8..16, j 6..14.
-BLOCKS_K = {19: (2, 6), 20: (7, 11), 21: (12, 15)}
+# Vertebra blocks along k (k runs roughly towards S, so T12 is cranial of L1 and L2):
+# label -> (k0, k1) slab, inside i 8..16, j 6..14.
+BLOCKS_K = {21: (2, 6), 20: (7, 11), 19: (12, 15)}
 
 
 def oblique_flipped_direction() -> np.ndarray:
