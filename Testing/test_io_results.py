@@ -95,3 +95,19 @@ def test_refuses_unknown_formats_and_labels_off_the_ct_grid(
     )
     with pytest.raises(ValueError, match="labels must lie on the CT's grid"):
         write_result_files(tmp_path / "r", tiny_ct, moved, tiny_centroids_lps)
+
+
+def test_no_vertebra_found_still_gives_valid_files(tmp_path, tiny_ct):
+    """A leg CT: empty labelmap, no centroids; every file is written and readable."""
+    import jsonschema
+
+    empty = tiny_ct.with_array(np.zeros(tiny_ct.array.shape, np.uint8))
+    paths = write_result_files(tmp_path / "r", tiny_ct, empty, {})
+    assert slicerio.read_segmentation(str(paths["seg"]))["segments"] == []
+    schema = json.loads(open("/work/shared/slicer/markups-schema-v1.0.3.json").read())
+    document = json.loads(paths["markups"].read_text())
+    jsonschema.validate(document, schema)
+    assert document["markups"][0]["controlPoints"] == []
+    assert read_verse_centroids(paths["centroids"]) == {}
+    assert paths["surfaces"].is_dir() and list(paths["surfaces"].iterdir()) == []
+    assert json.loads(paths["report"].read_text())["vertebrae"] == []
