@@ -76,8 +76,8 @@ def segment_argv(
 ) -> list[str]:
     """Command line of ``spinelabeler segment`` run by interpreter ``python`` (PythonSlicer
     inside Slicer), printing ``PROGRESS`` lines."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device not in ("auto", "cpu", "cuda", "mps"):
+        raise ValueError(f"device must be auto, cpu, cuda or mps, got {device!r}")
     argv = [python, "-m", "SpineLabelerLib.cli", "segment", str(ct_path), "-o", str(out_dir)]
     argv += ["--device", device, "--progress", "lines"]
     if fast:
