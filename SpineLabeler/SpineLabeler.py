@@ -621,6 +621,7 @@ class SpineLabelerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
 
         self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
@@ -659,6 +660,17 @@ class SpineLabelerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event):
         self.onCancel()
         self.setParameterNode(None)
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeAdded(self, caller, event, node):
+        """A CT just loaded becomes the input (labelmaps and our own nodes are not CTs)."""
+        if (
+            self._parameterNode is not None
+            and self._run is None
+            and node.IsA("vtkMRMLScalarVolumeNode")
+            and not node.IsA("vtkMRMLLabelMapVolumeNode")
+        ):
+            self._parameterNode.inputVolume = node
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:
@@ -760,7 +772,9 @@ class SpineLabelerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if run.job.cancelled:
                 self.ui.statusLabel.text = "Cancelled."
             elif code != 0:
-                self.ui.statusLabel.text = "Segmentation failed."
+                # The command line's own message (e.g. "not a CT: ...") is its last line.
+                last = run.job.error_message(1)
+                self.ui.statusLabel.text = "Segmentation failed" + (f": {last}" if last else ".")
                 slicer.util.errorDisplay(
                     "Segmentation failed.", detailedText=run.job.error_message(20)
                 )
