@@ -115,3 +115,50 @@ def test_cancel_stops_a_running_child_cleanly():
         job.wait(cancel=flag)
     assert time.monotonic() - started < 10
     assert job.cancelled and job._process.poll() is not None
+
+
+def _write(image, path):
+    import SimpleITK as sitk
+
+    from SpineLabelerLib.image import to_sitk
+
+    sitk.WriteImage(to_sitk(image), str(path))
+    return path
+
+
+def test_a_refused_input_reaches_the_panel_as_the_commands_message(tmp_path):
+    """What the Slicer module shows when the child refuses its input: a clear last line."""
+    import numpy as np
+
+    from SpineLabelerLib.image import Image
+
+    mr_like = Image(np.full((20, 24, 24), 1500, np.int16), (1.0, 1.0, 2.0))
+    ct = _write(mr_like, tmp_path / "mr.nrrd")
+    job = ChildJob(segment_argv(sys.executable, ct, tmp_path / "out", device="cpu"))
+    code = job.wait(timeout_s=120)
+    assert code != 0
+    assert "spinelabeler segment" in job.error_message(1)
+    assert not (tmp_path / "out" / "labels.nii.gz").exists()
+
+
+@pytest.mark.slow
+def test_segment_command_through_a_child_job(tmp_path):
+    """The module's whole outside-Slicer path: phantom CT -> child `segment` -> files."""
+    from SpineLabelerLib.io.reader import read_labelmap
+    from SpineLabelerLib.phantom import generate_case
+
+    if not (library_root() / "Resources" / "Models" / "stage1.pt").is_file():
+        pytest.skip("no shipped weights in Resources/Models yet")
+    case = generate_case(3, "lumbar", spacing_mm=(1.5, 1.5, 2.0))
+    ct = _write(case.ct, tmp_path / "ct.nrrd")
+    out = tmp_path / "out"
+    seen: list[float] = []
+    job = ChildJob(segment_argv(sys.executable, ct, out, device="cpu", fast=True))
+    assert job.wait(progress=lambda stage, f, msg: seen.append(f), timeout_s=900) == 0, (
+        job.error_message()
+    )
+    assert seen and seen[-1] == 1.0 and seen == sorted(seen)
+    labels = read_labelmap(out / "labels.nii.gz")
+    assert labels.same_grid(case.ct)
+    for name in ("segmentation.seg.nrrd", "centroids.mrk.json", "report.json"):
+        assert (out / name).is_file(), name
