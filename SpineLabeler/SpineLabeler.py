@@ -462,7 +462,7 @@ class SpineLabelerLogic(ScriptedLoadableModuleLogic):
 
     def _fillTable(self, segmentationNode, rows):
         tableNode = self._referencedNode(
-            segmentationNode, TABLE_REFERENCE, "vtkMRMLTableNode", "vertebrae"
+            segmentationNode, TABLE_REFERENCE, "vtkMRMLTableNode", "table"
         )
         info = self.vertebraInfo(segmentationNode)
         table = tableNode.GetTable()

@@ -69,9 +69,9 @@ def cmake_block(text: str, variable: str) -> list[str]:
 
 
 def test_every_python_file_compiles(tmp_path):
-    files = (
-        [MODULE] + [ROOT / f for f in library_scripts()] + sorted((ROOT / "Testing").glob("*.py"))
-    )
+    files = [MODULE] + [ROOT / f for f in library_scripts()]
+    files += sorted((ROOT / "Testing").glob("*.py"))
+    files += sorted((ROOT / "SpineLabeler" / "Testing").glob("*.py"))  # the in-Slicer runner
     for n, path in enumerate(files):
         py_compile.compile(str(path), cfile=str(tmp_path / f"{n}.pyc"), doraise=True)
 
