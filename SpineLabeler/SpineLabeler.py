@@ -615,6 +615,8 @@ class SpineLabelerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         for device in DEVICES:
             self.ui.deviceComboBox.addItem(device, device)
+        if importlib.util.find_spec("torch") is not None:
+            self._labelGpu()  # else after torch is installed, on the first Segment
         self.ui.cancelButton.enabled = False
         self.ui.progressBar.setRange(0, 100)
         self.ui.progressBar.value = 0
