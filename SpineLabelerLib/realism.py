@@ -244,8 +244,8 @@ def _slices(mask: np.ndarray) -> list[int]:
 
 def _body_dimensions(parts: _LevelParts) -> tuple[float, float, float]:
     """(height, width, depth) mm of the body: height along s in a 5 mm column through the
-    body centre, width along w and depth along a in a 5 mm slab at mid-height (depth also
-    within 5 mm of the mid-sagittal plane)."""
+    body centre; in a 5 mm slab at mid-height, width along w within 5 mm of the body
+    centre's coronal plane and depth along a within 5 mm of its sagittal plane."""
     body = parts.body
     if not body.any():
         return math.nan, math.nan, math.nan
@@ -254,8 +254,9 @@ def _body_dimensions(parts: _LevelParts) -> tuple[float, float, float]:
     half = 2.5 / LOCAL_STEP_MM
     column = (np.abs(i - ci) <= half) & (np.abs(j - cj) <= half)
     slab = np.abs(k - ck) <= half
-    mid = slab & (np.abs(i - ci) <= half)
-    return _extent_mm(k[column]), _extent_mm(i[slab]), _extent_mm(j[mid])
+    coronal = slab & (np.abs(j - cj) <= half)  # keeps processes behind the body centre out
+    sagittal = slab & (np.abs(i - ci) <= half)
+    return _extent_mm(k[column]), _extent_mm(i[coronal]), _extent_mm(j[sagittal])
 
 
 def _canal_dimensions(canal: np.ndarray) -> tuple[float, float, float]:
