@@ -265,6 +265,20 @@ def write_picture(path: Path, real: tuple[Image, Image], phantom: tuple[Image, I
 # ------------------------------------------------------------------------------- main
 
 
+def code_version() -> str:
+    """HEAD commit, and whether the phantom generator has uncommitted changes."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else "?"
+
+    dirty = git("status", "--porcelain", "SpineLabelerLib/phantom", "SpineLabelerLib/realism.py")
+    return git("rev-parse", "--short", "HEAD") + (
+        " + uncommitted phantom/realism code" if dirty else ""
+    )
+
+
 def _jsonable(obj):
     if isinstance(obj, float) and math.isnan(obj):
         return None
@@ -306,7 +320,7 @@ def main(argv=None) -> int:
         shape_rows(real, phantoms),
         quality_rows(real, phantoms),
     )
-    report = format_report(hu, shape, quality, args.seeds)
+    report = format_report(hu, shape, quality, args.seeds) + f"\ncode: {code_version()}"
     print(report)
     args.out.mkdir(parents=True, exist_ok=True)
     paths[0].write_text(report + "\n")
@@ -314,6 +328,7 @@ def main(argv=None) -> int:
         "real_case": "VerSe verse008 (one real VerSe case)",
         "attribution": ATTRIBUTION,
         "seeds": args.seeds,
+        "code": code_version(),
         "phantom_spacing_mm_ijk": PHANTOM_SPACING_MM,
         "rules": {
             "shell_mm": realism.SHELL_MM,
