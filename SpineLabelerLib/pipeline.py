@@ -51,7 +51,8 @@ class SegmentSettings:
     device: str = "auto"  # auto | cpu | cuda | mps
     threads: int = 2  # CPU threads for torch
     stage1_spacing_mm: float = preprocess.STAGE1_SPACING_MM
-    stage1_window_kji: tuple[int, int, int] = (128, 160, 160)  # voxels at stage-1 spacing
+    # voxels at stage-1 spacing: the whole CT in one call at 3 mm up to 96 x 58 x 58 cm
+    stage1_window_kji: tuple[int, int, int] = (320, 192, 192)
     stage1_overlap: float = 0.25
     box_margin_mm: tuple[float, float, float] = (25.0, 25.0, 30.0)  # around the spine box (x, y, z)
     walk: stage2.WalkSettings = field(

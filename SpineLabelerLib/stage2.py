@@ -43,7 +43,8 @@ class WalkSettings:
 
     patch_kji: tuple[int, int, int] = (64, 96, 96)
     max_iterations: int = 4
-    converge_mm: float = 2.0
+    converge_mm: float = 2.0  # the centroid moved less: converged
+    accept_mm: float = 6.0  # ... or less than this and the mask is well inside the patch
     threshold: float = 0.5
     min_volume_ml: float = 2.0  # a smaller prediction counts as empty (C1 is ~8 ml)
     min_advance: float = 0.4  # a new centroid must move on at least this many steps
@@ -107,8 +108,8 @@ class _Walker:
     def __post_init__(self) -> None:
         self.instances = np.zeros(self.ct.array.shape, np.int16)
         self.voxel_ml = float(np.prod(self.ct.spacing_mm)) / 1000.0
-        # Voxels next to the edge of the field of view (what a cut vertebra touches).
-        self.fov_edge = ndimage.binary_dilation(~self.valid, iterations=1) & self.valid
+        self.count = 0
+        self.regions: dict[int, tuple[slice, ...]] = {}  # instance -> crop slices holding it
 
     def to_kji(self, lps: np.ndarray) -> np.ndarray:
         return lps_to_index(self.ct, lps)[0][::-1]
@@ -129,11 +130,13 @@ class _Walker:
         slices = _patch_slices(self.to_kji(center_lps), patch, self.ct.array.shape)
         if slices is None:
             return None
-        memory = _extract((self.instances > 0).astype(np.float32), slices, patch, 0.0)
+        src, dst = slices
+        memory = np.zeros(patch, np.float32)
+        memory[dst] = self.instances[src] > 0
         prob = self.predict(_extract(self.ct.array, slices, patch, CT_FILL), memory)
         self.predictions += 1
         inside = np.zeros(patch, bool)
-        inside[slices[1]] = True
+        inside[dst] = True
         mask = (prob >= self.settings.threshold) & (memory < 0.5) & inside
         comp, n = ndimage.label(mask)
         if n == 0:
@@ -149,12 +152,38 @@ class _Walker:
         kji = np.argwhere(mask[dst]).mean(axis=0) + np.array([s.start for s in src])
         return index_to_lps(self.ct, kji[::-1][None])[0]
 
+    def touches_patch_border(self, mask: np.ndarray, slices, margin: int = 2) -> bool:
+        """Whether the mask reaches a patch face that lies inside the crop (so it may be cut
+        by the patch, not by the field of view)."""
+        src, dst = slices
+        for axis in range(3):
+            others = tuple(a for a in range(3) if a != axis)
+            idx = np.nonzero(mask.any(axis=others))[0]
+            if src[axis].start > 0 and idx.min() < dst[axis].start + margin:
+                return True
+            if src[axis].stop < self.ct.array.shape[axis] and idx.max() >= dst[axis].stop - margin:
+                return True
+        return False
+
+    def touches_fov_edge(self, mask: np.ndarray, slices) -> bool:
+        """Whether the mask touches a voxel next to the outside of the CT's field of view."""
+        src, dst = slices
+        shape = self.valid.shape
+        grown = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(src, shape))
+        valid = self.valid[grown]
+        edge = ndimage.binary_dilation(~valid) & valid
+        placed = np.zeros(valid.shape, bool)
+        inner = tuple(slice(s.start - g.start, s.stop - g.start) for s, g in zip(src, grown))
+        placed[inner] = mask[dst]
+        return bool((placed & edge).any())
+
     def segment_at(self, center_lps: np.ndarray) -> WalkedVertebra | None:
         """Predict, re-centre on the mask, repeat until converged; add the mask to memory."""
+        s = self.settings
         best = None
         converged = False
         iterations = 0
-        while iterations < self.settings.max_iterations:
+        while iterations < s.max_iterations:
             iterations += 1
             found = self.predict_mask(center_lps)
             if found is None:
@@ -163,27 +192,30 @@ class _Walker:
             new_center = self.centroid_lps(*found)
             moved = float(np.linalg.norm(new_center - center_lps))
             center_lps = new_center
-            if moved < self.settings.converge_mm:
+            if moved < s.converge_mm or (
+                moved < s.accept_mm and not self.touches_patch_border(*found)
+            ):
                 converged = True
                 break
         if best is None:
             return None
         mask, (src, dst) = best
-        index = int(self.instances.max()) + 1
-        region = self.instances[src]
-        region[mask[dst]] = index
-        full = self.instances == index
+        self.count += 1
+        index = self.count
+        self.instances[src][mask[dst]] = index
+        self.regions[index] = src
         return WalkedVertebra(
             index=index,
             centroid_lps=self.centroid_lps(*best),
-            volume_ml=float(full.sum()) * self.voxel_ml,
-            partial=bool((full & self.fov_edge).any()),
+            volume_ml=float(mask.sum()) * self.voxel_ml,
+            partial=self.touches_fov_edge(*best),
             iterations=iterations,
             converged=converged,
         )
 
     def drop(self, vertebra: WalkedVertebra) -> None:
-        self.instances[self.instances == vertebra.index] = 0
+        region = self.instances[self.regions.pop(vertebra.index)]
+        region[region == vertebra.index] = 0
 
 
 def _next_center(
