@@ -1,0 +1,8 @@
+"""Synthetic spine CT generator (PHANTOM.md): CTs with exact vertebra labels, centroids,
+ribs on the thoracic levels, transitional variants, pathology and scanner physics."""
+
+from SpineLabelerLib.phantom.generator import PhantomCase, centroids_of, generate_case
+from SpineLabelerLib.phantom.scan import FOVS
+from SpineLabelerLib.phantom.subject import VARIANTS
+
+__all__ = ["FOVS", "VARIANTS", "PhantomCase", "centroids_of", "generate_case"]
