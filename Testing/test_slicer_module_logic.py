@@ -265,6 +265,15 @@ def _util(scene: Scene) -> types.ModuleType:
     def refuse(*args, **kwargs):
         raise AssertionError("the logic asked the user or installed a package in testing mode")
 
+    def load_volume(path):
+        from SpineLabelerLib.io.reader import read_ct
+
+        image = read_ct(path)
+        return scene.add(
+            VolumeNode(scene, Path(path).name.split(".")[0], image.array, ijk_to_ras_matrix(image))
+        )
+
+    util.loadVolume = load_volume
     util.arrayFromVTKMatrix = array_from_vtk_matrix
     util.arrayFromVolume = lambda node: node.array
     util.addVolumeFromArray = add_volume_from_array
@@ -470,3 +479,14 @@ def test_a_volume_under_a_transform_is_refused(module):
     volume.GetParentTransformNode = lambda: object()
     with pytest.raises(ValueError, match="harden the transform"):
         mod.volumeImage(volume)
+
+
+@pytest.mark.slow
+def test_the_modules_phantom_test_passes_with_the_shipped_weights(module):
+    """The module's end-to-end test (child process, real `segment`) once weights exist."""
+    if not (ROOT / "Resources" / "Models" / "stage1.pt").is_file():
+        pytest.skip("no shipped weights in Resources/Models yet")
+    mod, _ = module
+    case = mod.SpineLabelerTest()
+    case.setUp()
+    case.test_segment_phantom_and_export()
