@@ -288,6 +288,24 @@ def _thinnest_offset_mm(t_mm: np.ndarray, bin_mm: float) -> float:
     return float(0.5 * (edges[best] + edges[best + 1]))
 
 
+def _split_part_levels(
+    order: Sequence[int], at: int, keep: Side
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Old (top, bottom) levels the two parts of split vertebra ``order[at]`` (= L) stand for.
+
+    The kept part is L; the other part is the next level on its side, and the step from it
+    to the first vertebra beyond is one level whether or not the names beyond already
+    skipped the hidden vertebra: "L" (really L and L+1) followed by "L+1" becomes L, L+1,
+    L+2; followed by "L+2" it becomes L, L+1, L+2 too (that name was already right).
+    """
+    level = order[at]
+    if keep == "cranial":
+        after = order[at + 1] if at + 1 < len(order) else level + 2
+        return (level, level), (level + 1, min(level + 1, after - 1))
+    before = order[at - 1] if at > 0 else level - 2
+    return (max(level - 1, before + 1), level - 1), (level, level)
+
+
 def split(
     labels: Image,
     segment: Level,
@@ -323,9 +341,9 @@ def split(
 
     order = spine_order(centroids)
     at = order.index(label)
-    # The caudal part counts as one level below the cranial one: old (top, bottom) = (L+1, L).
-    tops = order[: at + 1] + [label + 1] + order[at + 1 :]
-    bottoms = order[: at + 1] + [label] + order[at + 1 :]
+    upper_old, lower_old = _split_part_levels(order, at, keep)
+    tops = order[:at] + [upper_old[0], lower_old[0]] + order[at + 1 :]
+    bottoms = order[:at] + [upper_old[1], lower_old[1]] + order[at + 1 :]
     anchor = at if keep == "cranial" else at + 1
     new = renumber_in_order(tops, bottoms, anchor, label)
     parts = [labels.array == v for v in order[:at]] + [upper_mask, lower_mask]

@@ -259,3 +259,53 @@ def test_vertebrae_csv(tmp_path):
     with pytest.raises(FileExistsError):
         write_vertebrae_csv(path, labels)
     write_vertebrae_csv(path, labels, force=True)
+
+
+@pytest.fixture(scope="module")
+def whole_spine() -> Image:
+    """Labels of a whole-spine phantom (C1-L5, curved), 2.5 mm, no scanner physics."""
+    from SpineLabelerLib.phantom import generate_case
+
+    return generate_case(5, "whole", spacing_mm=(2.5, 2.5, 2.5), physics=False).labels
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+def test_position_order_of_a_curved_phantom_spine_is_its_anatomical_order(whole_spine):
+    order = spine_order(vertebra_centroids_lps(whole_spine))
+    assert order == list(range(1, 25))
+    edit = relabel_from_here(whole_spine, "L1", "L2")
+    assert present_labels(edit.labels) == list(range(2, 26))
+    with pytest.raises(ValueError, match="outside C1..L6"):
+        relabel_from_here(edit.labels, "C2", "C3")  # L6 would become "L7"
+
+
+@pytest.mark.parametrize(("upper", "min_dice"), [("C4", 0.95), ("T5", 0.92), ("L2", 0.97)])
+def test_split_recovers_two_fused_phantom_vertebrae(whole_spine, upper, min_dice):
+    """Fuse a vertebra with the one below, split it again: both come back (Dice, 2.5 mm)."""
+    top = anatomy.vertebra(upper).label
+    fused = whole_spine.with_array(np.where(whole_spine.array == top + 1, top, whole_spine.array))
+    edit = split(fused, upper)
+    for label in (top, top + 1):
+        assert _dice(edit.labels.array == label, whole_spine.array == label) >= min_dice
+    # Everything below kept its name (the pair was named L, L+1 again).
+    np.testing.assert_array_equal(edit.labels.array == 24, whole_spine.array == 24)
+    # Merging the two back gives the fused mask; the names below then close up by one.
+    rejoined = merge(edit.labels, upper, top + 1)
+    np.testing.assert_array_equal(rejoined.labels.array == top, fused.array == top)
+    assert present_labels(rejoined.labels) == list(range(1, 24))
+
+
+def test_split_keeps_names_below_that_already_skipped_the_hidden_vertebra():
+    labels = _two_vertebrae_in_one_mask()
+    already_right = labels.with_array(
+        np.where(labels.array == 21, 22, labels.array).astype(np.uint8)
+    )
+    edit = split(already_right, "L1")  # "L1" holds L1 + L2; the one below is already "L3"
+    assert names_top_down(edit.labels) == ["T12", "L1", "L2", "L3"]
+    assert edit.renamed == {19: 19, 22: 22}
+    # Trusting the names below instead: the caudal part keeps "L1", everything above moves up.
+    caudal = split(labels, "L1", keep="caudal")
+    assert names_top_down(caudal.labels) == ["T11", "T12", "L1", "L2"]
