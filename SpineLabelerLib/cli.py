@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from SpineLabelerLib import __version__
 
-COMMAND_MODULES: tuple[str, ...] = ("info", "evaluate", "segment", "train")
+COMMAND_MODULES: tuple[str, ...] = ("info", "evaluate", "segment", "train", "phantom")
 
 
 def build_parser() -> argparse.ArgumentParser:

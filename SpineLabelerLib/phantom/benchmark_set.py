@@ -1,0 +1,47 @@
+"""The fixed benchmark set: which phantoms every accuracy figure is quoted on.
+
+Each entry is (case id, seed, fov, variant, spacing_mm). ``spacing_mm=None`` means the
+clinical draw of ``generate_case`` for that seed (0.3-1.0 mm in-plane, 0.5-3 mm slices,
+a share with flipped, permuted or oblique axes and tight crops), which the seed fixes,
+so the benchmark can regenerate any case without the disk: ``generate_case(seed, fov,
+variant, spacing_mm)``. 48 cases: every field of view, every variant (>= 6 each), 6 legs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BENCHMARK_SEED_BASE = 900_000
+
+# variant -> fields of view its cases use, in order (the variant must be visible in them)
+_PLAN: dict[str, tuple[str, ...]] = {
+    "normal": ("whole", "head-neck", "chest", "abdomen", "lumbar", "whole", "chest", "lumbar",
+               "head-neck", "abdomen", "chest", "lumbar"),
+    "L6": ("lumbar", "abdomen", "whole", "lumbar", "abdomen", "whole"),
+    "sacralized-L5": ("lumbar", "abdomen", "whole", "lumbar", "abdomen", "whole"),
+    "11-ribs": ("chest", "abdomen", "whole", "lumbar", "chest", "abdomen"),
+    "13-ribs": ("chest", "abdomen", "whole", "lumbar", "chest", "abdomen"),
+    "cervical-rib": ("head-neck", "chest", "whole", "head-neck", "chest", "whole"),
+    "leg": ("leg",) * 6,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    case_id: str
+    seed: int
+    fov: str
+    variant: str
+    spacing_mm: tuple[float, float, float] | None = None
+
+
+def benchmark_set_specs() -> list[CaseSpec]:
+    """The fixed list of benchmark cases (48), in a stable order."""
+    specs = []
+    n = 0
+    for variant, fovs in _PLAN.items():
+        for fov in fovs:
+            seed = BENCHMARK_SEED_BASE + n
+            specs.append(CaseSpec(f"bench{n:03d}", seed, fov, "normal" if variant == "leg" else variant))
+            n += 1
+    return specs
