@@ -490,3 +490,34 @@ def test_the_modules_phantom_test_passes_with_the_shipped_weights(module):
     case = mod.SpineLabelerTest()
     case.setUp()
     case.test_segment_phantom_and_export()
+
+
+def test_exports_equal_what_the_command_line_writes(module, tmp_path):
+    """Files written by the CLI's writer (io.results) and the module's export of the loaded
+    result are the same: labelmap voxels and grid, centroid markups and STL files, byte for byte."""
+    mod, scene = module
+    from SpineLabelerLib.io.reader import read_labelmap
+    from SpineLabelerLib.io.results import write_result_files
+
+    logic = mod.SpineLabelerLogic()
+    labels = _oblique_boxes(("T12", "L1", "L2"))
+    volume = _volume(scene, mod, labels)
+    ct = mod.volumeImage(volume)
+    cli = tmp_path / "cli"
+    report = {
+        "vertebrae": [{"label": v, "partial": False, "confidence": 0.9} for v in (19, 20, 21)]
+    }
+    write_result_files(cli, ct, labels, vertebra_centroids_lps(labels), extra_report=report)
+    result = logic.loadResults(types.SimpleNamespace(volumeNode=volume, outDir=cli))
+
+    export = tmp_path / "export"
+    logic.exportLabelmap(result.segmentation, export / "labels.nii.gz")
+    mine, theirs = read_labelmap(export / "labels.nii.gz"), read_labelmap(cli / "labels.nii.gz")
+    assert mine.same_grid(theirs)
+    np.testing.assert_array_equal(mine.array, theirs.array)
+    logic.exportCentroids(result.segmentation, export / "centroids.mrk.json")
+    assert (export / "centroids.mrk.json").read_bytes() == (cli / "centroids.mrk.json").read_bytes()
+    written = logic.exportSurfaces(result.segmentation, export / "surfaces")
+    assert sorted(p.name for p in written.values()) == ["L1.stl", "L2.stl", "T12.stl"]
+    for path in written.values():
+        assert path.read_bytes() == (cli / "surfaces" / path.name).read_bytes()
