@@ -812,8 +812,17 @@ class SpineLabelerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentComboBox.clear()
         self.ui.otherSegmentComboBox.clear()
         if node is not None:
-            anatomy, _, _, _ = _lib()
-            names = [row["name"] for row in self.logic.vertebraRows(node)]
+            try:
+                anatomy, _, _, _ = _lib()
+                names = [row["name"] for row in self.logic.vertebraRows(node)]
+            except ImportError:
+                self.ui.statusLabel.text = (
+                    "Press Segment spine once to install the packages needed."
+                )
+                return self._updateButtons()
+            except ValueError as error:  # e.g. not a SpineLabeler result
+                self.ui.statusLabel.text = str(error)
+                return self._updateButtons()
             self.ui.segmentComboBox.addItems(names)
             self.ui.otherSegmentComboBox.addItems(names)
             if self.ui.trueLevelComboBox.count == 0:
