@@ -9,6 +9,12 @@ projection on the spine's main axis. Renaming from an anchor is a shift of every
 same number of levels; where the current names skip a level between two neighbours (a
 vertebra the segmentation missed) the gap is kept, and where they repeat or run backwards the
 names are made consecutive in position order.
+
+Merge and split change the number of vertebrae, so the names on one side of the edit
+(``keep="cranial"`` by default: those above it) are trusted and the others follow in
+position order: merging an over-segmented vertebra gives its extra level back to the
+vertebrae below; splitting an under-segmented pair names the lower part one level down and
+the vertebrae below follow.
 """
 
 from __future__ import annotations
@@ -194,6 +200,7 @@ def _relabelled(labels: Image, parts: Sequence[np.ndarray], new: Sequence[int]) 
 
 def apply_mapping(labels: Image, mapping: Mapping[int, int]) -> Image:
     """Rename label values by a lookup table; values not in ``mapping`` stay as they are."""
+    _check_labels(labels)
     lut = np.arange(max(int(labels.array.max()), anatomy.MAX_LABEL) + 1, dtype=labels.array.dtype)
     for old, new in mapping.items():
         lut[int(old)] = int(new)
