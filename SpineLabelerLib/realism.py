@@ -66,6 +66,29 @@ def _spacing_kji(image: Image) -> tuple[float, float, float]:
     return tuple(image.spacing_mm[::-1])  # type: ignore[return-value]
 
 
+def _box(mask: np.ndarray, image: Image, margin_mm: float) -> tuple[slice, ...]:
+    """(K, J, I) slices of the bounding box of ``mask`` grown by ``margin_mm``, clipped."""
+    idx = np.nonzero(mask)
+    grow = [int(math.ceil(margin_mm / s)) for s in _spacing_kji(image)]
+    return tuple(
+        slice(max(int(i.min()) - g, 0), min(int(i.max()) + 1 + g, n))
+        for i, g, n in zip(idx, grow, mask.shape)
+    )
+
+
+def _crop(image: Image, box: tuple[slice, ...]) -> Image:
+    """The part of ``image`` inside ``box`` with its geometry (so large scans stay cheap)."""
+    start_ijk = [box[2].start, box[1].start, box[0].start]
+    origin = index_to_lps(image, [start_ijk])[0]
+    return Image(np.asarray(image.array)[box], image.spacing_mm, tuple(origin), image.direction)
+
+
+def _embed(mask: np.ndarray, box: tuple[slice, ...], shape) -> np.ndarray:
+    full = np.zeros(shape, bool)
+    full[box] = mask
+    return full
+
+
 # --------------------------------------------------------------------------- HU statistics
 
 
@@ -420,6 +443,12 @@ def _paraspinal_region(labels: Image, frames: dict[int, LevelFrame], bone_distan
 def tissue_masks(ct: Image, labels: Image) -> dict[str, np.ndarray]:
     """Boolean ``(K, J, I)`` masks of the six tissues of :data:`TISSUES` on the CT grid."""
     _check_pair(ct, labels)
+    box = _box(np.asarray(labels.array) > 0, labels, PARASPINAL_BAND_MM[1] + 5.0)
+    masks = _tissue_masks_in(_crop(ct, box), _crop(labels, box))
+    return {name: _embed(m, box, labels.array.shape) for name, m in masks.items()}
+
+
+def _tissue_masks_in(ct: Image, labels: Image) -> dict[str, np.ndarray]:
     bone = np.asarray(labels.array) > 0
     sp = _spacing_kji(labels)
     depth = ndi.distance_transform_edt(np.pad(bone, 1), sampling=sp)[1:-1, 1:-1, 1:-1]
@@ -472,7 +501,11 @@ def noise_hu(ct: Image, labels: Image, region: np.ndarray | None = None) -> floa
     if region is None:
         masks = tissue_masks(ct, labels)
         region = masks["muscle"] | masks["fat"]
-    hu = np.asarray(ct.array, float)
+    if not region.any():
+        return math.nan
+    box = _box(region, ct, 10.0)
+    region = region[box]
+    hu = np.asarray(_crop(ct, box).array, float)
     sp = np.asarray(_spacing_kji(ct))
     smooth = ndi.gaussian_filter(hu, sigma=1.5 / sp)
     homogeneous = region & (smooth >= HOMOGENEOUS_HU[0]) & (smooth <= HOMOGENEOUS_HU[1])
@@ -544,6 +577,9 @@ def image_quality(
     thickest axis: within ``EDGE_CONE_DEG`` of it ("thick"), or within that angle of the plane
     across it ("fine")."""
     _check_pair(ct, labels)
+    noise = noise_hu(ct, labels, noise_region)
+    box = _box(np.asarray(labels.array) > 0, labels, 10.0)  # profiles reach 8 mm out
+    ct, labels = _crop(ct, box), _crop(labels, box)
     sp = np.asarray(_spacing_kji(ct))
     bone = np.asarray(labels.array) > 0
     kji, normals = _edge_normals(bone, sp)
@@ -562,6 +598,4 @@ def image_quality(
         values = ndi.map_coordinates(hu, coords.reshape(-1, 3).T, order=1, mode="nearest")
         rises.append(_rise_distance(values.reshape(len(idx), t.size), t))
         counts.append(int(idx.size))
-    return ImageQuality(
-        noise_hu(ct, labels, noise_region), rises[0], rises[1], float(sp[thick]), *counts
-    )
+    return ImageQuality(noise, rises[0], rises[1], float(sp[thick]), *counts)

@@ -171,3 +171,17 @@ def test_oblique_grid_runs(tiny_ct, tiny_labels):
     assert stats["cortical"].median == 700.0
     with pytest.raises(ValueError, match="one grid"):
         realism.tissue_hu(tiny_ct, Image(tiny_labels.array))
+
+
+def test_large_grid_gives_the_same_masks(toy):
+    """Masks are computed in a box around the spine: a grid padded far beyond it (80 mm of
+    muscle each side) gives the same voxels, shifted by the padding."""
+    ct, labels = toy
+    pad = ((0, 0), (0, 0), (80, 80))
+    big_labels = Image(np.pad(labels.array, pad), SPACING, (-135.0, -40.0, 10.0))
+    big_ct = big_labels.with_array(np.pad(ct.array, pad, constant_values=HU["muscle"]))
+    small = realism.tissue_masks(ct, labels)
+    big = realism.tissue_masks(big_ct, big_labels)
+    for name in realism.TISSUES:
+        np.testing.assert_array_equal(big[name][:, :, 80:-80], small[name], err_msg=name)
+        assert big[name].sum() == small[name].sum()
