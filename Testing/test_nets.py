@@ -17,9 +17,10 @@ def test_output_shapes_of_both_nets():
 
 
 def test_default_config_is_small():
-    assert NetConfig().widths() == [8, 16, 32, 64]
-    assert NetConfig().receptive_field() == 116
-    assert 2e5 < nets.count_parameters(Stage2Net()) < 1e6
+    assert NetConfig().widths() == [8, 16, 32, 64, 128]
+    assert NetConfig().receptive_field() == 142
+    assert NetConfig(8, 3, 2).receptive_field() == 116
+    assert 5e5 < nets.count_parameters(Stage2Net()) < 2e6  # a 2-3 MB fp16 file
 
 
 @pytest.mark.parametrize("config", [SMALL, NetConfig(base_channels=4, depth=3, convs_per_level=1)])

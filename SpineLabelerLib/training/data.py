@@ -81,7 +81,16 @@ class SubsetSource:
 
 
 class PhantomSource:
-    """Synthetic spine CTs drawn on demand: case ``n`` is ``phantom.generate_case(seeds[n], **settings)``."""
+    """Synthetic spine CTs drawn on demand: case ``n`` is ``phantom.generate_case(seeds[n], ...)``.
+
+    ``settings`` are keyword arguments of ``generate_case``, plus three that vary per seed
+    (drawn from a generator seeded by the case seed, so a seed always gives the same case):
+    ``fovs`` / ``variants``: lists to draw ``fov`` / ``variant`` from (optional weights
+    ``fov_weights`` / ``variant_weights``); ``crop_labels: [lo, hi]``: draw the label of a
+    crop (``crop_around_label``, the generator's fast path for 1 mm patches) in that range.
+    """
+
+    _PER_SEED = ("fovs", "fov_weights", "variants", "variant_weights", "crop_labels")
 
     def __init__(self, seeds: Sequence[int], settings: dict[str, Any] | None = None) -> None:
         self.seeds = [int(s) for s in seeds]
@@ -97,10 +106,36 @@ class PhantomSource:
     def key(self, index: int) -> str:
         return f"phantom-{self._tag}-{self.seeds[index]}"
 
+    def case_settings(self, index: int) -> dict[str, Any]:
+        """The ``generate_case`` keyword arguments of case ``index``."""
+        s = self.settings
+        rng = np.random.default_rng([self.seeds[index], 0x5EED])
+        kwargs = {k: v for k, v in s.items() if k not in self._PER_SEED}
+        for key, name in (("fovs", "fov"), ("variants", "variant")):
+            if s.get(key):
+                weights = s.get(f"{name}_weights")
+                p = None if weights is None else np.asarray(weights, float) / np.sum(weights)
+                kwargs[name] = str(rng.choice(s[key], p=p))
+        if s.get("crop_labels"):
+            lo, hi = s["crop_labels"]
+            kwargs["crop_around_label"] = int(rng.integers(lo, hi + 1))
+        if "spacing_mm" in kwargs and kwargs["spacing_mm"] is not None:
+            kwargs["spacing_mm"] = tuple(float(v) for v in kwargs["spacing_mm"])
+        if "roi_size_mm" in kwargs:
+            kwargs["roi_size_mm"] = tuple(float(v) for v in kwargs["roi_size_mm"])
+        return kwargs
+
     def load(self, index: int) -> tuple[Image, Image]:
         from SpineLabelerLib import phantom  # imported late: the generator is heavy
 
-        case = phantom.generate_case(self.seeds[index], **self.settings)
+        kwargs = self.case_settings(index)
+        try:
+            case = phantom.generate_case(self.seeds[index], **kwargs)
+        except ValueError:
+            if "crop_around_label" not in kwargs:
+                raise
+            kwargs["crop_around_label"] = 12  # the drawn level is missing in this variant: T5
+            case = phantom.generate_case(self.seeds[index], **kwargs)
         return case.ct, case.labels
 
 

@@ -102,6 +102,7 @@ class Stage2Sampling:
     p_no_memory: float = 0.15  # first vertebra of a walk: nothing in memory yet
     p_past_end: float = 0.10  # patch past the last vertebra: empty target
     p_fov_cut: float = 0.10  # the field of view cuts the target vertebra
+    p_central: float = 0.5  # target = the vertebra nearest the case centre (crops: a whole one)
     jitter_along_steps: float = 1.0 / 3.0  # along the spine, fraction of the local step
     jitter_across_mm: float = 4.0
 
@@ -140,7 +141,11 @@ def stage2_sample(
     labels = sorted(centroids)
     if rng.random() < sampling.p_past_end:
         return _past_end_sample(case, labels, centroids, size, rng)
-    v = labels[rng.integers(len(labels))]
+    if rng.random() < sampling.p_central:
+        middle = (np.asarray(case.ct.shape) - 1) / 2
+        v = min(labels, key=lambda x: float(np.linalg.norm(centroids[x] - middle)))
+    else:
+        v = labels[rng.integers(len(labels))]
     step = _local_step(centroids, v, case.spacing_mm)
     along = step / max(np.linalg.norm(step), 1e-6)
     centre = centroids[v] + along * rng.uniform(
