@@ -325,28 +325,24 @@ def _disc_span(labels: Image, upper: _LevelParts, lower: _LevelParts):
     return a, b, start, unit
 
 
-def _touches_border(mask: np.ndarray) -> bool:
-    return bool(
-        mask[0].any()
-        or mask[-1].any()
-        or mask[:, 0].any()
-        or mask[:, -1].any()
-        or mask[:, :, 0].any()
-        or mask[:, :, -1].any()
-    )
+def _border_labels(labels: np.ndarray) -> list[int]:
+    """Labels whose voxels touch a face of the grid."""
+    faces = [labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]]
+    return sorted({int(v) for face in faces for v in np.unique(face) if v})
 
 
 def _all_parts(labels: Image) -> dict[int, _LevelParts]:
     return {lab: _level_parts(labels, f) for lab, f in level_frames(labels).items()}
 
 
-def shape_per_level(
-    labels: Image, parts: dict[int, _LevelParts] | None = None
-) -> dict[int, LevelShape]:
+def shape_per_level(labels: Image) -> dict[int, LevelShape]:
     """Shape figures of every labelled level (see :class:`LevelShape`)."""
-    parts = parts or _all_parts(labels)
+    full = np.asarray(labels.array)
+    at_border = set(_border_labels(full))
+    labels = _crop(labels, _box(full > 0, labels, 2.0))
+    parts = _all_parts(labels)
     voxel_ml = float(np.prod(labels.spacing_mm)) / 1000.0
-    counts = np.bincount(np.asarray(labels.array, np.int64).ravel())
+    counts = np.bincount(np.asarray(labels.array).ravel().astype(np.intp))
     out = {}
     for label, p in parts.items():
         gap = math.nan
@@ -358,8 +354,8 @@ def shape_per_level(
         out[label] = LevelShape(
             label,
             name,
-            _touches_border(np.asarray(labels.array) == label),
-            counts[label] * voxel_ml,
+            label in at_border,
+            float(counts[label] * voxel_ml),
             *_body_dimensions(p),
             *_canal_dimensions(p.canal),
             gap,
