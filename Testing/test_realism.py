@@ -185,3 +185,30 @@ def test_large_grid_gives_the_same_masks(toy):
     for name in realism.TISSUES:
         np.testing.assert_array_equal(big[name][:, :, 80:-80], small[name], err_msg=name)
         assert big[name].sum() == small[name].sum()
+
+
+def test_shape_on_an_oblique_grid():
+    """The same toy spine resampled onto a grid rotated 20 deg about L and 15 deg about S
+    (1 x 1 x 2 mm, like the real case's oblique crop) keeps its figures within one thick
+    voxel (2 mm): nearest-neighbour resampling makes the tilted end plates stairs."""
+    from SpineLabelerLib.image import index_to_lps, resample_onto
+
+    labels = toy_labels()
+    a, b = np.deg2rad(20.0), np.deg2rad(15.0)
+    rot_l = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    rot_s = np.array([[np.cos(b), -np.sin(b), 0], [np.sin(b), np.cos(b), 0], [0, 0, 1]])
+    direction = rot_s @ rot_l
+    size_ijk = np.array([140, 140, 70])
+    centre = index_to_lps(labels, (np.array(labels.size_ijk) - 1) / 2.0)[0]
+    origin = centre - direction @ ((size_ijk - 1) * np.array(SPACING) / 2.0)
+    grid = Image(np.zeros(size_ijk[::-1], np.uint8), SPACING, tuple(origin), direction)
+    oblique = resample_onto(labels, grid, nearest=True)
+    shapes = realism.shape_per_level(oblique)
+    for label in LEVELS:
+        s = shapes[label]
+        assert s.body_height_mm == pytest.approx(24.0, abs=2.0)
+        assert s.body_width_mm == pytest.approx(40.0, abs=2.0)
+        assert s.body_depth_mm == pytest.approx(30.0, abs=2.0)
+        assert s.canal_lr_mm == pytest.approx(22.0, abs=2.0)
+        assert s.volume_ml == pytest.approx(shapes[LEVELS[0]].volume_ml, rel=0.05)
+    assert shapes[20].disc_gap_below_mm == pytest.approx(10.0, abs=2.0)
