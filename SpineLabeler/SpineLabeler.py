@@ -221,14 +221,10 @@ class SpineLabelerLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def detectedGpu():
-        """Name of the CUDA GPU torch sees, or "" (imports torch: call after ensureDependencies)."""
-        try:
-            import torch
-
-            return torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
-        except Exception as error:  # a broken torch install must not break the panel
-            logging.warning(f"GPU detection failed: {error}")
-            return ""
+        """Name of the CUDA GPU torch sees, or "" - asked in a child process, so Slicer
+        itself never imports torch or holds GPU memory."""
+        _, _, _, childjob = _lib()
+        return childjob.detect_gpu(childjob.python_executable())
 
     # -- segmenting ------------------------------------------------------------------
 
@@ -601,6 +597,7 @@ class SpineLabelerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._run = None
         self._replace = None
+        self._gpuProbed = False
         self._timer = qt.QTimer()
         self._timer.setInterval(200)
         self._timer.timeout.connect(self.onPollSegmentation)
@@ -615,8 +612,6 @@ class SpineLabelerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         for device in DEVICES:
             self.ui.deviceComboBox.addItem(device, device)
-        if importlib.util.find_spec("torch") is not None:
-            self._labelGpu()  # else after torch is installed, on the first Segment
         self.ui.cancelButton.enabled = False
         self.ui.progressBar.setRange(0, 100)
         self.ui.progressBar.value = 0
@@ -737,6 +732,10 @@ class SpineLabelerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateButtons()
 
     def _labelGpu(self):
+        """Say which GPU "cuda" means (probed once, on the first Segment)."""
+        if self._gpuProbed:
+            return
+        self._gpuProbed = True
         gpu = self.logic.detectedGpu()
         index = self.ui.deviceComboBox.findData("cuda")
         self.ui.deviceComboBox.setItemText(index, f"cuda ({gpu})" if gpu else "cuda (no GPU found)")

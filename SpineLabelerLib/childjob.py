@@ -247,3 +247,26 @@ def python_executable() -> str:
         if found:
             return found
     return sys.executable
+
+
+_GPU_PROBE = (
+    "import torch\nprint(torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+)
+
+
+def detect_gpu(python: str, timeout_s: float = 120.0) -> str:
+    """Name of the CUDA GPU torch sees when run by ``python``, or "" (none, no torch, or the
+    probe failed). Asked in a child so that the GUI process never holds a CUDA context."""
+    try:
+        probe = subprocess.run(
+            [python, "-c", _GPU_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=child_environment(),
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    lines = probe.stdout.strip().splitlines()
+    return lines[-1].strip() if probe.returncode == 0 and lines else ""

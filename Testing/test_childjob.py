@@ -12,6 +12,7 @@ from SpineLabelerLib.childjob import (
     ChildJob,
     ProgressLine,
     child_environment,
+    detect_gpu,
     format_progress_line,
     library_root,
     parse_progress_line,
@@ -162,3 +163,20 @@ def test_segment_command_through_a_child_job(tmp_path):
     assert labels.same_grid(case.ct)
     for name in ("segmentation.seg.nrrd", "centroids.mrk.json", "report.json"):
         assert (out / name).is_file(), name
+
+
+def test_gpu_detection_reads_the_probes_answer(tmp_path):
+    fake = tmp_path / "fake_python"
+    fake.write_text("#!/bin/sh\necho 'some warning'\necho 'NVIDIA H100 80GB HBM3'\n")
+    fake.chmod(0o755)
+    assert detect_gpu(str(fake)) == "NVIDIA H100 80GB HBM3"
+    failing = tmp_path / "failing_python"
+    failing.write_text("#!/bin/sh\necho 'ModuleNotFoundError: torch' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    assert detect_gpu(str(failing)) == ""
+    assert detect_gpu(str(tmp_path / "missing")) == ""
+    # This machine's torch answers too (a CPU build: no GPU, so "").
+    import torch
+
+    expected = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
+    assert detect_gpu(sys.executable) == expected
