@@ -209,6 +209,10 @@ def format_report(hu: list[dict], shape: list[dict], quality: list[dict], seeds)
         "Tissue HU: median [IQR]; target = median within max(15 %, 40 HU) and IQRs overlap;",
         "drawn = mean HU the generator drew (before blur and noise); rule ok = share of the",
         "voxels a rule picks in the phantoms that the generator drew as that tissue",
+        f"rules: cortical = mask voxels <= {realism.SHELL_MM:g} mm deep; cancellous = deeper than "
+        f"{realism.CORE_MM:g} mm; disc/canal >= {realism.BONE_MARGIN_MM:g} mm from bone;",
+        f"muscle {realism.MUSCLE_HU}, fat {realism.FAT_HU} HU (smoothed) in a band "
+        f"{realism.PARASPINAL_BAND_MM} mm from bone behind and beside the spine",
         f"{'tissue':<11}{'real':>22}{'phantom':>22}{'W1 HU':>8}  target{'drawn':>8}{'rule ok':>9}",
     ]
     for row in hu:
