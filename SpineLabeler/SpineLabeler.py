@@ -221,8 +221,8 @@ class SpineLabelerLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def detectedGpu():
-        """Name of the CUDA GPU torch sees, or "" - asked in a child process, so Slicer
-        itself never imports torch or holds GPU memory."""
+        """Name of the CUDA GPU torch sees, or "" - asked in a child process, so that Slicer
+        itself never initializes CUDA (and holds no GPU memory the child needs)."""
         _, _, _, childjob = _lib()
         return childjob.detect_gpu(childjob.python_executable())
 
