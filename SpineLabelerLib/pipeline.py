@@ -134,7 +134,7 @@ def load_runners(settings: SegmentSettings):
         path = Path(settings.weights_dir) / f"{kind}.pt"
         key = (str(path), path.stat().st_mtime if path.exists() else None, str(dev))
         if key not in _MODEL_CACHE:
-            _MODEL_CACHE[key] = nets.load_model(path, kind, dev)
+            _MODEL_CACHE[key] = devices.optimize_for_inference(nets.load_model(path, kind), dev)
         model = _MODEL_CACHE[key]
         runners.append(devices.NetRunner(model, dev, activation, pads, model.config.multiple))
     return runners[0], runners[1], devices.describe(dev), messages

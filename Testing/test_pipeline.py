@@ -273,3 +273,19 @@ def test_missing_weights_are_a_clear_error(tmp_path):
     ct, _, _ = spine_ct("L3", "L5", above_mm=0.0, spacing=(2.0, 2.0, 2.0))
     with pytest.raises(nets.ModelFileError, match="not found"):
         pipeline.segment_spine(ct, pipeline.SegmentSettings(weights_dir=tmp_path, device="cpu"))
+
+
+def test_inference_optimization_keeps_the_outputs():
+    torch.manual_seed(2)
+    model = nets.build_model("stage1", nets.NetConfig(base_channels=4, depth=2))
+    model.train()
+    with torch.no_grad():  # non-trivial batch-norm statistics
+        for _ in range(3):
+            model(torch.randn(2, 1, 16, 16, 16) * 2 + 0.5)
+    model.eval()
+    x = torch.randn(1, 1, 16, 24, 16)
+    fast = device.optimize_for_inference(model, torch.device("cpu"))
+    with torch.inference_mode():
+        np.testing.assert_allclose(fast(x).numpy(), model(x).numpy(), atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) and m.training for m in fast.modules())
+    assert model.stem[0][1].__class__ is torch.nn.BatchNorm3d  # the original is untouched
