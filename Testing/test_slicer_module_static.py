@@ -242,10 +242,11 @@ def test_module_cmake_lists_every_library_file_sorted_one_per_line():
     actual = library_scripts()
     missing = sorted(set(actual) - set(listed))
     stale = sorted(set(listed) - set(actual))
-    assert not missing, "add to SpineLabeler/CMakeLists.txt:\n" + "\n".join(
+    fix = "(or run: python Testing/test_slicer_module_static.py --update-cmake)"
+    assert not missing, f"add to SpineLabeler/CMakeLists.txt {fix}:\n" + "\n".join(
         "  " + m for m in missing
     )
-    assert not stale, "remove from SpineLabeler/CMakeLists.txt:\n" + "\n".join(
+    assert not stale, f"remove from SpineLabeler/CMakeLists.txt {fix}:\n" + "\n".join(
         "  " + s for s in stale
     )
     # The library files join the module file in MODULE_PYTHON_SCRIPTS.
