@@ -254,6 +254,7 @@ class SpineLabelerLogic(ScriptedLoadableModuleLogic):
         volumeNode,
         device="auto",
         fast=False,
+        makeSegmentation=True,
         makeMarkups=True,
         makeSurfaces=True,
         replace=None,
@@ -261,7 +262,11 @@ class SpineLabelerLogic(ScriptedLoadableModuleLogic):
         cancel=None,
         timeoutSeconds=None,
     ):
-        """Segment synchronously (console, tests): start, wait, load the results."""
+        """Segment synchronously (console, tests): start, wait, load the results.
+
+        ``progress(stage, fraction, message)`` receives the child's reports; setting the
+        ``cancel`` flag (SpineLabelerLib.progress.CancelFlag) stops the child.
+        """
         run = self.startSegmentation(volumeNode, device, fast)
         try:
             code = run.job.wait(progress=progress, cancel=cancel, timeout_s=timeoutSeconds)
@@ -269,9 +274,7 @@ class SpineLabelerLogic(ScriptedLoadableModuleLogic):
                 raise RuntimeError(
                     f"Segmentation failed (exit code {code}):\n{run.job.error_message()}"
                 )
-            return self.loadResults(
-                run, makeMarkups=makeMarkups, makeSurfaces=makeSurfaces, replace=replace
-            )
+            return self.loadResults(run, makeSegmentation, makeMarkups, makeSurfaces, replace)
         finally:
             run.cleanup()
 
