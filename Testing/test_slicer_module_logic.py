@@ -521,3 +521,28 @@ def test_exports_equal_what_the_command_line_writes(module, tmp_path):
     assert sorted(p.name for p in written.values()) == ["L1.stl", "L2.stl", "T12.stl"]
     for path in written.values():
         assert path.read_bytes() == (cli / "surfaces" / path.name).read_bytes()
+
+
+def test_start_segmentation_hands_the_volume_to_a_child_and_cancel_stops_it(module):
+    """The CT the child reads is the volume (voxels and LPS grid); Cancel ends the child and
+    the temporary folder goes."""
+    mod, scene = module
+    from SpineLabelerLib.io.reader import read_ct
+
+    logic = mod.SpineLabelerLogic()
+    labels = _oblique_boxes()
+    volume = _volume(scene, mod, labels)
+    run = logic.startSegmentation(volume, device="cpu", fast=True)
+    folder = Path(run.workDir.name)
+    try:
+        argv = run.job.argv
+        assert argv[1:4] == ["-m", "SpineLabelerLib.cli", "segment"]
+        assert argv[argv.index("--progress") + 1] == "lines" and "--fast" in argv
+        written = read_ct(folder / "ct.nrrd")
+        assert written.same_grid(labels)
+        np.testing.assert_array_equal(written.array, volume.array)
+        run.job.cancel(grace_s=10.0)
+        assert run.job.cancelled and run.job._process.poll() is not None
+    finally:
+        run.cleanup()
+    assert not folder.exists()
