@@ -73,12 +73,25 @@ def _check_labels(labels: Image) -> np.ndarray:
         raise ValueError(f"expected a 3D labelmap (K, J, I), got shape {labels.array.shape}")
     if not np.issubdtype(labels.array.dtype, np.integer):
         raise ValueError(f"labelmap must hold integers (VerSe values), got {labels.array.dtype}")
-    present = np.unique(labels.array)
+    counts = _label_counts(labels.array)
+    present = np.flatnonzero(counts)
     present = present[present != 0]
     unknown = [int(v) for v in present if int(v) not in anatomy.BY_LABEL]
     if unknown:
         raise ValueError(f"label values {unknown} are not vertebrae C1..L6 (VerSe 1..25)")
     return present.astype(int)
+
+
+def _label_counts(array: np.ndarray, chunk_voxels: int = 1 << 24) -> np.ndarray:
+    """Voxel count of every value 0..max, a slab at a time (a clinical CT's labelmap has
+    ~2e8 voxels: no full-size int64 copy, no sort)."""
+    if array.size and array.min() < 0:
+        raise ValueError(f"labelmap holds negative values (lowest {array.min()})")
+    flat = array.reshape(-1)
+    counts = np.zeros(int(array.max()) + 1 if array.size else 1, np.int64)
+    for start in range(0, flat.size, chunk_voxels):
+        counts += np.bincount(flat[start : start + chunk_voxels], minlength=counts.size)
+    return counts
 
 
 def present_labels(labels: Image) -> list[int]:
@@ -96,7 +109,7 @@ def vertebra_centroids_lps(labels: Image) -> dict[int, np.ndarray]:
 def summarize(labels: Image) -> list[VertebraSummary]:
     """Table rows (label, name, volume, centroid) in position order, cranial first."""
     centroids = vertebra_centroids_lps(labels)
-    counts = np.bincount(labels.array.ravel(), minlength=anatomy.MAX_LABEL + 1)
+    counts = _label_counts(labels.array)
     voxel_ml = float(np.prod(labels.spacing_mm)) / 1000.0
     return [
         VertebraSummary(
