@@ -301,7 +301,7 @@ def test_split_recovers_two_fused_phantom_vertebrae(whole_spine, upper, min_dice
     """Fuse a vertebra with the one below, split it again: both come back (Dice, 2.5 mm).
 
     Measured on this phantom: C4/C5 0.94, T5/T6 0.94, L2/L3 0.98; the bounds leave room for
-    the phantom generator's changes (a cut through the wrong place gives well under 0.8)."""
+    the phantom generator's changes."""
     top = anatomy.vertebra(upper).label
     fused = whole_spine.with_array(np.where(whole_spine.array == top + 1, top, whole_spine.array))
     edit = split(fused, upper)
