@@ -154,3 +154,30 @@ def test_cli_train_command(tmp_path):
     bad.write_text('{"lr": 0.001, "learnin_rate": 1}')
     with pytest.raises(ValueError, match="learnin_rate"):
         cli.main(["train", "stage1", "--config", str(bad), "--out", str(tmp_path / "o")])
+
+
+VERSE008 = Path("/work/shared/realdata/verse008")
+
+
+@pytest.mark.skipif(not VERSE008.is_dir(), reason="needs the real VerSe case verse008")
+def test_verse_folder_feeds_the_same_loader(tmp_path):
+    from SpineLabelerLib.training.data import CasePreparer, StepSamples, VerseSource
+
+    source = VerseSource(VERSE008)
+    assert len(source) == 1 and "verse008" in source.key(0)
+    ds = StepSamples("stage1", source, CasePreparer(3.0, False), (32, 32, 32), seed=0)
+    classes = set()
+    for n in range(6):
+        x, y = ds[n]
+        assert x.shape == (1, 32, 32, 32)
+        classes |= set(np.unique(y.numpy()).tolist())
+    assert classes <= {0, 2, 3} and 3 in classes  # T12-L5: thoracic and lumbar only
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path):
+    from SpineLabelerLib.training.data import VerseSource
+
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        VerseSource(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="VerSe or CSI"):
+        VerseSource(tmp_path)

@@ -140,15 +140,19 @@ class PhantomSource:
 
 
 class VerseSource:
-    """Real CTs in the VerSe layout (also CSI 2014, via the I/O package's readers)."""
+    """Real CTs in the VerSe layout, else the CSI 2014 layout (io.verse / io.csi readers)."""
 
     def __init__(self, root: str | Path) -> None:
-        from SpineLabelerLib.io import verse
+        from SpineLabelerLib.io import csi, verse
 
         self.root = Path(root)
-        self.cases = list(verse.iter_cases(self.root))
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"--data {self.root} is not a folder")
+        self.cases = list(verse.iter_cases(self.root)) or list(csi.iter_cases(self.root))
         if not self.cases:
-            raise FileNotFoundError(f"no CT with a vertebra mask found under {self.root}")
+            raise FileNotFoundError(
+                f"no CT with a vertebra mask found under {self.root} (VerSe or CSI 2014 layout)"
+            )
 
     def __len__(self) -> int:
         return len(self.cases)
