@@ -18,6 +18,7 @@ import importlib.util
 import json
 import logging
 import tempfile
+import types
 from pathlib import Path
 
 import qt
@@ -316,6 +317,12 @@ class SpineLabelerLogic(ScriptedLoadableModuleLogic):
             self.vertebraRows(segmentation),
             message,
         )
+
+    def loadFolder(self, volumeNode, folder, **options):
+        """Load what ``spinelabeler segment CT -o folder`` wrote (run outside Slicer) for the
+        volume ``volumeNode`` loaded from that CT; options as for ``loadResults``."""
+        run = types.SimpleNamespace(volumeNode=volumeNode, outDir=Path(folder))
+        return self.loadResults(run, **options)
 
     @staticmethod
     def resultsForVolume(volumeNode):

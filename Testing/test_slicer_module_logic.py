@@ -449,24 +449,22 @@ def test_load_results_from_the_command_lines_files(module, tmp_path):
         for v in (22, 23, 24)
     ]
     (out / "report.json").write_text(json.dumps({"no_spine_found": False, "vertebrae": vertebrae}))
-    run = types.SimpleNamespace(volumeNode=volume, outDir=out)
-
-    first = logic.loadResults(run, makeMarkups=False)
+    first = logic.loadFolder(volume, out, makeMarkups=False)
     assert first.message == "3 vertebrae found."
     assert [r["name"] for r in first.vertebrae] == ["L3", "L4", "L5"]
     assert first.vertebrae[0]["partial"] is True and first.vertebrae[1]["confidence"] == 0.5
     assert first.segmentation.closed_surface and not first.markups.display.visible
     assert logic.resultsForVolume(volume) == [first.segmentation]
-    second = logic.loadResults(run)
+    second = logic.loadFolder(volume, out)
     assert second.segmentation is not first.segmentation
     assert second.segmentation.GetName() == "CT vertebrae_1"
-    replaced = logic.loadResults(run, replace=first.segmentation)
+    replaced = logic.loadFolder(volume, out, replace=first.segmentation)
     assert replaced.segmentation is first.segmentation
 
     (out / "report.json").write_text(
         json.dumps({"no_spine_found": True, "vertebrae": [], "messages": ["no vertebra region"]})
     )
-    empty = logic.loadResults(run)
+    empty = logic.loadFolder(volume, out)
     assert (
         empty.segmentation is None
         and empty.message == "No spine found in this CT. (no vertebra region)"
@@ -508,7 +506,7 @@ def test_exports_equal_what_the_command_line_writes(module, tmp_path):
         "vertebrae": [{"label": v, "partial": False, "confidence": 0.9} for v in (19, 20, 21)]
     }
     write_result_files(cli, ct, labels, vertebra_centroids_lps(labels), extra_report=report)
-    result = logic.loadResults(types.SimpleNamespace(volumeNode=volume, outDir=cli))
+    result = logic.loadFolder(volume, cli)
 
     export = tmp_path / "export"
     logic.exportLabelmap(result.segmentation, export / "labels.nii.gz")
