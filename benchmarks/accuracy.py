@@ -1,0 +1,277 @@
+"""Accuracy of ``segment_spine``: the paper's Tables 1 and 2 on the fixed phantom benchmark set.
+
+    .venv/bin/python benchmarks/accuracy.py [--cases bench000,bench012] [--fov F] [--variant V]
+                                            [--limit N] [--no-real | --only-real] [--fast] [--save]
+
+Every case of ``phantom.benchmark_set_specs()`` (or the chosen subset: CPU time is scarce)
+is regenerated from its seed, segmented with the shipped weights and scored with
+``SpineLabelerLib.evaluation`` on the reference grid. Printed:
+
+- one line per case (what was found against what is there);
+- Table 1 (Dice %, ASSD mm, HD mm) and Table 2 (localization error mean / std mm,
+  identification rate %), all / cervical / thoracic / lumbar, pooled over vertebrae;
+- a row per transitional variant and per field of view;
+- false vertebrae on the leg CTs (which hold no spine);
+- "one real VerSe case": verse008 (T12-L5, CC BY-SA 4.0, see /work/shared/realdata/README.md),
+  per vertebra. Never tuned on: it is measured, nothing is fitted to it.
+
+``--save`` writes the printed text to benchmarks/results/accuracy[_<tag>].txt and every
+per-vertebra row to the matching .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+REAL_CASE = Path("/work/shared/realdata/verse008")
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return (
+        "-"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else f"{value:.{digits}f}"
+    )
+
+
+def segment(ct, settings):
+    from SpineLabelerLib.pipeline import segment_spine
+
+    return segment_spine(ct, settings)
+
+
+def run_phantom_case(spec, settings) -> dict:
+    """Generate, segment and score one benchmark case."""
+    from SpineLabelerLib import phantom
+    from SpineLabelerLib.evaluation import evaluate
+
+    t = time.perf_counter()
+    case = phantom.generate_case(spec.seed, spec.fov, spec.variant, spec.spacing_mm)
+    gen_s = time.perf_counter() - t
+    result = segment(case.ct, settings)
+    record = {
+        "case": spec.case_id,
+        "seed": spec.seed,
+        "fov": spec.fov,
+        "variant": spec.variant,
+        "size_ijk": list(case.ct.size_ijk),
+        "spacing_mm": [round(s, 3) for s in case.ct.spacing_mm],
+        "generate_s": round(gen_s, 1),
+        "segment_s": round(result.timings_s.get("total", math.nan), 1),
+        "found": [v.name for v in result.vertebrae],
+        "no_spine_found": result.no_spine_found,
+    }
+    ref_present = bool(case.labels.array.any())
+    if not ref_present:  # a leg CT: every vertebra found is a false one
+        record.update(reference=[], rows=[], false_vertebrae=len(result.vertebrae))
+        return record
+    ev = evaluate(result.labels, case.labels, None, case.centroids_lps)
+    record.update(
+        reference=[r.name for r in ev.rows],
+        rows=[r.__dict__ for r in ev.rows],
+        extra=[int(x) for x in ev.extra_predicted_labels],
+    )
+    return record
+
+
+def run_real_case(settings) -> dict:
+    from SpineLabelerLib.evaluation import evaluate
+    from SpineLabelerLib.io import read_ct, read_labelmap
+
+    ct = read_ct(REAL_CASE / "sub-verse008_ct.nii.gz")
+    ref = read_labelmap(REAL_CASE / "sub-verse008_seg-vert_msk.nii.gz", reference=ct)
+    result = segment(ct, settings)
+    ev = evaluate(result.labels, ref)
+    return {
+        "case": "verse008",
+        "fov": "real",
+        "variant": "real",
+        "segment_s": round(result.timings_s.get("total", math.nan), 1),
+        "found": [v.name for v in result.vertebrae],
+        "no_spine_found": result.no_spine_found,
+        "reference": [r.name for r in ev.rows],
+        "rows": [r.__dict__ for r in ev.rows],
+        "extra": [int(x) for x in ev.extra_predicted_labels],
+        "same_grid": result.labels.same_grid(ct),
+    }
+
+
+def _rows(records):
+    from SpineLabelerLib.evaluation import VertebraRow
+
+    return [VertebraRow(**r) for rec in records for r in rec.get("rows", [])]
+
+
+def summary_lines(records, title: str) -> list[str]:
+    from SpineLabelerLib.evaluation import summarize
+
+    rows = _rows(records)
+    if not rows:
+        return [f"{title}: no vertebrae in the reference"]
+    summary = summarize(rows)
+    lines = [
+        f"{title}: {len(records)} cases, {len(rows)} reference vertebrae",
+        "Table 1 - segmentation                 Table 2 - localization and identification",
+        f"{'':<10}{'n':>4}{'Dice %':>8}{'ASSD mm':>9}{'HD mm':>8}    {'Mean mm':>8}{'Std mm':>8}{'Id rate %':>11}",
+    ]
+    for s in summary:
+        lines.append(
+            f"{s.group:<10}{s.n:>4}{_fmt(s.dice_pct):>8}{_fmt(s.assd_mm, 2):>9}{_fmt(s.hd_mm, 2):>8}    "
+            f"{_fmt(s.loc_mean_mm):>8}{_fmt(s.loc_std_mm):>8}{_fmt(s.id_rate_pct):>11}"
+        )
+    return lines
+
+
+def group_lines(records, key: str) -> list[str]:
+    from SpineLabelerLib.evaluation import summarize
+
+    lines = [f"{'by ' + key:<16}{'cases':>6}{'vert':>6}{'Dice %':>8}{'loc mm':>8}{'Id rate %':>11}"]
+    for value in sorted({r[key] for r in records}):
+        group = [r for r in records if r[key] == value and r.get("rows")]
+        rows = _rows(group)
+        if not rows:
+            continue
+        s = summarize(rows)[0]
+        lines.append(
+            f"{value:<16}{len(group):>6}{len(rows):>6}{_fmt(s.dice_pct):>8}{_fmt(s.loc_mean_mm):>8}{_fmt(s.id_rate_pct):>11}"
+        )
+    return lines
+
+
+def case_line(rec: dict) -> str:
+    found = "(no spine found)" if rec["no_spine_found"] else " ".join(rec["found"])
+    if not rec.get("rows") and rec.get("false_vertebrae") is not None:
+        return (
+            f"{rec['case']:<9} {rec['fov']:<9} {rec['variant']:<13} leg: "
+            f"{rec['false_vertebrae']} false vertebrae; {found}  [{rec['segment_s']} s]"
+        )
+    rows = rec["rows"]
+    ident = sum(r["identified"] for r in rows)
+    dice = sum(r["dice"] for r in rows) / len(rows)
+    ref = rec["reference"]
+    return (
+        f"{rec['case']:<9} {rec['fov']:<9} {rec['variant']:<13} ref {ref[0]}-{ref[-1]} ({len(ref)}), "
+        f"found {len(rec['found'])}: {found}; id {ident}/{len(rows)}, Dice {100 * dice:.1f}%  "
+        f"[{rec['segment_s']} s]"
+    )
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--cases", help="comma list of case ids (bench000, ...)")
+    p.add_argument("--fov", help="only this field of view")
+    p.add_argument(
+        "--variant", help="only this variant (leg cases are variant 'normal', fov 'leg')"
+    )
+    p.add_argument("--limit", type=int, help="at most this many phantom cases")
+    p.add_argument("--no-real", action="store_true", help="leave out the real VerSe case")
+    p.add_argument("--only-real", action="store_true", help="only the real VerSe case")
+    p.add_argument("--fast", action="store_true", help="segment with --fast settings")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--weights", help="folder with stage1.pt and stage2.pt (default: shipped)")
+    p.add_argument(
+        "--save", action="store_true", help="write benchmarks/results/accuracy*.txt/.json"
+    )
+    p.add_argument("--tag", help="suffix of the saved file names")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from SpineLabelerLib.phantom.benchmark_set import benchmark_set_specs
+    from SpineLabelerLib.pipeline import SegmentSettings
+
+    torch.set_num_threads(args.threads)
+    settings = SegmentSettings(device="cpu", threads=args.threads)
+    if args.weights:
+        settings = SegmentSettings(
+            weights_dir=Path(args.weights), device="cpu", threads=args.threads
+        )
+    if args.fast:
+        settings = settings.fast()
+    specs = [] if args.only_real else benchmark_set_specs()
+    if args.cases:
+        wanted = set(args.cases.split(","))
+        specs = [s for s in specs if s.case_id in wanted]
+    if args.fov:
+        specs = [s for s in specs if s.fov == args.fov]
+    if args.variant:
+        specs = [s for s in specs if s.variant == args.variant and s.fov != "leg"]
+    if args.limit:
+        specs = specs[: args.limit]
+
+    lines: list[str] = []
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    say(f"benchmarks/accuracy.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
+    say(
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; stage-1 spacing {settings.stage1_spacing_mm} mm; "
+        f"{'--fast' if args.fast else 'default settings'}; {args.threads} CPU threads"
+    )
+    records = []
+    for spec in specs:
+        rec = run_phantom_case(spec, settings)
+        records.append(rec)
+        say(case_line(rec))
+    spine = [r for r in records if r.get("rows")]
+    legs = [r for r in records if r.get("false_vertebrae") is not None]
+    if spine:
+        say("")
+        say_all = summary_lines(spine, "PHANTOM benchmark set (synthetic CT, not patients)")
+        for line in say_all:
+            say(line)
+        say("")
+        for line in group_lines(spine, "variant"):
+            say(line)
+        say("")
+        for line in group_lines(spine, "fov"):
+            say(line)
+    if legs:
+        say("")
+        n_false = sum(r["false_vertebrae"] for r in legs)
+        n_none = sum(r["no_spine_found"] for r in legs)
+        say(
+            f"leg CTs: {len(legs)} cases, {n_false} false vertebrae in all, 'no spine found' on {n_none}/{len(legs)}"
+        )
+    real = None
+    if not args.no_real and REAL_CASE.exists():
+        real = run_real_case(settings)
+        say("")
+        say(
+            "one real VerSe case (verse008, T12-L5; VerSe'19, CC BY-SA 4.0) - measured, never tuned on:"
+        )
+        say(case_line(real) + f"; labels on the input grid: {real['same_grid']}")
+        say(f"{'vertebra':<9}{'Dice %':>8}{'ASSD mm':>9}{'HD mm':>8}{'loc mm':>8}  identified")
+        for r in real["rows"]:
+            say(
+                f"{r['name']:<9}{_fmt(100 * r['dice']):>8}{_fmt(r['assd_mm'], 2):>9}{_fmt(r['hd_mm'], 2):>8}"
+                f"{_fmt(r['loc_error_mm']):>8}  {'yes' if r['identified'] else 'no'}"
+            )
+        for line in summary_lines([real], "one real VerSe case")[1:]:
+            say(line)
+    if args.save:
+        tag = f"_{args.tag}" if args.tag else ""
+        out = ROOT / "benchmarks" / "results" / f"accuracy{tag}.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(lines) + "\n")
+        out.with_suffix(".json").write_text(
+            json.dumps({"cases": records, "real": real}, indent=1, default=float) + "\n"
+        )
+        print(f"saved {out.relative_to(ROOT)} and {out.with_suffix('.json').name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
