@@ -16,3 +16,31 @@ def test_predict_regions_pads_and_crops_back():
     out = heldout.predict_regions(model, ct)
     assert out.shape == (9, 10, 7) and out.dtype == np.uint8
     assert np.all(out == 3)
+
+
+def test_model_card_states_the_run(tmp_path):
+    from _tiny_spine import tiny_source
+    from SpineLabelerLib.training.loop import TrainConfig, train
+
+    cfg = TrainConfig.from_dict(
+        {
+            "steps": 2,
+            "batch_size": 1,
+            "size_kji": [16, 8, 8],
+            "val_samples": 1,
+            "threads": 1,
+            "net": {"base_channels": 2, "depth": 2, "convs_per_level": 1},
+        }
+    )
+    train(
+        "stage1",
+        cfg,
+        tmp_path,
+        sources=(tiny_source(2), tiny_source(1, "v")),
+        command="spinelabeler train x",
+    )
+    card = heldout.model_card(
+        "stage1", str(tmp_path / "stage1.pt"), {"pooled": {"dice_T": 0.5}}, "python -m x"
+    )
+    assert "Steps: 2 (2 samples)" in card
+    assert "`spinelabeler train x`" in card and "dice_T" in card and "bootstrapped" in card

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,6 +93,44 @@ def stage2_figures(
     return out
 
 
+_NET_TEXT = {
+    "stage1": "Semantic segmentation net: CT (1 channel, [-1, 1]) -> 4 region logits (bg, C, T, L)",
+    "stage2": "Iterative instance net: (CT, memory) -> 1 logit, the vertebra nearest the patch centre not in memory",
+}
+
+
+def model_card(stage: str, weights_path: str, figures: dict[str, Any], heldout_command: str) -> str:
+    """Markdown model card from a weight file's training meta and held-out figures."""
+    payload = nets.read_weight_file(weights_path)
+    meta, cfg = payload["meta"], payload["meta"].get("config", {})
+    lines = [
+        f"# SpineLabeler {stage} network",
+        "",
+        f"{_NET_TEXT[stage]}.",
+        f"Architecture: `NetConfig{tuple(payload['config'].values())}` "
+        f"(base_channels, depth, convs_per_level, max_channels); weights fp16, sha256 `{payload['sha256'][:16]}...`.",
+        "",
+        "## Training",
+        f"- Data: phantoms drawn on the fly, seeds {cfg.get('train_seed_base')}..."
+        f"{cfg.get('train_seed_base', 0) + cfg.get('train_cases', 0) - 1}; generator settings "
+        f"`{json.dumps(cfg.get('phantom'))}`.",
+        f"- Settings: spacing {cfg.get('spacing_mm')} mm, crop/patch (K, J, I) {cfg.get('size_kji')}, "
+        f"batch {cfg.get('batch_size')}, Adam lr {cfg.get('lr')}, seed {cfg.get('seed')}, "
+        "augmentation rotation +-15 deg, scaling +-20 %, noise sigma U[0, 50/1536].",
+        f"- Loss: {'bootstrapped cross entropy, hardest 10 % of voxels' if stage == 'stage1' else 'Dice loss'}.",
+        f"- Steps: {meta.get('steps')} ({meta.get('samples_seen')} samples), wall time "
+        f"{meta.get('wall_s')} s on {meta.get('hardware')}, {meta.get('processes')} process(es).",
+        f"- Command: `{meta.get('command')}`",
+        "",
+        "## Validation",
+        f"- During training (validation seeds {cfg.get('val_seed_base')}..., unaugmented samples): "
+        f"`{json.dumps(meta.get('validation'))}`",
+        f"- Held-out phantoms (seeds {figures.get('heldout_seeds')}): `{json.dumps({k: v for k, v in figures.items() if k not in ('cases', 'heldout_seeds')})}`",
+        f"- Reproduce: `{heldout_command}`",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("stage", choices=nets.KINDS)
@@ -100,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", type=int, default=6)
     p.add_argument("--samples", type=int, default=48, help="stage-2 patches")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--card", default=None, help="also write a markdown model card here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = nets.load_model(args.weights, args.stage)
@@ -113,6 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     figures["weights_sha256"] = model.weights_sha256[:16]
     figures["eval_s"] = round(time.time() - t, 1)
     print(json.dumps(figures, indent=1))
+    if args.card:
+        import shlex
+        import sys
+
+        command = "python -m SpineLabelerLib.training.heldout " + " ".join(
+            shlex.quote(a)
+            for a in (argv if argv is not None else sys.argv[1:])
+            if a != "--card" and a != args.card
+        )
+        Path(args.card).write_text(model_card(args.stage, args.weights, figures, command))
     return 0
 
 
