@@ -289,3 +289,114 @@ def test_inference_optimization_keeps_the_outputs():
         np.testing.assert_allclose(fast(x).numpy(), model(x).numpy(), atol=1e-4)
     assert not any(isinstance(m, torch.nn.BatchNorm3d) and m.training for m in fast.modules())
     assert model.stem[0][1].__class__ is torch.nn.BatchNorm3d  # the original is untouched
+
+
+# ----------------------------------------------------------------------------- shipped weights
+# End to end with the shipped networks on small phantoms (seeds fixed here once, outside the
+# benchmark set's 900000+ seeds). Slow: each case is seconds to a minute on 2 CPU threads.
+
+SHIPPED = pipeline.DEFAULT_WEIGHTS_DIR
+needs_weights = pytest.mark.skipif(
+    not all((SHIPPED / f"{k}.pt").is_file() for k in ("stage1", "stage2")),
+    reason=f"shipped weights not in {SHIPPED} (train them: issue 4)",
+)
+TEST_SPACING = (1.2, 1.2, 2.0)
+
+
+def _phantom(seed, fov, variant="normal"):
+    from SpineLabelerLib import phantom
+
+    return phantom.generate_case(seed, fov, variant, TEST_SPACING)
+
+
+def _check_named_right(case, result):
+    from SpineLabelerLib.evaluation import evaluate
+
+    assert result.labels.same_grid(case.ct)
+    assert not result.no_spine_found
+    ev = evaluate(result.labels, case.labels, None, case.centroids_lps)
+    partial = set(case.meta["partial_labels"])
+    wrong = [r.name for r in ev.rows if r.label not in partial and not r.identified]
+    assert not wrong, f"not found/named right: {wrong}; found {[v.name for v in result.vertebrae]}"
+    assert ev.extra_predicted_labels == [], ev.extra_predicted_labels
+    whole = [r.dice for r in ev.rows if r.label not in partial]
+    assert np.mean(whole) > 0.8
+
+
+@pytest.mark.slow
+@needs_weights
+@pytest.mark.parametrize(
+    "seed, fov",
+    [(101, "head-neck"), (102, "chest"), (103, "abdomen"), (104, "lumbar"), (105, "whole")],
+)
+def test_shipped_weights_name_every_vertebra_of_each_field_of_view(seed, fov):
+    case = _phantom(seed, fov)
+    seen = []
+    result = pipeline.segment_spine(case.ct, progress=lambda s, f, m: seen.append(f))
+    _check_named_right(case, result)
+    assert seen[-1] == 1.0
+
+
+@pytest.mark.slow
+@needs_weights
+@pytest.mark.parametrize("seed, variant", [(107, "L6"), (108, "11-ribs")])
+def test_shipped_weights_name_transitional_spines(seed, variant):
+    case = _phantom(seed, "abdomen", variant)
+    result = pipeline.segment_spine(case.ct)
+    _check_named_right(case, result)
+    if variant == "L6":
+        assert "L6" in [v.name for v in result.vertebrae]
+
+
+@pytest.mark.slow
+@needs_weights
+def test_shipped_weights_on_a_lumbar_only_view():
+    case = _phantom(109, "lumbar")
+    lab = case.labels.array
+    # keep only the slices (axial grid: k runs to S) that hold no thoracic voxel
+    thoracic_k = np.nonzero(((lab >= 8) & (lab <= 19)).any(axis=(1, 2)))[0]
+    top = thoracic_k.min() if thoracic_k.size else lab.shape[0]
+    from dataclasses import replace
+
+    keep = slice(0, top)
+    ct = replace(case.ct, array=case.ct.array[keep])
+    labels = replace(case.labels, array=lab[keep])
+    cropped = replace(case, ct=ct, labels=labels, centroids_lps=centroids_of_labels(labels))
+    cropped.meta = dict(case.meta, partial_labels=_cut_labels(labels.array))
+    result = pipeline.segment_spine(ct)
+    assert all(anatomy.vertebra(int(v)).region == "lumbar" for v in np.unique(labels.array) if v)
+    _check_named_right(cropped, result)
+
+
+def centroids_of_labels(labels):
+    from SpineLabelerLib.evaluation.centroids import centroids_from_labels
+
+    return centroids_from_labels(labels)
+
+
+def _cut_labels(array):
+    faces = [array[0], array[-1], array[:, 0], array[:, -1], array[:, :, 0], array[:, :, -1]]
+    return sorted({int(v) for f in faces for v in np.unique(f) if v})
+
+
+@pytest.mark.slow
+@needs_weights
+def test_shipped_weights_find_no_spine_in_a_leg():
+    case = _phantom(106, "leg")
+    result = pipeline.segment_spine(case.ct)
+    assert result.no_spine_found and not result.labels.array.any()
+    assert result.labels.same_grid(case.ct)
+
+
+@pytest.mark.slow
+@needs_weights
+def test_shipped_weights_cancel_cleanly_during_the_walk():
+    case = _phantom(104, "lumbar")
+    flag = CancelFlag()
+
+    def progress(stage, fraction, message):
+        if stage == "stage2":
+            flag.set()
+
+    with pytest.raises(Cancelled):
+        pipeline.segment_spine(case.ct, progress=progress, cancel=flag)
