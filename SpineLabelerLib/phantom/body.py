@@ -37,6 +37,9 @@ class BodyModel:
     table_hu: float
     bowel_seed: int
 
+    def back_mm_at(self, z: float) -> float:
+        return float(np.interp(z, self.profile_z, self.back_mm))
+
     def at(self, z: float) -> tuple[float, float, float, float]:
         return tuple(float(np.interp(z, self.profile_z, arr)) for arr in (self.half_width, self.half_depth, self.back_mm, self.fat_factor))  # type: ignore[return-value]
 
@@ -111,13 +114,16 @@ def _layer(hu: np.ndarray, tis: np.ndarray, d: np.ndarray, value: float, cls: in
     tis[d < 0] = cls
 
 
-def _bowel_texture(shape: tuple[int, int], seed: int, k: int) -> np.ndarray:
-    """Smooth random field in [-1, 1]-ish for bowel content, varying slowly between slices."""
-    rng = np.random.default_rng(seed + 7919 * (k // 6))
-    coarse = rng.standard_normal((max(shape[0] // 12, 2), max(shape[1] // 12, 2))).astype(np.float32)
+def _soft_texture(shape: tuple[int, int], seed: int, block: int, px_mm: float) -> np.ndarray:
+    """Smooth unit-variance random field (features ~12 mm) for bowel content, fat marbling
+    and muscle texture; one per ~6 mm block of slices."""
     from scipy.ndimage import zoom
 
-    return zoom(coarse, (shape[0] / coarse.shape[0], shape[1] / coarse.shape[1]), order=1)[: shape[0], : shape[1]]
+    rng = np.random.default_rng(seed + 7919 * block)
+    n = [max(int(s * px_mm / 12.0), 2) for s in shape]
+    coarse = rng.standard_normal(n).astype(np.float32)
+    fine = zoom(coarse, (shape[0] / n[0], shape[1] / n[1]), order=1)[: shape[0], : shape[1]]
+    return (fine - fine.mean()) / (fine.std() + 1e-6)
 
 
 def paint_body(canvas: Canvas, body: BodyModel, layout: SpineLayout, subject: Subject, hu: TissueHU) -> None:
@@ -133,12 +139,24 @@ def paint_body(canvas: Canvas, body: BodyModel, layout: SpineLayout, subject: Su
     # Soft tissue changes slowly along z: one painted slice serves every slice within
     # ``step`` (about 2 mm); the spine itself is painted in 3D afterwards.
     step = max(1, int(round(2.0 / g.spacing_mm[2])))
+    tex0 = tex1 = None
+    tex_block = None
     for k, z in enumerate(zs):
         if k % step:
             canvas.hu[k] = canvas.hu[k - 1]
             canvas.tissue[k] = canvas.tissue[k - 1]
             continue
         z = zs[min(k + step // 2, len(zs) - 1)] if step > 1 else z
+        # texture blended between independent fields 6 mm apart, so it varies smoothly in z
+        pos = (z - g.origin_lps[2]) / 6.0
+        block = int(np.floor(pos))
+        if block != tex_block:
+            tex0 = _soft_texture((len(ys), len(xs)), body.bowel_seed, block, g.spacing_mm[0])
+            tex1 = _soft_texture((len(ys), len(xs)), body.bowel_seed, block + 1, g.spacing_mm[0])
+            tex_block = block
+        f = np.float32(pos - block)
+        tex = (1 - f) * tex0 + f * tex1
+        tex /= np.float32(np.sqrt((1 - f) ** 2 + f**2))
         h2 = np.full((len(ys), len(xs)), np.float32(hu.air))
         t2 = np.zeros(h2.shape, np.uint8)
         sx, sy = float(spine[k, 0]), float(spine[k, 1])
@@ -158,7 +176,13 @@ def paint_body(canvas: Canvas, body: BodyModel, layout: SpineLayout, subject: Su
             _layer(h2, t2, d_body, hu.fat, T.FAT, edge)
             d_muscle = d_body + np.float32(fat)
             _layer(h2, t2, d_muscle, hu.muscle, T.MUSCLE, edge)
-            _interior(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, d_muscle, by_name, body, subject, hu, edge, k)
+            # marbling: fat streaks between muscle bundles, more with more body fat
+            marble = (t2 == T.MUSCLE) & (tex > 2.4 - fat / 40.0)
+            h2[marble] = np.float32(hu.fat)
+            t2[marble] = T.FAT
+            _interior(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, d_muscle, by_name, body, subject, hu, edge, tex)
+        soft = (t2 == T.MUSCLE) | (t2 == T.FAT)
+        h2[soft] += np.float32(8.0) * tex[soft]
         canvas.hu[k] = h2
         canvas.tissue[k] = t2
 
@@ -183,7 +207,7 @@ def _legs(h2, t2, X, Y, z, sx, y_back, a, b, fat, body, hu, edge) -> None:
             _layer(h2, t2, db + np.float32(min(4.0, 0.35 * br)), hu.marrow, T.BONE_MARROW, edge)
 
 
-def _interior(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, d_muscle, by_name, body, subject, hu, edge, k) -> None:
+def _interior(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, d_muscle, by_name, body, subject, hu, edge, tex) -> None:
     zb = body.z
     f32 = np.float32
     if z > zb["skull_base"]:
@@ -198,7 +222,7 @@ def _interior(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, d_muscle, by_name, body, s
     if zb["diaphragm"] - 60 < z < zb["T1"] + 25:
         _thorax(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, by_name, body, hu, edge)
     if zb["hip"] < z < zb["diaphragm"] + 40:
-        _abdomen(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, body, subject, hu, edge, k)
+        _abdomen(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, body, subject, hu, edge, tex)
     if subject.arms_up is False and zb["T1"] - 320 < z < zb["T1"] + 5:
         for side in (-1, 1):
             cx = sx + side * (a + 45.0)
@@ -210,46 +234,52 @@ def _interior(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, d_muscle, by_name, body, s
             _layer(h2, t2, dh + f32(3.0), hu.marrow, T.BONE_MARROW, edge)
 
 
-def thorax_cavity(body: BodyModel, z: float, a: float, b: float, fat: float, yc: float) -> tuple[float, float, float]:
-    """Centre y and semi-axes (mm) of the chest cavity inside the ribs at height z; the
-    lung apices narrow towards the top of the chest."""
+def thorax_cavity(body: BodyModel, z: float, a: float, b: float, fat: float, sy: float) -> tuple[float, float, float]:
+    """Centre y and semi-axes (mm) of the chest cavity inside the ribs at height z. Its
+    back reaches ~40 mm behind the vertebral body centres (the rib angles); the lung
+    apices narrow towards the top of the chest."""
     wall = 16.0
     taper = float(np.clip((body.z["T1"] + 25 - z) / 60.0, 0.15, 1.0))
-    ca = (a - fat - wall) * (0.55 + 0.45 * taper)
-    cb = (b - 0.5 * fat - wall) * (0.6 + 0.4 * taper)
-    return yc + 0.08 * b, max(ca, 5.0), max(cb, 5.0)
+    ca = max((a - fat - wall) * (0.55 + 0.45 * taper), 5.0)
+    depth = max(2 * b - fat - 2 * wall - (body.back_mm_at(z) - 40.0 - fat), 20.0)
+    cb = max(0.5 * depth * (0.6 + 0.4 * taper), 5.0)
+    return sy + 40.0 - cb, ca, cb
 
 
 def _thorax(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, by_name, body, hu, edge) -> None:
     zb = body.z
     f32 = np.float32
-    cy, ca, cb = thorax_cavity(body, z, a, b, fat, yc)
+    cy, ca, cb = thorax_cavity(body, z, a, b, fat, sy)
     d_cav = ellipse2d_distance(X - sx, Y - cy, ca, cb)
     spine_body = by_name["T6"].shape
-    d_spine = ellipse2d_distance(X - sx, Y - sy, spine_body.body_w / 2 + 12, spine_body.body_d / 2 + 12)
-    behind = Y - (sy + 12.0)  # paravertebral: no lung posterior-medial to the spine
-    med_w = 22.0 + 30.0 * np.clip((zb["T4"] - z) / 80.0, 0, 1)
-    d_med = np.maximum(np.abs(X - (sx + 0.25 * med_w)) - med_w, Y - (sy - spine_body.body_d / 2))
+    bw, bd = spine_body.body_w / 2, spine_body.body_d / 2
+    # the spine and paraspinal gutter: body, arch and the muscles between the rib angles
+    d_spine = ellipse2d_distance(X - sx, Y - (sy + 18.0), bw + 20.0, bd + 34.0)
+    # mediastinum between spine and sternum, widening at the heart (shifted left)
+    heart = float(np.clip(np.sin(np.pi * (z - zb["diaphragm"] + 10) / max(zb["T4"] - zb["diaphragm"] + 10, 1)), 0, 1))
+    front, back_m = cy - cb, sy - bd
+    med_cy = 0.5 * (front + back_m)
+    med_a = 20.0 + 32.0 * heart
+    d_med = ellipse2d_distance(X - (sx + 0.3 * med_a - 4.0), Y - med_cy, med_a, 0.5 * (back_m - front) + 6.0)
     for side in (-1, 1):
         lx = sx + side * 0.5 * ca
         dome = zb["diaphragm"] + (18.0 if side < 0 else 8.0) * np.clip(1 - ((X - lx) / (0.5 * ca + 1)) ** 2 - ((Y - cy) / (cb + 1)) ** 2, 0, 1)
         d_lung = np.maximum(d_cav, -d_spine)
-        d_lung = np.maximum(d_lung, -np.maximum(-behind, np.abs(X - sx) - spine_body.body_w / 2 - 20))
         d_lung = np.maximum(d_lung, -d_med)
         d_lung = np.maximum(d_lung, (dome - z).astype(np.float32))
-        d_lung = np.maximum(d_lung, f32(-side) * (X - sx))
+        d_lung = np.maximum(d_lung, f32(-side) * (X - sx) + f32(4.0))
         _layer(h2, t2, d_lung.astype(np.float32), hu.lung, T.LUNG, edge)
     if zb["diaphragm"] < z < zb["T4"] - 10:  # heart, left-anterior in the lower mediastinum
         frac = (z - zb["diaphragm"]) / max(zb["T4"] - zb["diaphragm"], 1)
-        r = 55.0 * np.sin(np.pi * np.clip(frac, 0, 1)) + 10
-        d = ellipse2d_distance(X - (sx + 20.0), Y - (sy - spine_body.body_d / 2 - 25 - r * 0.8), r, 0.8 * r)
+        r = 0.9 * (med_a - 15.0) * np.sin(np.pi * np.clip(frac, 0, 1)) + 8.0
+        d = ellipse2d_distance(X - (sx + 0.3 * med_a), Y - (med_cy - 0.1 * (back_m - front)), r, min(0.8 * r, 0.45 * (back_m - front)))
         _layer(h2, t2, d, hu.blood, T.VESSEL, edge)
     if z < zb["T4"]:  # descending aorta, left-anterior of the spine
         d = ellipse2d_distance(X - (sx + 18.0), Y - (sy - spine_body.body_d / 2 - 4), 12.0, 12.0)
         _layer(h2, t2, d, hu.blood, T.VESSEL, edge)
 
 
-def _abdomen(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, body, subject, hu, edge, k) -> None:
+def _abdomen(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, body, subject, hu, edge, tex) -> None:
     zb = body.z
     f32 = np.float32
     lumbar = subject.levels[-2] if subject.levels[-1].kind == "lumbar" else subject.levels[-1]
@@ -259,11 +289,10 @@ def _abdomen(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, body, subject, hu, edge, k)
     d_cav = ellipse2d_distance(X - sx, Y - cy, max(ca, 5), max(cb, 5))
     d_cav = np.maximum(d_cav, Y - (sy - bd + 5))
     if z < zb["diaphragm"]:
-        tex = _bowel_texture(h2.shape, body.bowel_seed, k)
-        organ = np.where(tex > 1.1, f32(hu.air), np.where(tex < -0.6, f32(hu.fat), f32(hu.organ)))
+        organ = np.where(tex > 1.9, f32(hu.air), np.where(tex < -0.8, f32(hu.fat), f32(hu.organ)))
         alpha = np.clip(0.5 - d_cav / f32(edge), 0, 1)
         h2 += alpha * (organ - h2)
-        t2[d_cav < 0] = np.where(tex[d_cav < 0] > 1.1, T.GAS, np.where(tex[d_cav < 0] < -0.6, T.FAT, T.ORGAN))
+        t2[d_cav < 0] = np.where(tex[d_cav < 0] > 1.9, T.GAS, np.where(tex[d_cav < 0] < -0.8, T.FAT, T.ORGAN))
     # liver: right upper quadrant (patient right = -x in LPS)
     if zb["L3"] + 20 < z < zb["diaphragm"] + 35:
         top = zb["diaphragm"] + 35

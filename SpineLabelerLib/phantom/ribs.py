@@ -44,8 +44,7 @@ def rib_path(pose: Pose, side: int, body: BodyModel, spine_xy: np.ndarray) -> tu
     z = float(tub[2])
     a, b, back, fat = body.at(z)
     sx, sy = float(spine_xy[0]), float(spine_xy[1])
-    yc = sy + back - b
-    cy, ca, cb = thorax_cavity(body, z, a, b, fat, yc)
+    cy, ca, cb = thorax_cavity(body, z, a, b, fat, sy)
     A, B = ca + 7.0, cb + 7.0
     lateral = abs(tub[0] - sx) + 12.0
     psi0 = np.arcsin(min(lateral / A, 0.97))

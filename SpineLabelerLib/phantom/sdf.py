@@ -210,6 +210,7 @@ class VertebralBody(Primitive):
     rounding: float = 2.0
     fracture: str | None = None
     loss: float = 0.0
+    notch: bool = False
 
     def bounds(self):
         return np.array([-self.a, -self.b, -self.h]), np.array([self.a, self.b, self.h])
@@ -219,6 +220,9 @@ class VertebralBody(Primitive):
         waist = _f(0.93) + _f(0.07) * np.minimum((w / h) ** 2, 1)
         d2 = ellipse2d_distance(u / waist, v / waist, self.a, self.b) * waist
         d2 = np.maximum(d2, v - _f(0.85) * b)  # flat posterior wall facing the canal
+        if self.notch:  # kidney-shaped section: the posterior wall bows into the body
+            notch = ellipse2d_distance(u, v - _f(0.85) * b - _f(0.2) * b, 0.45 * self.a, 0.3 * self.b)
+            d2 = np.maximum(d2, -notch)
         rho2 = np.clip((u / a) ** 2 + (v / b) ** 2, 0, 1)
         conc = _f(self.concavity)
         half = np.full_like(u, h) if np.ndim(u) else h

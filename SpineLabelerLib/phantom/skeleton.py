@@ -14,6 +14,7 @@ import numpy as np
 
 from SpineLabelerLib.phantom import tissues as T
 from SpineLabelerLib.phantom.body import BodyModel
+from SpineLabelerLib.phantom.bones import ContextBones
 from SpineLabelerLib.phantom.canvas import Canvas
 from SpineLabelerLib.phantom.field import Field, Frame
 from SpineLabelerLib.phantom.layout import Pose, SpineLayout
@@ -65,6 +66,7 @@ class SpinePainter:
 
     # -- parts ---------------------------------------------------------------------------
     def paint_all(self) -> None:
+        ContextBones(self.canvas, self.subject, self.layout, self.body, self.hu).paint_all()
         self.paint_discs_and_canal()
         self.paint_ribs()
         below = self.paint_sacrum()

@@ -110,8 +110,8 @@ def _mean_shape(label: int) -> dict:
     t = (n - 1) / 4
     span = [74, 80, 90, 86, 84][n - 1]
     return dict(kind="lumbar", body_w=_lerp(42, 50, t), body_d=_lerp(30, 35, t), body_h=_lerp(25, 27, t),
-                canal_w=_lerp(22, 25, t), canal_d=_lerp(17, 18, t), pedicle_w=_lerp(8, 11, t),
-                lamina_t=7, tp_span=span, tp_r=4.5, sp_len=30, sp_slope_deg=5, sp_r=4.0)
+                canal_w=_lerp(21, 24, t), canal_d=_lerp(15.5, 16.5, t), pedicle_w=_lerp(9, 12, t),
+                lamina_t=8.5, tp_span=span, tp_r=4.8, sp_len=30, sp_slope_deg=5, sp_r=4.0)
 
 
 def _gap_below(name: str) -> float:
@@ -122,7 +122,7 @@ def _gap_below(name: str) -> float:
         return 5.0
     if name[0] == "T":
         return _lerp(4.0, 6.0, (int(name[1:]) - 1) / 11) if name != "T12" else 7.0
-    return {"L1": 8.5, "L2": 9.5, "L3": 10.5, "L4": 11.5, "L5": 11.0, "L6": 10.0}[name]
+    return {"L1": 7.5, "L2": 8.5, "L3": 9.5, "L4": 10.0, "L5": 10.0, "L6": 9.5}[name]
 
 
 def level_names(variant: str) -> list[str]:
@@ -154,7 +154,7 @@ def draw_subject(rng: np.random.Generator, variant: str = "normal") -> Subject:
     names = level_names(variant)
     ribs = rib_levels(variant)
     scale = rng.uniform(0.9, 1.1)
-    cortex = rng.uniform(1.0, 2.0)
+    cortex = rng.uniform(0.6, 1.4)  # shell of the body; thin processes are mostly cortex
     levels = []
     for name in names:
         label = anatomy.vertebra(name).label

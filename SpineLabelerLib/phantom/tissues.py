@@ -53,14 +53,14 @@ class TissueHU:
         blood = rng.uniform(150, 350) if contrast else rng.uniform(35, 55)
         return TissueHU(
             air=rng.uniform(-1010, -980),
-            fat=rng.uniform(-125, -60),
+            fat=rng.uniform(-120, -50),
             muscle=rng.uniform(35, 65),
             organ=rng.uniform(20, 45),
             liver=rng.uniform(90, 130) if contrast else rng.uniform(50, 70),
             kidney=rng.uniform(140, 220) if contrast else rng.uniform(25, 40),
             lung=rng.uniform(-900, -720),
             cortex=rng.uniform(700, 1700),
-            cancellous=rng.uniform(45, 140) if osteoporotic else rng.uniform(110, 300),
+            cancellous=rng.uniform(40, 140) if osteoporotic else rng.uniform(90, 280),
             disc=rng.uniform(65, 115),
             canal=rng.uniform(5, 40),
             marrow=rng.uniform(-40, 120),

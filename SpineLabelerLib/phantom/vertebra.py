@@ -78,7 +78,7 @@ def _articular_parts(sh: LevelShape, vc: float) -> list[Primitive]:
     h = sh.body_h
     ua = sh.canal_w / 2 + 0.6 * sh.pedicle_w
     va = vc + 0.15 * sh.canal_d
-    r = {"lumbar": 5.0, "thoracic": 4.0}.get(sh.kind, 4.5)
+    r = {"lumbar": 6.0, "thoracic": 4.5}.get(sh.kind, 5.0)
     up = h / 2 + sh.gap_above / 2 + 6.0
     down = h / 2 + sh.gap_below / 2 + 6.0
     # the lower vertebra's superior process lies lateral/anterior to the upper's inferior one
@@ -139,8 +139,8 @@ def vertebra_parts(sh: LevelShape) -> tuple[list[Primitive], list[Primitive]]:
         return _c1_parts(sh)
     vc = canal_centre_v(sh)
     body = VertebralBody(sh.body_w / 2, sh.body_d / 2, sh.body_h / 2,
-                         concavity=0.06 * sh.body_h, rounding=min(2.0, 0.12 * sh.body_h),
-                         fracture=sh.fracture, loss=sh.fracture_loss)
+                         concavity=0.04 * sh.body_h, rounding=min(2.0, 0.12 * sh.body_h),
+                         fracture=sh.fracture, loss=sh.fracture_loss, notch=sh.kind in ("thoracic", "lumbar"))
     parts: list[Primitive] = [body]
     parts += _arch_parts(sh, vc)
     parts += _articular_parts(sh, vc)
