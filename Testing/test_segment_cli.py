@@ -6,6 +6,7 @@ exercised there and in the slow end-to-end tests), so this runs in seconds.
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,3 +173,28 @@ def test_format_names():
     assert "report" in segment.parse_formats("all")
     with pytest.raises(ValueError, match="unknown format 'jpg'"):
         segment.parse_formats("png,jpg")
+
+
+REAL_CT = Path("/work/shared/realdata/verse008/sub-verse008_ct.nii.gz")  # VerSe'19, CC BY-SA 4.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_CT.is_file(), reason=f"real VerSe case not at {REAL_CT}")
+@pytest.mark.skipif(
+    not (pipeline.DEFAULT_WEIGHTS_DIR / "stage2.pt").is_file(), reason="shipped weights absent"
+)
+def test_real_verse_case_runs_and_writes_on_its_own_grid(tmp_path, monkeypatch):
+    """Issue 7: the real, oblique, 1 x 1 x 2 mm PIR case completes; outputs lie on its grid
+    (its accuracy is a benchmark figure, not a test)."""
+    from SpineLabelerLib.io import read_ct
+
+    monkeypatch.undo()  # the shipped networks, not the oracle
+    out = tmp_path / "verse008"
+    code = cli.main(["segment", str(REAL_CT), "-o", str(out), "--progress", "none"])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    if report["no_spine_found"]:
+        assert [p.name for p in out.iterdir()] == ["report.json"]
+    else:
+        assert read_labelmap(out / "labels.nii.gz").same_grid(read_ct(REAL_CT))
+        assert (out / "overview.png").is_file()
