@@ -87,8 +87,10 @@ def progress_printer(mode: str, stream: TextIO) -> Callable[[str, float, str], N
         return None
     if mode == "lines":
 
+        from SpineLabelerLib.childjob import format_progress_line
+
         def lines(stage: str, fraction: float, message: str) -> None:
-            print(f"PROGRESS {fraction:.3f} {stage} {message}".rstrip(), file=stream, flush=True)
+            print(format_progress_line(stage, fraction, message), file=stream, flush=True)
 
         return lines
 
