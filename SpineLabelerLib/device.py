@@ -93,6 +93,7 @@ class NetRunner:
     pad_values: Sequence[float]
     multiple: int
     messages: list[str] = field(default_factory=list)
+    trained_spacing_mm: float | None = None  # grid spacing the network was trained at
 
     def __post_init__(self) -> None:
         if self.activation not in ("softmax", "sigmoid"):

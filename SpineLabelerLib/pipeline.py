@@ -50,7 +50,8 @@ class SegmentSettings:
     weights_dir: Path = DEFAULT_WEIGHTS_DIR
     device: str = "auto"  # auto | cpu | cuda | mps
     threads: int = 2  # CPU threads for torch
-    stage1_spacing_mm: float = preprocess.STAGE1_SPACING_MM
+    # None: the spacing stage 1 was trained at (its weight file), else preprocess's 3 mm
+    stage1_spacing_mm: float | None = None
     # voxels at stage-1 spacing: the whole CT in one call at 3 mm up to 96 x 58 x 58 cm
     stage1_window_kji: tuple[int, int, int] = (320, 192, 192)
     stage1_overlap: float = 0.25
@@ -61,11 +62,10 @@ class SegmentSettings:
     cleaning: stage1.CleaningSettings = field(default_factory=stage1.CleaningSettings)
 
     def fast(self) -> SegmentSettings:
-        """The ``--fast`` variant: coarser stage 1 (4 mm), at most 2 predictions per vertebra."""
+        """The ``--fast`` variant: at most 2 predictions per vertebra, and a mask well inside
+        the patch is accepted after one however far it moved (stage 1 keeps its trained grid)."""
         return replace(
-            self,
-            stage1_spacing_mm=max(self.stage1_spacing_mm, 4.0),
-            walk=replace(self.walk, max_iterations=2, converge_mm=3.0),
+            self, walk=replace(self.walk, max_iterations=2, converge_mm=3.0, accept_mm=12.0)
         )
 
 
@@ -136,7 +136,11 @@ def load_runners(settings: SegmentSettings):
         if key not in _MODEL_CACHE:
             _MODEL_CACHE[key] = devices.optimize_for_inference(nets.load_model(path, kind), dev)
         model = _MODEL_CACHE[key]
-        runners.append(devices.NetRunner(model, dev, activation, pads, model.config.multiple))
+        runner = devices.NetRunner(model, dev, activation, pads, model.config.multiple)
+        trained = (getattr(model, "weights_meta", {}) or {}).get("config") or {}
+        spacing = trained.get("spacing_mm") if isinstance(trained, dict) else None
+        runner.trained_spacing_mm = float(spacing) if isinstance(spacing, (int, float)) else None
+        runners.append(runner)
     return runners[0], runners[1], devices.describe(dev), messages
 
 
@@ -259,7 +263,10 @@ def segment_spine(
     t = time.perf_counter()
     s1 = run_stage1(ct, run1, settings, _span(progress, "stage1"), cancel)
     timings["stage1"] = time.perf_counter() - t
-    work: dict[str, Any] = {"stage1_grid_kji": list(s1.classes.array.shape)}
+    work: dict[str, Any] = {
+        "stage1_spacing_mm": s1.classes.spacing_mm[0],
+        "stage1_grid_kji": list(s1.classes.array.shape),
+    }
     if cancel is not None:
         cancel.check()
     if not s1.found:
@@ -323,11 +330,20 @@ def segment_spine(
     )
 
 
+def stage1_spacing(settings: SegmentSettings, runner) -> float:
+    """Stage-1 grid spacing (mm): the setting, else what the network was trained at."""
+    if settings.stage1_spacing_mm is not None:
+        return float(settings.stage1_spacing_mm)
+    trained = getattr(runner, "trained_spacing_mm", None)
+    return float(trained) if trained else preprocess.STAGE1_SPACING_MM
+
+
 def run_stage1(
     ct: Image, runner, settings: SegmentSettings, progress=None, cancel=None
 ) -> stage1.Stage1Result:
     """Stage 1 on the whole CT: canonical grid at ``stage1_spacing_mm``, windows, cleaning."""
-    canon = preprocess.to_canonical(ct, settings.stage1_spacing_mm)
+    spacing = stage1_spacing(settings, runner)
+    canon = preprocess.to_canonical(ct, spacing)
     volume = preprocess.normalize_hu(canon.array)[None]
     probs = stage1.sliding_window_probabilities(
         volume, runner, 4, settings.stage1_window_kji, settings.stage1_overlap, progress, cancel

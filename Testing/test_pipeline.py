@@ -255,8 +255,9 @@ def test_net_runner_pads_to_the_multiple_and_crops_back():
 def test_random_tiny_nets_from_weight_files_run_deterministically(tmp_path):
     torch.manual_seed(1)
     config = nets.NetConfig(base_channels=2, depth=2)
-    for kind in nets.KINDS:
-        nets.save_weights(nets.build_model(kind, config), tmp_path / f"{kind}.pt")
+    for kind in nets.KINDS:  # stage 1 says it was trained on a 4 mm grid
+        meta = {"config": {"spacing_mm": 4.0 if kind == "stage1" else 1.0}}
+        nets.save_weights(nets.build_model(kind, config), tmp_path / f"{kind}.pt", meta)
     ct, _, _ = spine_ct("L3", "L5", above_mm=0.0, spacing=(2.0, 2.0, 2.0))
     settings = pipeline.SegmentSettings(weights_dir=tmp_path, device="cpu", threads=1)
     settings = pipeline.replace(
@@ -267,6 +268,7 @@ def test_random_tiny_nets_from_weight_files_run_deterministically(tmp_path):
     assert first.labels.same_grid(ct)
     np.testing.assert_array_equal(first.labels.array, second.labels.array)
     assert first.device.startswith("cpu")
+    assert first.work["stage1_spacing_mm"] == 4.0
 
 
 def test_missing_weights_are_a_clear_error(tmp_path):
