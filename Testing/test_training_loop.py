@@ -181,3 +181,18 @@ def test_missing_data_folder_is_a_clear_error(tmp_path):
         VerseSource(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="VerSe or CSI"):
         VerseSource(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_few_steps_on_real_phantom_crops_lower_the_loss(tmp_path):
+    """The real generator's fast crop path (2 mm, 64 mm boxes) through the whole loop."""
+    from SpineLabelerLib.training.data import PhantomSource
+
+    phantom = {"spacing_mm": [2, 2, 2], "crop_labels": [14, 22], "roi_size_mm": [64, 64, 64]}
+    cfg = _cfg(
+        steps=40, spacing_mm=2.0, size_kji=[16, 16, 16], phantom=phantom, lr=3e-3, val_samples=2
+    )
+    sources = (PhantomSource(range(3), phantom), PhantomSource([500], phantom))
+    train("stage2", cfg, tmp_path, sources=sources)
+    losses = [r["loss"] for r in _log(tmp_path) if "loss" in r]
+    assert np.mean(losses[-8:]) < 0.85 * np.mean(losses[:8])
