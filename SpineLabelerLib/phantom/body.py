@@ -151,40 +151,57 @@ def paint_body(canvas: Canvas, body: BodyModel, layout: SpineLayout, subject: Su
         pos = (z - g.origin_lps[2]) / 6.0
         block = int(np.floor(pos))
         if block != tex_block:
-            tex0 = _soft_texture((len(ys), len(xs)), body.bowel_seed, block, g.spacing_mm[0])
-            tex1 = _soft_texture((len(ys), len(xs)), body.bowel_seed, block + 1, g.spacing_mm[0])
+            shape = (len(ys), len(xs))
+            reuse = tex_block is not None and block == tex_block + 1
+            tex0 = tex1 if reuse else _soft_texture(shape, body.bowel_seed, block, g.spacing_mm[0])
+            tex1 = _soft_texture(shape, body.bowel_seed, block + 1, g.spacing_mm[0])
             tex_block = block
         f = np.float32(pos - block)
         tex = (1 - f) * tex0 + f * tex1
         tex /= np.float32(np.sqrt((1 - f) ** 2 + f**2))
-        h2 = np.full((len(ys), len(xs)), np.float32(hu.air))
-        t2 = np.zeros(h2.shape, np.uint8)
+        h_full, t_full = canvas.hu[k], canvas.tissue[k]
+        h_full[:] = np.float32(hu.air)
         sx, sy = float(spine[k, 0]), float(spine[k, 1])
         a, b, back, fat = body.at(float(z))
         y_back = sy + back
-        # table: a curved plate under the back
+        # table: a curved plate under the back (only the rows it can reach)
         ty = y_back + body.table_gap_mm
-        dt = np.maximum(np.abs(Y - (ty + 12 + 0.0004 * (X - sx) ** 2)) - 12, np.abs(X - sx) - 230)
-        _layer(h2, t2, dt.astype(np.float32), body.table_hu, T.TABLE, edge)
-        dshell = np.maximum(np.abs(Y - (ty + 1.5 + 0.0004 * (X - sx) ** 2)) - 1.5, np.abs(X - sx) - 230)
-        _layer(h2, t2, dshell.astype(np.float32), body.table_hu + 300, T.TABLE, edge)
+        rows = _index_range(ys, ty - 3.0, ty + 50.0)
+        if rows.stop > rows.start:
+            Yt, ht, tt = Y[rows], h_full[rows], t_full[rows]
+            dt = np.maximum(np.abs(Yt - (ty + 12 + 0.0004 * (X - sx) ** 2)) - 12, np.abs(X - sx) - 230)
+            _layer(ht, tt, dt.astype(np.float32), body.table_hu, T.TABLE, edge)
+            dshell = np.maximum(np.abs(Yt - (ty + 1.5 + 0.0004 * (X - sx) ** 2)) - 1.5, np.abs(X - sx) - 230)
+            _layer(ht, tt, dshell.astype(np.float32), body.table_hu + 300, T.TABLE, edge)
+        # everything else lies inside the body's box (arms beside it when they are down)
+        reach = a + (100.0 if not subject.arms_up else 0.0) + 3.0
+        rows, cols = _index_range(ys, y_back - 2 * b - 3.0, y_back + 3.0), _index_range(xs, sx - reach, sx + reach)
+        if rows.stop <= rows.start or cols.stop <= cols.start:
+            continue
+        h2, t2, Xs, Ys, tx = h_full[rows, cols], t_full[rows, cols], X[:, cols], Y[rows], tex[rows, cols]
         if z < zb["crotch"]:
-            _legs(h2, t2, X, Y, z, sx, y_back, a, b, fat, body, hu, edge)
+            _legs(h2, t2, Xs, Ys, z, sx, y_back, a, b, fat, body, hu, edge)
         else:
             yc = y_back - b
-            d_body = np.maximum(ellipse2d_distance(X - sx, Y - yc, a, b), Y - y_back)
+            d_body = np.maximum(ellipse2d_distance(Xs - sx, Ys - yc, a, b), Ys - y_back)
             _layer(h2, t2, d_body, hu.fat, T.FAT, edge)
             d_muscle = d_body + np.float32(fat)
             _layer(h2, t2, d_muscle, hu.muscle, T.MUSCLE, edge)
             # marbling: fat streaks between muscle bundles, more with more body fat
-            marble = (t2 == T.MUSCLE) & (tex > 2.4 - fat / 40.0)
+            marble = (t2 == T.MUSCLE) & (tx > 2.4 - fat / 40.0)
             h2[marble] = np.float32(hu.fat)
             t2[marble] = T.FAT
-            _interior(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, d_muscle, by_name, body, subject, hu, edge, tex)
+            _interior(h2, t2, Xs, Ys, z, sx, sy, yc, a, b, fat, d_muscle, by_name, body, subject, hu, edge, tx)
         soft = (t2 == T.MUSCLE) | (t2 == T.FAT)
-        h2[soft] += np.float32(8.0) * tex[soft]
-        canvas.hu[k] = h2
-        canvas.tissue[k] = t2
+        h2[soft] += np.float32(8.0) * tx[soft]
+
+
+def _index_range(axis_mm: np.ndarray, lo: float, hi: float) -> slice:
+    """Slice of the voxels of a regular axis (increasing mm) that lie within [lo, hi]."""
+    step = float(axis_mm[1] - axis_mm[0]) if len(axis_mm) > 1 else 1.0
+    a = int(np.clip(np.floor((lo - axis_mm[0]) / step), 0, len(axis_mm)))
+    b = int(np.clip(np.ceil((hi - axis_mm[0]) / step) + 1, 0, len(axis_mm)))
+    return slice(a, max(a, b))
 
 
 def _legs(h2, t2, X, Y, z, sx, y_back, a, b, fat, body, hu, edge) -> None:

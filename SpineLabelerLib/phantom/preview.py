@@ -79,5 +79,6 @@ def preview_image(ct: Image, labels: Image, centroids_lps: dict[int, np.ndarray]
 def write_preview_png(path: str | os.PathLike, ct: Image, labels: Image, centroids_lps: dict[int, np.ndarray], force: bool = False) -> Path:
     picture = preview_image(ct, labels, centroids_lps)
     with atomic_path(path, force) as tmp:
-        picture.save(tmp, format="PNG", optimize=True)
+        # 256 colours are plenty for grey + label colours and keep a preview ~100-200 KB
+        picture.quantize(colors=256, method=PILImage.Quantize.MEDIANCUT).save(tmp, format="PNG", optimize=True)
     return Path(path)

@@ -18,7 +18,7 @@ from SpineLabelerLib.phantom.field import Grid
 from SpineLabelerLib.phantom.layout import SpineLayout
 
 FOVS: tuple[str, ...] = ("whole", "head-neck", "chest", "abdomen", "lumbar", "leg")
-MAX_VOXELS = 48_000_000  # clinical draws keep a case under ~200 MB of float32
+MAX_VOXELS = 64_000_000  # clinical draws keep a case under ~256 MB of float32
 
 
 @dataclass(frozen=True)
@@ -109,15 +109,19 @@ def draw_orientation(rng: np.random.Generator) -> tuple[str, np.ndarray, tuple[i
 
 def draw_spacing(rng: np.random.Generator, extent_xy: float, length: float, tight: bool) -> tuple[float, float, float]:
     """A clinical spacing (in-plane 0.3-1.0, slices 0.5-3 mm) for axial axes (x, y, z),
-    coarse enough to stay under ``MAX_VOXELS``."""
-    inplane = float(np.clip(extent_xy / 512.0 * rng.uniform(0.8, 1.0), 0.3, 1.0))
+    coarse enough to stay under ``MAX_VOXELS``: long fields of view get a coarser
+    in-plane spacing first (up to 1 mm), then thicker slices."""
+    inplane = float(np.clip(extent_xy / 512.0 * rng.uniform(1.0, 1.1), 0.3, 1.0))  # <= 512 x 512
     if tight:
         inplane = float(rng.uniform(0.3, 1.0))
-    n_xy = (extent_xy / inplane) ** 2
-    min_slice = n_xy * length / MAX_VOXELS
-    slice_mm = float(np.clip(max(rng.uniform(0.5, 3.0), min_slice), 0.5, 5.0))
-    if min_slice > 5.0:  # enormous field: coarser in-plane as well
-        inplane = float(np.sqrt(extent_xy**2 * length / (MAX_VOXELS * 5.0)))
+    slice_mm = float(rng.uniform(0.5, 3.0))
+
+    def min_slice(s_xy: float) -> float:
+        return (extent_xy / s_xy) ** 2 * length / MAX_VOXELS
+
+    if min_slice(inplane) > 3.0:
+        inplane = float(min(max(inplane, extent_xy * np.sqrt(length / (MAX_VOXELS * 3.0))), 1.0))
+    slice_mm = float(np.clip(max(slice_mm, min_slice(inplane)), 0.5, 5.0))
     return inplane, inplane, slice_mm
 
 

@@ -150,9 +150,11 @@ class RoundBox(Primitive):
     tilt_deg: float = 0.0
 
     def bounds(self):
-        r = float(np.linalg.norm(self.half))
+        t = np.deg2rad(self.tilt_deg)
+        hu, hv, hw = self.half
+        ext = np.array([hu, abs(np.cos(t)) * hv + abs(np.sin(t)) * hw, abs(np.sin(t)) * hv + abs(np.cos(t)) * hw])
         c = np.asarray(self.center)
-        return c - r, c + r
+        return c - ext, c + ext
 
     def __call__(self, u, v, w):
         c = np.asarray(self.center, np.float32)

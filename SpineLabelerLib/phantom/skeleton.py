@@ -72,6 +72,34 @@ class SpinePainter:
         below = self.paint_sacrum()
         for pose in reversed(self.layout.poses):
             below = self.paint_vertebra(pose, below)
+        self.paint_metal()
+
+    def paint_metal(self) -> None:
+        """Pedicle screws through both pedicles of each instrumented level, joined by rods
+        behind the laminae. Screws inside a vertebra keep its label (they are in it)."""
+        levels = [p for p in self.layout.poses if p.shape.label in self.subject.metal_levels]
+        heads: dict[int, list[np.ndarray]] = {-1: [], 1: []}
+        for pose in levels:
+            sh = pose.shape
+            vc = canal_centre_v(sh)
+            for side in (-1, 1):
+                entry = np.array([side * (sh.canal_w / 2 + 0.5 * sh.pedicle_w + 4.0), vc + 10.0, 0.1 * sh.body_h])
+                tip = np.array([side * 5.0, -0.55 * sh.body_d / 2, 0.05 * sh.body_h])
+                screw = Capsule(tuple(entry), tuple(tip), 3.2)
+                head = Ellipsoid(tuple(entry + [0.0, 6.0, 0.0]), (6.0, 6.0, 6.0))
+                f = Field.around(self.canvas.grid, pose.frame, [screw, head], margin=2.0)
+                if f is not None:
+                    f.add(screw)
+                    f.add(head)
+                    self.canvas.paint(f, self.hu.metal, T.METAL, protect_labels=False)
+                heads[side].append(pose.frame.to_lps(entry + [0.0, 6.0, 0.0])[0])
+        for pts in heads.values():
+            rods = [Capsule(tuple(a), tuple(b), 3.0) for a, b in zip(pts[:-1], pts[1:])]
+            f = Field.around(self.canvas.grid, _IDENTITY, rods, margin=2.0) if rods else None
+            if f is not None:
+                for r in rods:
+                    f.add(r)
+                self.canvas.paint(f, self.hu.metal, T.METAL, protect_labels=False)
 
     def paint_discs_and_canal(self) -> None:
         c, g = self.canvas, self.canvas.grid
