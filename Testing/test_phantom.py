@@ -188,3 +188,27 @@ def test_float_hu_and_bad_input():
         generate_case(1, "whole", "normal", crop_around_label=25)
     assert set(FOVS) == {"whole", "head-neck", "chest", "abdomen", "lumbar", "leg"}
     assert anatomy.vertebra(25).name == "L6"
+
+
+def test_flipped_permuted_and_oblique_grids_hold_the_same_patient():
+    """The same seed drawn on other axes puts every whole vertebra at the same LPS place."""
+    kw = dict(spacing_mm=(2.0, 2.5, 3.0), physics=False)  # anisotropic: a wrong axis shows
+    axial = generate_case(17, "lumbar", orientation="axial", **kw)
+    seen = set()
+    for seed in range(17, 60):
+        if seed != 17:
+            axial = generate_case(seed, "lumbar", orientation="axial", **kw)
+        other = generate_case(seed, "lumbar", orientation="random", **kw)
+        kind = other.meta["orientation"]
+        if kind == "axial" or kind in seen:
+            continue
+        seen.add(kind)
+        assert np.allclose(other.ct.direction.T @ other.ct.direction, np.eye(3), atol=1e-6)
+        whole = set(axial.centroids_lps) - set(axial.meta["partial_labels"]) - set(other.meta["partial_labels"])
+        assert whole, kind
+        for lab in whole:
+            tol = 1.5 if kind != "oblique" else 2.5  # voxelized on other axes / resampled
+            assert np.linalg.norm(axial.centroids_lps[lab] - other.centroids_lps[lab]) < tol, (kind, lab)
+        if seen >= {"flipped", "permuted", "oblique"}:
+            break
+    assert seen >= {"flipped", "permuted", "oblique"}

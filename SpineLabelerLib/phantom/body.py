@@ -187,8 +187,11 @@ def paint_body(canvas: Canvas, body: BodyModel, layout: SpineLayout, subject: Su
             _layer(h2, t2, d_body, hu.fat, T.FAT, edge)
             d_muscle = d_body + np.float32(fat)
             _layer(h2, t2, d_muscle, hu.muscle, T.MUSCLE, edge)
-            # marbling: fat streaks between muscle bundles, more with more body fat
-            marble = (t2 == T.MUSCLE) & (tx > 2.4 - fat / 40.0)
+            # marbling: fat streaks between muscle bundles, more with more body fat and
+            # finer (the texture's 2x harmonic) in the paraspinal muscles behind the spine
+            fine = tx * tx - np.float32(1.0)
+            near_spine = (np.abs(Xs - sx) < 70.0) & (Ys > sy)
+            marble = (t2 == T.MUSCLE) & ((tx > 2.4 - fat / 40.0) | (near_spine & (fine > 2.2 - fat / 30.0)))
             h2[marble] = np.float32(hu.fat)
             t2[marble] = T.FAT
             _interior(h2, t2, Xs, Ys, z, sx, sy, yc, a, b, fat, d_muscle, by_name, body, subject, hu, edge, tx)

@@ -151,6 +151,8 @@ def generate_case(
         ct += P.bias_field(ct.shape, geo.spacing_mm, ph)
         P.metal_streaks(ct, tissue, ph, phys_rng)
         ct = P.blur_with_noise(ct, geo.spacing_mm, ph, phys_rng)
+        if geo.orientation in ("axial", "flipped") and not geo.tight and phys_rng.random() < 0.3:
+            P.outside_scan_circle(ct, -1024.0)
     ct = P.quantize(ct, float_hu)
     origin = tuple(np.asarray(geo.origin_lps) + offset)
     grid = dict(spacing_mm=geo.spacing_mm, origin_lps=origin, direction=geo.direction)

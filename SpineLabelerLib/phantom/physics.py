@@ -105,6 +105,16 @@ def metal_streaks(hu: np.ndarray, tissue: np.ndarray, ph: Physics, rng: np.rando
         hu[k] += np.float32(ph.streak_hu) * streak * np.minimum(np.float32(20.0) / r, 1)
 
 
+def outside_scan_circle(hu: np.ndarray, value: float) -> None:
+    """Set the voxels outside the reconstruction circle of each axial slice (K, J, I) to
+    the scanner's padding value, as many scanners write them."""
+    k, j, i = hu.shape
+    yy, xx = np.ogrid[0:j, 0:i]
+    r = 0.5 * min(i, j)
+    outside = (xx - (i - 1) / 2) ** 2 + (yy - (j - 1) / 2) ** 2 > r * r
+    hu[:, outside] = np.float32(value)
+
+
 def quantize(hu: np.ndarray, as_float: bool) -> np.ndarray:
     """Clip to the scanner range [-1024, 3071] HU; int16 unless float is asked for."""
     np.clip(hu, -1024, 3071, out=hu)

@@ -52,6 +52,19 @@ def extrude(d2: np.ndarray, h: np.ndarray, rounding: float = 0.0) -> np.ndarray:
     return inside + outside - r
 
 
+def canal_distance(u: np.ndarray, v: np.ndarray, cv: float, radii: tuple[float, float], triangular: bool) -> np.ndarray:
+    """Distance to the spinal canal's outline: an ellipse, or (lumbar) the ellipse cut by a
+    triangle whose base is the body's back and whose apex points to the spinous process."""
+    a, b = radii
+    if not triangular:
+        return ellipse2d_distance(u, v - _f(cv), a, b)
+    d_ell = ellipse2d_distance(u, v - _f(cv), 1.15 * a, 1.05 * b)
+    v0, base = _f(cv - b), 1.45 * a  # triangle: base half-width 1.45 a at the front, apex 2 b behind
+    norm = _f(np.hypot(2 * b, base))
+    d_tri = (_f(2 * b) * np.abs(u) + _f(base) * (v - v0) - _f(2 * base * b)) / norm
+    return np.maximum(d_ell, d_tri)
+
+
 class Primitive:
     """A shape with a local bounding box ``bounds() -> (lo, hi)`` and a distance ``__call__``."""
 
@@ -197,6 +210,26 @@ class EllipticColumn(Primitive):
 
 
 @dataclass
+class CanalColumn(Primitive):
+    """The spinal canal of one vertebra as a hole: ``canal_distance`` extruded along w."""
+
+    cv: float
+    radii: tuple[float, float]
+    w0: float
+    w1: float
+    triangular: bool = False
+
+    def bounds(self):
+        a, b = self.radii
+        return np.array([-1.15 * a, self.cv - 1.05 * b, self.w0]), np.array([1.15 * a, self.cv + 1.05 * b, self.w1])
+
+    def __call__(self, u, v, w):
+        d2 = canal_distance(u, v, self.cv, self.radii, self.triangular)
+        mid, half = _f(0.5 * (self.w0 + self.w1)), _f(0.5 * (self.w1 - self.w0))
+        return extrude(d2, np.abs(w - mid) - half, 0.5)
+
+
+@dataclass
 class VertebralBody(Primitive):
     """Elliptic body (width ``2a``, depth ``2b``, height ``2h``) with a flattened posterior
     wall, a slight waist, concave endplates and an optional fracture.
@@ -252,6 +285,7 @@ class EllipticRing(Primitive):
     h: float
     slope: float = 0.0
     v_min: float = -1e3
+    triangular: bool = False  # lumbar canal: a triangle with its apex under the spinous process
 
     def bounds(self):
         a, b = self.outer
@@ -262,7 +296,7 @@ class EllipticRing(Primitive):
 
     def __call__(self, u, v, w):
         d_out = ellipse2d_distance(u, v - _f(self.outer_cv), *self.outer)
-        d_in = ellipse2d_distance(u, v - _f(self.cv), *self.inner)
+        d_in = canal_distance(u, v, self.cv, self.inner, self.triangular)
         d2 = np.maximum(np.maximum(d_out, -d_in), _f(self.v_min) - v)
         centre = _f(self.wc) - _f(self.slope) * (v - _f(self.cv))
         return extrude(d2, np.abs(w - centre) - _f(self.h), 1.0)

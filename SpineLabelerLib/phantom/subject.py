@@ -122,7 +122,8 @@ def _gap_below(name: str) -> float:
         return 5.0
     if name[0] == "T":
         return _lerp(4.0, 6.0, (int(name[1:]) - 1) / 11) if name != "T12" else 7.0
-    return {"L1": 7.5, "L2": 8.5, "L3": 9.5, "L4": 10.0, "L5": 10.0, "L6": 9.5}[name]
+    # at the rim; the concave endplates add ~2 mm at the centre (8-12 mm there)
+    return {"L1": 7.0, "L2": 7.5, "L3": 8.5, "L4": 9.0, "L5": 9.0, "L6": 8.5}[name]
 
 
 def level_names(variant: str) -> list[str]:
@@ -154,7 +155,7 @@ def draw_subject(rng: np.random.Generator, variant: str = "normal") -> Subject:
     names = level_names(variant)
     ribs = rib_levels(variant)
     scale = rng.uniform(0.9, 1.1)
-    cortex = rng.uniform(0.6, 1.4)  # shell of the body; thin processes are mostly cortex
+    cortex = rng.uniform(0.5, 1.1)  # the body's shell is thin; thin processes are mostly cortex
     levels = []
     for name in names:
         label = anatomy.vertebra(name).label

@@ -60,7 +60,8 @@ class TissueHU:
             kidney=rng.uniform(140, 220) if contrast else rng.uniform(25, 40),
             lung=rng.uniform(-900, -720),
             cortex=rng.uniform(700, 1700),
-            cancellous=rng.uniform(40, 140) if osteoporotic else rng.uniform(90, 280),
+            # clinical CT cohorts are mostly older adults: trabecular HU falls with age
+            cancellous=rng.uniform(40, 110) if osteoporotic else rng.uniform(80, 250),
             disc=rng.uniform(65, 115),
             canal=rng.uniform(5, 40),
             marrow=rng.uniform(-40, 120),

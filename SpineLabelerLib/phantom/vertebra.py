@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from SpineLabelerLib.phantom.sdf import (
+    CanalColumn,
     Capsule,
     Ellipsoid,
     EllipticColumn,
@@ -69,6 +70,7 @@ def _arch_parts(sh: LevelShape, vc: float) -> list[Primitive]:
             h=0.33 * h + 1.5,
             slope=slope,
             v_min=0.2 * sh.body_d / 2,
+            triangular=sh.kind == "lumbar",
         )
     ]
 
@@ -152,5 +154,5 @@ def vertebra_parts(sh: LevelShape) -> tuple[list[Primitive], list[Primitive]]:
         parts.append(Capsule((0.0, 0.5, top - 4.0), (0.0, 1.5, top + 14.0), 5.2, 4.2))  # dens
         for side in (-1, 1):  # superior facets carrying C1's lateral masses
             parts.append(Ellipsoid((side * 14.0, 3.0, top - 2.0), (7.0, 8.0, 5.0)))
-    holes.append(EllipticColumn(0.0, vc, sh.canal_w / 2, sh.canal_d / 2, -sh.body_h - 20, sh.body_h + 20))
+    holes.append(CanalColumn(vc, (sh.canal_w / 2, sh.canal_d / 2), -sh.body_h - 20, sh.body_h + 20, sh.kind == "lumbar"))
     return parts, holes
