@@ -286,6 +286,7 @@ class EllipticRing(Primitive):
     slope: float = 0.0
     v_min: float = -1e3
     triangular: bool = False  # lumbar canal: a triangle with its apex under the spinous process
+    front_cap: float = 1e3  # in front of the canal (over the body) stay within |w| <= front_cap
 
     def bounds(self):
         a, b = self.outer
@@ -299,4 +300,6 @@ class EllipticRing(Primitive):
         d_in = canal_distance(u, v, self.cv, self.inner, self.triangular)
         d2 = np.maximum(np.maximum(d_out, -d_in), _f(self.v_min) - v)
         centre = _f(self.wc) - _f(self.slope) * (v - _f(self.cv))
-        return extrude(d2, np.abs(w - centre) - _f(self.h), 1.0)
+        d = extrude(d2, np.abs(w - centre) - _f(self.h), 1.0)
+        front = v < _f(self.cv - self.inner[1])
+        return np.where(front, np.maximum(d, np.abs(w) - _f(self.front_cap)), d)

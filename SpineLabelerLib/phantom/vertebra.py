@@ -69,8 +69,9 @@ def _arch_parts(sh: LevelShape, vc: float) -> list[Primitive]:
             wc=0.12 * h,
             h=0.33 * h + 1.5,
             slope=slope,
-            v_min=0.2 * sh.body_d / 2,
+            v_min=0.85 * sh.body_d / 2 - 1.0,  # joins the body at its back wall, never above it
             triangular=sh.kind == "lumbar",
+            front_cap=0.5 * h - 1.5,
         )
     ]
 
@@ -142,7 +143,7 @@ def vertebra_parts(sh: LevelShape) -> tuple[list[Primitive], list[Primitive]]:
     vc = canal_centre_v(sh)
     body = VertebralBody(sh.body_w / 2, sh.body_d / 2, sh.body_h / 2,
                          concavity=0.04 * sh.body_h, rounding=min(2.0, 0.12 * sh.body_h),
-                         fracture=sh.fracture, loss=sh.fracture_loss, notch=sh.kind in ("thoracic", "lumbar"))
+                         fracture=sh.fracture, loss=sh.fracture_loss)
     parts: list[Primitive] = [body]
     parts += _arch_parts(sh, vc)
     parts += _articular_parts(sh, vc)
