@@ -58,9 +58,10 @@ class SkullShell(Primitive):
 
 @dataclass
 class IliacWing(Primitive):
-    """Part of a vertical cylindrical shell (radius ``r`` round axis ``(cu, cv)``) between
-    the angles ``a0..a1`` (radians from posterior towards the side ``side``) and heights
-    ``w0..w1``; the wing narrows towards the acetabulum below."""
+    """Part of a conical shell round the vertical axis ``(cu, cv)`` (radius ``r`` at the
+    crest, 0.72 r at the bottom) between the angles ``a0..a1`` (radians from posterior
+    towards the side ``side``) and heights ``w0..w1``; the wing narrows towards the
+    acetabulum below."""
 
     cu: float
     cv: float
@@ -79,9 +80,10 @@ class IliacWing(Primitive):
     def __call__(self, u, v, w):
         x, y = (u - _f(self.cu)) * _f(self.side), v - _f(self.cv)
         rho = np.sqrt(x * x + y * y)
-        ring = np.abs(rho - _f(self.r)) - _f(self.thickness / 2)
-        ang = np.arctan2(x, y)  # 0 posterior, pi/2 lateral
         frac = np.clip((w - _f(self.w0)) / _f(self.w1 - self.w0), 0, 1)
+        # the wing flares outwards towards the crest (a cone opening upwards)
+        ring = np.abs(rho - _f(self.r) * (_f(0.72) + _f(0.28) * frac)) - _f(self.thickness / 2)
+        ang = np.arctan2(x, y)  # 0 posterior, pi/2 lateral
         a1 = _f(self.a0) + (_f(self.a1) - _f(self.a0)) * (_f(0.35) + _f(0.65) * frac)
         d_ang = np.maximum(_f(self.a0) - ang, ang - a1) * rho
         d_h = np.maximum(_f(self.w0) - w, w - _f(self.w1))
