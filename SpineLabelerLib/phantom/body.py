@@ -126,6 +126,9 @@ def _soft_texture(shape: tuple[int, int], seed: int, block: int, px_mm: float) -
     return (fine - fine.mean()) / (fine.std() + 1e-6)
 
 
+TRUNK_SHIFT = 0.3  # share of a scoliotic spine's lateral shift that the trunk follows
+
+
 def paint_body(canvas: Canvas, body: BodyModel, layout: SpineLayout, subject: Subject, hu: TissueHU) -> None:
     """Paint every axial slice of the canvas (air, table, fat, muscle, organs)."""
     g = canvas.grid
@@ -162,6 +165,8 @@ def paint_body(canvas: Canvas, body: BodyModel, layout: SpineLayout, subject: Su
         h_full, t_full = canvas.hu[k], canvas.tissue[k]
         h_full[:] = np.float32(hu.air)
         sx, sy = float(spine[k, 0]), float(spine[k, 1])
+        # the trunk follows a scoliotic spine only partly (model midline is x = 0)
+        mx = TRUNK_SHIFT * sx
         a, b, back, fat = body.at(float(z))
         y_back = sy + back
         # table: a curved plate under the back (only the rows it can reach)
@@ -169,21 +174,21 @@ def paint_body(canvas: Canvas, body: BodyModel, layout: SpineLayout, subject: Su
         rows = _index_range(ys, ty - 3.0, ty + 50.0)
         if rows.stop > rows.start:
             Yt, ht, tt = Y[rows], h_full[rows], t_full[rows]
-            dt = np.maximum(np.abs(Yt - (ty + 12 + 0.0004 * (X - sx) ** 2)) - 12, np.abs(X - sx) - 230)
+            dt = np.maximum(np.abs(Yt - (ty + 12 + 0.0004 * (X - mx) ** 2)) - 12, np.abs(X - mx) - 230)
             _layer(ht, tt, dt.astype(np.float32), body.table_hu, T.TABLE, edge)
-            dshell = np.maximum(np.abs(Yt - (ty + 1.5 + 0.0004 * (X - sx) ** 2)) - 1.5, np.abs(X - sx) - 230)
+            dshell = np.maximum(np.abs(Yt - (ty + 1.5 + 0.0004 * (X - mx) ** 2)) - 1.5, np.abs(X - mx) - 230)
             _layer(ht, tt, dshell.astype(np.float32), body.table_hu + 300, T.TABLE, edge)
         # everything else lies inside the body's box (arms beside it when they are down)
         reach = a + (100.0 if not subject.arms_up else 0.0) + 3.0
-        rows, cols = _index_range(ys, y_back - 2 * b - 3.0, y_back + 3.0), _index_range(xs, sx - reach, sx + reach)
+        rows, cols = _index_range(ys, y_back - 2 * b - 3.0, y_back + 3.0), _index_range(xs, min(sx, mx) - reach, max(sx, mx) + reach)
         if rows.stop <= rows.start or cols.stop <= cols.start:
             continue
         h2, t2, Xs, Ys, tx = h_full[rows, cols], t_full[rows, cols], X[:, cols], Y[rows], tex[rows, cols]
         if z < zb["crotch"]:
-            _legs(h2, t2, Xs, Ys, z, sx, y_back, a, b, fat, body, hu, edge)
+            _legs(h2, t2, Xs, Ys, z, mx, y_back, a, b, fat, body, hu, edge)
         else:
             yc = y_back - b
-            d_body = np.maximum(ellipse2d_distance(Xs - sx, Ys - yc, a, b), Ys - y_back)
+            d_body = np.maximum(ellipse2d_distance(Xs - mx, Ys - yc, a, b), Ys - y_back)
             _layer(h2, t2, d_body, hu.fat, T.FAT, edge)
             d_muscle = d_body + np.float32(fat)
             _layer(h2, t2, d_muscle, hu.muscle, T.MUSCLE, edge)
@@ -194,7 +199,7 @@ def paint_body(canvas: Canvas, body: BodyModel, layout: SpineLayout, subject: Su
             marble = (t2 == T.MUSCLE) & ((tx > 2.4 - fat / 40.0) | (near_spine & (fine > 2.2 - fat / 30.0)))
             h2[marble] = np.float32(hu.fat)
             t2[marble] = T.FAT
-            _interior(h2, t2, Xs, Ys, z, sx, sy, yc, a, b, fat, d_muscle, by_name, body, subject, hu, edge, tx)
+            _interior(h2, t2, Xs, Ys, z, sx, sy, mx, yc, a, b, fat, d_muscle, by_name, body, subject, hu, edge, tx)
         soft = (t2 == T.MUSCLE) | (t2 == T.FAT)
         h2[soft] += np.float32(8.0) * tx[soft]
 
@@ -227,12 +232,12 @@ def _legs(h2, t2, X, Y, z, sx, y_back, a, b, fat, body, hu, edge) -> None:
             _layer(h2, t2, db + np.float32(min(4.0, 0.35 * br)), hu.marrow, T.BONE_MARROW, edge)
 
 
-def _interior(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, d_muscle, by_name, body, subject, hu, edge, tex) -> None:
+def _interior(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, d_muscle, by_name, body, subject, hu, edge, tex) -> None:
     zb = body.z
     f32 = np.float32
     if z > zb["skull_base"]:
         # brain inside the skull (the skull itself is a bone shape painted later)
-        d = ellipse2d_distance(X - sx, Y - yc, max(a - fat - 8, 5), max(b - fat - 8, 5))
+        d = ellipse2d_distance(X - mx, Y - yc, max(a - fat - 8, 5), max(b - fat - 8, 5))
         _layer(h2, t2, d, hu.brain, T.BRAIN, edge)
         return
     if z > zb["T4"]:  # airway in front of the cervical / upper thoracic spine
@@ -240,12 +245,12 @@ def _interior(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, d_muscle, by_name, body, s
         ay = sy - depth - 14.0 - (6.0 if z > zb["C1"] - 30 else 0.0)
         _layer(h2, t2, ellipse2d_distance(X - sx, Y - ay, 8.0, 6.5), hu.air, T.AIR, edge)
     if zb["diaphragm"] - 60 < z < zb["T1"] + 25:
-        _thorax(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, by_name, body, hu, edge)
+        _thorax(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, by_name, body, hu, edge)
     if zb["hip"] < z < zb["diaphragm"] + 40:
-        _abdomen(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, body, subject, hu, edge, tex)
+        _abdomen(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, body, subject, hu, edge, tex)
     if subject.arms_up is False and zb["T1"] - 320 < z < zb["T1"] + 5:
         for side in (-1, 1):
-            cx = sx + side * (a + 45.0)
+            cx = mx + side * (a + 45.0)
             d = ellipse2d_distance(X - cx, Y - (yc + 0.2 * b), 42.0, 48.0)
             _layer(h2, t2, d, hu.fat, T.FAT, edge)
             _layer(h2, t2, d + f32(0.5 * fat), hu.muscle, T.MUSCLE, edge)
@@ -266,11 +271,11 @@ def thorax_cavity(body: BodyModel, z: float, a: float, b: float, fat: float, sy:
     return sy + 40.0 - cb, ca, cb
 
 
-def _thorax(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, by_name, body, hu, edge) -> None:
+def _thorax(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, by_name, body, hu, edge) -> None:
     zb = body.z
     f32 = np.float32
     cy, ca, cb = thorax_cavity(body, z, a, b, fat, sy)
-    d_cav = ellipse2d_distance(X - sx, Y - cy, ca, cb)
+    d_cav = ellipse2d_distance(X - mx, Y - cy, ca, cb)
     spine_body = by_name["T6"].shape
     bw, bd = spine_body.body_w / 2, spine_body.body_d / 2
     # the spine and paraspinal gutter: body, arch and the muscles between the rib angles
@@ -280,33 +285,33 @@ def _thorax(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, by_name, body, hu, edge) -> 
     front, back_m = cy - cb, sy - bd
     med_cy = 0.5 * (front + back_m)
     med_a = 20.0 + 32.0 * heart
-    d_med = ellipse2d_distance(X - (sx + 0.3 * med_a - 4.0), Y - med_cy, med_a, 0.5 * (back_m - front) + 6.0)
+    d_med = ellipse2d_distance(X - (mx + 0.3 * med_a - 4.0), Y - med_cy, med_a, 0.5 * (back_m - front) + 6.0)
     for side in (-1, 1):
-        lx = sx + side * 0.5 * ca
+        lx = mx + side * 0.5 * ca
         dome = zb["diaphragm"] + (18.0 if side < 0 else 8.0) * np.clip(1 - ((X - lx) / (0.5 * ca + 1)) ** 2 - ((Y - cy) / (cb + 1)) ** 2, 0, 1)
         d_lung = np.maximum(d_cav, -d_spine)
         d_lung = np.maximum(d_lung, -d_med)
         d_lung = np.maximum(d_lung, (dome - z).astype(np.float32))
-        d_lung = np.maximum(d_lung, f32(-side) * (X - sx) + f32(4.0))
+        d_lung = np.maximum(d_lung, f32(-side) * (X - 0.5 * (sx + mx)) + f32(4.0))
         _layer(h2, t2, d_lung.astype(np.float32), hu.lung, T.LUNG, edge)
     if zb["diaphragm"] < z < zb["T4"] - 10:  # heart, left-anterior in the lower mediastinum
         frac = (z - zb["diaphragm"]) / max(zb["T4"] - zb["diaphragm"], 1)
         r = 0.9 * (med_a - 15.0) * np.sin(np.pi * np.clip(frac, 0, 1)) + 8.0
-        d = ellipse2d_distance(X - (sx + 0.3 * med_a), Y - (med_cy - 0.1 * (back_m - front)), r, min(0.8 * r, 0.45 * (back_m - front)))
+        d = ellipse2d_distance(X - (mx + 0.3 * med_a), Y - (med_cy - 0.1 * (back_m - front)), r, min(0.8 * r, 0.45 * (back_m - front)))
         _layer(h2, t2, d, hu.blood, T.VESSEL, edge)
     if z < zb["T4"]:  # descending aorta, left-anterior of the spine
         d = ellipse2d_distance(X - (sx + 18.0), Y - (sy - spine_body.body_d / 2 - 4), 12.0, 12.0)
         _layer(h2, t2, d, hu.blood, T.VESSEL, edge)
 
 
-def _abdomen(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, body, subject, hu, edge, tex) -> None:
+def _abdomen(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, body, subject, hu, edge, tex) -> None:
     zb = body.z
     f32 = np.float32
     lumbar = subject.levels[-2] if subject.levels[-1].kind == "lumbar" else subject.levels[-1]
     bw, bd = lumbar.body_w / 2, lumbar.body_d / 2
     ca, cb = a - fat - 18, b - fat * 0.5 - 14
     cy = yc - 0.05 * b
-    d_cav = ellipse2d_distance(X - sx, Y - cy, max(ca, 5), max(cb, 5))
+    d_cav = ellipse2d_distance(X - mx, Y - cy, max(ca, 5), max(cb, 5))
     d_cav = np.maximum(d_cav, Y - (sy - bd + 5))
     if z < zb["diaphragm"]:
         organ = np.where(tex > 1.9, f32(hu.air), np.where(tex < -0.8, f32(hu.fat), f32(hu.organ)))
@@ -318,7 +323,7 @@ def _abdomen(h2, t2, X, Y, z, sx, sy, yc, a, b, fat, body, subject, hu, edge, te
         top = zb["diaphragm"] + 35
         frac = np.clip((top - z) / 120.0, 0, 1)
         r = 0.55 * ca * (1.0 - 0.6 * frac)
-        d = ellipse2d_distance(X - (sx - 0.45 * ca), Y - (cy + 0.05 * cb), max(r, 4), max(0.75 * cb * (1 - 0.3 * frac), 4))
+        d = ellipse2d_distance(X - (mx - 0.45 * ca), Y - (cy + 0.05 * cb), max(r, 4), max(0.75 * cb * (1 - 0.3 * frac), 4))
         _layer(h2, t2, np.maximum(d, d_cav), hu.liver, T.ORGAN, edge)
     # kidneys beside the spine, T12-L3
     if zb["L3"] - 20 < z < zb["T12"] + 15:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from SpineLabelerLib.phantom import tissues as T
-from SpineLabelerLib.phantom.body import BodyModel, thorax_cavity
+from SpineLabelerLib.phantom.body import TRUNK_SHIFT, BodyModel, thorax_cavity
 from SpineLabelerLib.phantom.canvas import Canvas
 from SpineLabelerLib.phantom.field import Field, Frame
 from SpineLabelerLib.phantom.layout import SpineLayout
@@ -118,6 +118,7 @@ class ContextBones:
     def _front_y(self, z: float) -> tuple[float, float, float, float]:
         """(spine x, spine y, chest-cavity centre y, cavity half-depth) at height z."""
         sx, sy, _ = self.layout.point_at_z(np.array([z]))[0]
+        sx *= TRUNK_SHIFT  # sternum and shoulders stay near the midline
         a, b, back, fat = self.body.at(z)
         cy, ca, cb = thorax_cavity(self.body, z, a, b, fat, sy)
         return sx, sy, cy, cb

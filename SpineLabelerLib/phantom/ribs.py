@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from SpineLabelerLib.phantom.body import BodyModel, thorax_cavity
+from SpineLabelerLib.phantom.body import TRUNK_SHIFT, BodyModel, thorax_cavity
 from SpineLabelerLib.phantom.layout import Pose
 from SpineLabelerLib.phantom.sdf import FlatCapsule, Primitive
 from SpineLabelerLib.phantom.vertebra import canal_centre_v
@@ -43,7 +43,8 @@ def rib_path(pose: Pose, side: int, body: BodyModel, spine_xy: np.ndarray) -> tu
         reach, drop = _REACH[n]
     z = float(tub[2])
     a, b, back, fat = body.at(z)
-    sx, sy = float(spine_xy[0]), float(spine_xy[1])
+    sy = float(spine_xy[1])
+    sx = TRUNK_SHIFT * float(spine_xy[0])  # the chest wall centre, like body.paint_body
     cy, ca, cb = thorax_cavity(body, z, a, b, fat, sy)
     A, B = ca + 7.0, cb + 7.0
     lateral = abs(tub[0] - sx) + 12.0
