@@ -212,3 +212,15 @@ def test_flipped_permuted_and_oblique_grids_hold_the_same_patient():
         if seen >= {"flipped", "permuted", "oblique"}:
             break
     assert seen >= {"flipped", "permuted", "oblique"}
+
+
+def test_progress_is_reported_and_cancel_stops_the_job():
+    from SpineLabelerLib.progress import CancelFlag, Cancelled
+
+    seen = []
+    generate_case(1, "lumbar", spacing_mm=(3.0, 3.0, 3.0), progress=lambda s, f, m: seen.append(f))
+    assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
+    flag = CancelFlag()
+    flag.set()
+    with pytest.raises(Cancelled):
+        generate_case(1, "lumbar", spacing_mm=(3.0, 3.0, 3.0), cancel=flag)

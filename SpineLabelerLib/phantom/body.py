@@ -245,7 +245,7 @@ def _interior(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, d_muscle, by_name, bod
         ay = sy - depth - 14.0 - (6.0 if z > zb["C1"] - 30 else 0.0)
         _layer(h2, t2, ellipse2d_distance(X - sx, Y - ay, 8.0, 6.5), hu.air, T.AIR, edge)
     if zb["diaphragm"] - 60 < z < zb["T1"] + 25:
-        _thorax(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, by_name, body, hu, edge)
+        _thorax(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, by_name, body, hu, edge, tex)
     if zb["hip"] < z < zb["diaphragm"] + 40:
         _abdomen(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, body, subject, hu, edge, tex)
     if subject.arms_up is False and zb["T1"] - 320 < z < zb["T1"] + 5:
@@ -271,7 +271,7 @@ def thorax_cavity(body: BodyModel, z: float, a: float, b: float, fat: float, sy:
     return sy + 40.0 - cb, ca, cb
 
 
-def _thorax(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, by_name, body, hu, edge) -> None:
+def _thorax(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, by_name, body, hu, edge, tex) -> None:
     zb = body.z
     f32 = np.float32
     cy, ca, cb = thorax_cavity(body, z, a, b, fat, sy)
@@ -294,6 +294,14 @@ def _thorax(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, by_name, body, hu, edge)
         d_lung = np.maximum(d_lung, (dome - z).astype(np.float32))
         d_lung = np.maximum(d_lung, f32(-side) * (X - 0.5 * (sx + mx)) + f32(4.0))
         _layer(h2, t2, d_lung.astype(np.float32), hu.lung, T.LUNG, edge)
+    # pulmonary vessels: small soft-tissue blobs where the texture's 3rd harmonic peaks,
+    # denser towards the hila (near the mediastinum)
+    lung = t2 == T.LUNG
+    if lung.any():
+        hilum = np.clip(1.0 - np.abs(X - mx) / (0.8 * ca), 0.0, 1.0)
+        ripple = tex * (tex * tex - 3.0)
+        vessel = lung & (ripple > np.float32(4.5) - 3.0 * hilum)
+        h2[vessel] = np.float32(0.5 * (hu.blood + hu.muscle))
     if zb["diaphragm"] < z < zb["T4"] - 10:  # heart, left-anterior in the lower mediastinum
         frac = (z - zb["diaphragm"]) / max(zb["T4"] - zb["diaphragm"], 1)
         r = 0.9 * (med_a - 15.0) * np.sin(np.pi * np.clip(frac, 0, 1)) + 8.0
