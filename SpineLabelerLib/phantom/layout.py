@@ -28,6 +28,7 @@ class Pose:
     name: str
     frame: Frame
     s_mm: float  # arc length of the body centre from C1's centre
+    height_mm: float = 0.0  # body height (sacral segments: the fused segment's height)
 
 
 @dataclass
@@ -141,9 +142,7 @@ def build_layout(subject: Subject, rng: np.random.Generator) -> SpineLayout:
         left, post = c * left + si * post, -si * left + c * post
         return Frame(origin=p, axes=np.stack([left, post, sup], axis=1))
 
-    poses = [Pose(lv, lv.name, frame_at(sc), sc) for lv, sc in zip(levels, s_centres)]
+    poses = [Pose(lv, lv.name, frame_at(sc), sc, lv.body_h) for lv, sc in zip(levels, s_centres)]
     sac_names = (["L5"] if subject.sacral_transitional else []) + [f"S{i}" for i in range(1, SACRAL_SEGMENTS + 1)]
-    sacrum = [Pose(None, n, frame_at(sc), sc) for n, sc in zip(sac_names, s_centres[len(levels):])]
-    for p, h in zip(sacrum, sac_h):
-        p.height = h  # type: ignore[attr-defined]
+    sacrum = [Pose(None, n, frame_at(sc), sc, h) for n, sc, h in zip(sac_names, s_centres[len(levels):], sac_h)]
     return SpineLayout(poses=poses, sacrum=sacrum, curve_s=s, curve_xyz=xyz)

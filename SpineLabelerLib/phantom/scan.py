@@ -41,8 +41,7 @@ def _level_z(layout: SpineLayout, name: str, rng: np.random.Generator) -> float:
     """Height somewhere inside the named vertebra (a FOV edge may cut it anywhere)."""
     for p in layout.poses + layout.sacrum:
         if p.name == name:
-            h = p.shape.body_h if p.shape is not None else p.height  # type: ignore[attr-defined]
-            return float(p.frame.origin[2] + rng.uniform(-0.5, 0.5) * h)
+            return float(p.frame.origin[2] + rng.uniform(-0.5, 0.5) * p.height_mm)
     raise KeyError(name)
 
 

@@ -160,7 +160,7 @@ class SpinePainter:
         last = self.subject.levels[-1]
         first_field = None
         for i, pose in enumerate(self.layout.sacrum):
-            h = pose.height  # type: ignore[attr-defined]
+            h = pose.height_mm
             taper = 1.0 - 0.12 * i
             w, d = last.body_w / 2 * max(taper, 0.35), last.body_d / 2 * max(taper, 0.4)
             vc = d * 0.85 + 6.0
