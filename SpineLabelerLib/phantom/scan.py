@@ -108,8 +108,8 @@ def draw_orientation(rng: np.random.Generator) -> tuple[str, np.ndarray, tuple[i
 
 def draw_spacing(rng: np.random.Generator, extent_xy: float, length: float, tight: bool) -> tuple[float, float, float]:
     """A clinical spacing (in-plane 0.3-1.0, slices 0.5-3 mm) for axial axes (x, y, z),
-    coarse enough to stay under ``MAX_VOXELS``: long fields of view get a coarser
-    in-plane spacing first (up to 1 mm), then thicker slices."""
+    coarse enough to stay near ``MAX_VOXELS``: long fields of view get a coarser
+    in-plane spacing first (up to 1 mm), then thicker slices (up to 3 mm)."""
     inplane = float(np.clip(extent_xy / 512.0 * rng.uniform(1.0, 1.1), 0.3, 1.0))  # <= 512 x 512
     if tight:
         inplane = float(rng.uniform(0.3, 1.0))
@@ -120,7 +120,8 @@ def draw_spacing(rng: np.random.Generator, extent_xy: float, length: float, tigh
 
     if min_slice(inplane) > 3.0:
         inplane = float(min(max(inplane, extent_xy * np.sqrt(length / (MAX_VOXELS * 3.0))), 1.0))
-    slice_mm = float(np.clip(max(slice_mm, min_slice(inplane)), 0.5, 5.0))
+    # never thicker than 3 mm (clinical range): a very long field may pass the budget a little
+    slice_mm = float(np.clip(max(slice_mm, min_slice(inplane)), 0.5, 3.0))
     return inplane, inplane, slice_mm
 
 
