@@ -21,7 +21,7 @@ _PLAN: dict[str, tuple[str, ...]] = {
     "sacralized-L5": ("lumbar", "abdomen", "whole", "lumbar", "abdomen", "whole"),
     "11-ribs": ("chest", "abdomen", "whole", "lumbar", "chest", "abdomen"),
     "13-ribs": ("chest", "abdomen", "whole", "lumbar", "chest", "abdomen"),
-    "cervical-rib": ("head-neck", "chest", "whole", "head-neck", "chest", "whole"),
+    "cervical-rib": ("head-neck", "chest", "whole", "head-neck", "head-neck", "whole"),
     "leg": ("leg",) * 6,
 }  # fmt: skip
 
