@@ -196,3 +196,21 @@ def test_a_few_steps_on_real_phantom_crops_lower_the_loss(tmp_path):
     train("stage2", cfg, tmp_path, sources=sources)
     losses = [r["loss"] for r in _log(tmp_path) if "loss" in r]
     assert np.mean(losses[-8:]) < 0.85 * np.mean(losses[:8])
+
+
+def test_validate_stage1_figures_on_a_constant_net():
+    """A net that says "thoracic" everywhere: Dice = 2 n_T / (N + n_T) for T and for the spine."""
+    from SpineLabelerLib.training.loop import validate
+
+    model = nets.Stage1Net(nets.NetConfig(**SMALL_NET))
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([0.0, 0.0, 5.0, 0.0]))
+    y = torch.zeros(8, 8, 8, dtype=torch.long)
+    y[:2] = 2  # 128 thoracic voxels of 512
+    y[2:3] = 3  # 64 lumbar voxels
+    out = validate("stage1", model, [(torch.zeros(1, 8, 8, 8), y)])
+    assert out["dice_thoracic"] == pytest.approx(2 * 128 / (512 + 128))
+    assert out["dice_lumbar"] == 0.0 and "dice_cervical" not in out
+    assert out["dice"] == pytest.approx(out["dice_thoracic"] / 2)
+    assert out["dice_spine"] == pytest.approx(2 * 192 / (512 + 192))

@@ -1,7 +1,7 @@
 """Figures for a model card: a shipped network on phantoms it never saw (held-out seeds).
 
-Stage 1: Dice per region (C, T, L) on whole phantom CTs of every field of view, predicted in
-one pass on the stage-1 canonical grid. Stage 2: Dice of the predicted mask on patches drawn
+Stage 1: Dice per region (C, T, L; argmax) and of the spine as a whole (p(background) < 0.5)
+on whole phantom CTs of every field of view, predicted in one pass on the stage-1 grid. Stage 2: Dice of the predicted mask on patches drawn
 by the training protocol (first vertebra, walk with memory, cut by the FOV, past the end),
 without augmentation. Run as::
 
@@ -29,15 +29,20 @@ HELDOUT_SEED_BASE = 200_000  # disjoint from training (0...) and validation (100
 
 
 @torch.no_grad()
-def predict_regions(model: nets.UNet3D, ct_norm: np.ndarray) -> np.ndarray:
-    """Region classes ``(K, J, I)`` of a whole normalized canonical CT (padded with air)."""
+def region_probabilities(model: nets.UNet3D, ct_norm: np.ndarray) -> np.ndarray:
+    """Softmax ``(4, K, J, I)`` of a whole normalized canonical CT (padded with air)."""
     m = model.config.multiple
     pads = [nets.pad_multiple(s, m) for s in ct_norm.shape]
     x = torch.from_numpy(np.ascontiguousarray(ct_norm))[None, None]
     x = F.pad(x, (0, pads[2], 0, pads[1], 0, pads[0]), value=-1.0)
-    out = model(x).argmax(1)[0]
+    out = model(x).softmax(1)[0]
     k, j, i = ct_norm.shape
-    return out[:k, :j, :i].numpy().astype(np.uint8)
+    return out[:, :k, :j, :i].numpy()
+
+
+def predict_regions(model: nets.UNet3D, ct_norm: np.ndarray) -> np.ndarray:
+    """Region classes ``(K, J, I)`` uint8 (argmax) of a whole normalized canonical CT."""
+    return region_probabilities(model, ct_norm).argmax(0).astype(np.uint8)
 
 
 def stage1_figures(model: nets.UNet3D, cfg: TrainConfig, cases: int) -> dict[str, Any]:
@@ -47,9 +52,13 @@ def stage1_figures(model: nets.UNet3D, cfg: TrainConfig, cases: int) -> dict[str
     per_case = []
     for n in range(len(source)):
         case = prep(source, n)
-        pred = predict_regions(model, case.ct)
+        prob = region_probabilities(model, case.ct)
+        pred = prob.argmax(0)
         ref = preprocess.region_classes(case.labels)
         row = {"seed": source.seeds[n], **source.case_settings(n)}
+        spine_pred, spine_ref = prob[0] < 0.5, ref > 0
+        inter[0] += np.logical_and(spine_pred, spine_ref).sum()
+        total[0] += spine_pred.sum() + spine_ref.sum()
         for c, name in zip(range(1, 4), ("C", "T", "L")):
             a, b = pred == c, ref == c
             inter[c] += np.logical_and(a, b).sum()
@@ -65,6 +74,8 @@ def stage1_figures(model: nets.UNet3D, cfg: TrainConfig, cases: int) -> dict[str
         for c, name in zip(range(1, 4), ("C", "T", "L"))
         if total[c] > 0
     }
+    if total[0] > 0:
+        pooled["dice_spine"] = round(float(2 * inter[0] / total[0]), 3)
     return {"pooled": pooled, "cases": per_case}
 
 

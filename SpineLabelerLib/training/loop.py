@@ -162,8 +162,9 @@ def validate(
 ) -> dict[str, float]:
     """Dice on fixed, unaugmented validation samples.
 
-    Stage 1: Dice per region class over all samples' voxels and their mean (classes present
-    in the references only). Stage 2: mean Dice of the predicted mask per patch (an empty
+    Stage 1: Dice per region class (argmax) over all samples' voxels and their mean ("dice",
+    classes present in the references only), and "dice_spine": spine vs background
+    (p(background) < 0.5). Stage 2: mean Dice of the predicted mask per patch (an empty
     prediction of an empty target counts 1), and the same over non-empty targets only.
     """
     was_training = model.training
@@ -171,9 +172,13 @@ def validate(
     device = next(model.parameters()).device
     try:
         if stage == "stage1":
-            inter, total = np.zeros(4), np.zeros(4)
+            inter, total = np.zeros(4), np.zeros(4)  # index 0: spine as a whole
             for x, y in samples:
-                pred = model(x[None].to(device)).argmax(1)[0].cpu()
+                prob = model(x[None].to(device)).softmax(1)[0].cpu()
+                pred = prob.argmax(0)
+                spine_pred, spine_ref = prob[0] < 0.5, y > 0
+                inter[0] += int((spine_pred & spine_ref).sum())
+                total[0] += int(spine_pred.sum()) + int(spine_ref.sum())
                 for c in range(1, 4):
                     inter[c] += int(((pred == c) & (y == c)).sum())
                     total[c] += int((pred == c).sum()) + int((y == c).sum())
@@ -182,6 +187,8 @@ def validate(
                 if total[c] > 0:
                     out[f"dice_{name}"] = float(2 * inter[c] / total[c])
             out["dice"] = float(np.mean(list(out.values()))) if out else float("nan")
+            if total[0] > 0:  # spine vs background, p(background) < 0.5: what the regions sum to
+                out["dice_spine"] = float(2 * inter[0] / total[0])
             return out
         scores, filled = [], []
         for x, y in samples:
