@@ -67,7 +67,7 @@ def _arch_parts(sh: LevelShape, vc: float) -> list[Primitive]:
             outer=(sh.canal_w / 2 + sh.pedicle_w, sh.canal_d / 2 + sh.lamina_t),
             outer_cv=vc + 0.5,
             wc=0.12 * h,
-            h=0.33 * h + 1.5,
+            h=(0.37 if sh.kind == "lumbar" else 0.33) * h + 1.5,  # lumbar laminae are tall
             slope=slope,
             v_min=0.85 * sh.body_d / 2 - 1.0,  # joins the body at its back wall, never above it
             triangular=sh.kind == "lumbar",
@@ -81,7 +81,7 @@ def _articular_parts(sh: LevelShape, vc: float) -> list[Primitive]:
     h = sh.body_h
     ua = sh.canal_w / 2 + 0.6 * sh.pedicle_w
     va = vc + 0.15 * sh.canal_d
-    r = {"lumbar": 6.0, "thoracic": 4.5}.get(sh.kind, 5.0)
+    r = {"lumbar": 6.5, "thoracic": 4.5}.get(sh.kind, 5.0)
     up = h / 2 + sh.gap_above / 2 + 6.0
     down = h / 2 + sh.gap_below / 2 + 6.0
     # the lower vertebra's superior process lies lateral/anterior to the upper's inferior one
@@ -126,7 +126,7 @@ def _spinous_parts(sh: LevelShape, vc: float) -> list[Primitive]:
     tip = start + sh.sp_len * direction
     if sh.kind == "lumbar":
         c = start + 0.5 * sh.sp_len * direction
-        return [RoundBox(tuple(c), (3.2, sh.sp_len / 2, 0.33 * sh.body_h), 2.5, tilt_deg=sh.sp_slope_deg)]
+        return [RoundBox(tuple(c), (3.8, sh.sp_len / 2, 0.4 * sh.body_h), 2.5, tilt_deg=sh.sp_slope_deg)]
     if sh.kind in ("C2", "cervical"):
         fork = start + 0.6 * sh.sp_len * direction
         parts: list[Primitive] = [Capsule(tuple(start), tuple(fork), sh.sp_r)]
