@@ -44,6 +44,8 @@ def test_whole_spine_holds_c1_to_l5_in_order(whole3):
     assert order == list(range(1, 25)), order
     assert whole3.labels.array.dtype == np.uint8 and whole3.ct.array.dtype == np.int16
     assert whole3.meta["partial_labels"] == []
+    for other in (whole3.labels, whole3.tissues, whole3.ribs):
+        assert other.same_grid(whole3.ct)
 
 
 @pytest.mark.parametrize(("variant", "last", "count"), [("L6", 25, 25), ("sacralized-L5", 23, 23)])

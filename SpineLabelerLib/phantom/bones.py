@@ -22,8 +22,8 @@ from SpineLabelerLib.phantom.sdf import (
     Ellipsoid,
     Primitive,
     RoundBox,
-    _f,
     ellipsoid_distance,
+    f32,
 )
 from SpineLabelerLib.phantom.subject import Subject
 from SpineLabelerLib.phantom.tissues import TissueHU
@@ -45,14 +45,14 @@ class SkullShell(Primitive):
         return c - r, c + r
 
     def __call__(self, u, v, w):
-        cu, cv, cw = (_f(x) for x in self.center)
+        cu, cv, cw = (f32(x) for x in self.center)
         outer = ellipsoid_distance(u - cu, v - cv, w - cw, self.radii)
-        shell = np.abs(outer + _f(self.thickness / 2)) - _f(self.thickness / 2)
-        base = _f(self.base_w) - _f(0.35) * v  # the skull base rises towards the face
-        plate = np.maximum(outer, np.abs(w - base - _f(6.0)) - _f(6.0))  # occipital / clivus floor
+        shell = np.abs(outer + f32(self.thickness / 2)) - f32(self.thickness / 2)
+        base = f32(self.base_w) - f32(0.35) * v  # the skull base rises towards the face
+        plate = np.maximum(outer, np.abs(w - base - f32(6.0)) - f32(6.0))  # occipital / clivus floor
         solid = np.minimum(np.maximum(shell, base - w), plate)
         fv, fu, fr = self.foramen
-        hole = np.sqrt((u / _f(fu)) ** 2 + ((v - _f(fv)) / _f(fr)) ** 2) * _f(min(fu, fr)) - _f(min(fu, fr))
+        hole = np.sqrt((u / f32(fu)) ** 2 + ((v - f32(fv)) / f32(fr)) ** 2) * f32(min(fu, fr)) - f32(min(fu, fr))
         return np.maximum(solid, -hole)
 
 
@@ -78,15 +78,15 @@ class IliacWing(Primitive):
         return np.array([self.cu - r, self.cv - r, self.w0]), np.array([self.cu + r, self.cv + r, self.w1])
 
     def __call__(self, u, v, w):
-        x, y = (u - _f(self.cu)) * _f(self.side), v - _f(self.cv)
+        x, y = (u - f32(self.cu)) * f32(self.side), v - f32(self.cv)
         rho = np.sqrt(x * x + y * y)
-        frac = np.clip((w - _f(self.w0)) / _f(self.w1 - self.w0), 0, 1)
+        frac = np.clip((w - f32(self.w0)) / f32(self.w1 - self.w0), 0, 1)
         # the wing flares outwards towards the crest (a cone opening upwards)
-        ring = np.abs(rho - _f(self.r) * (_f(0.72) + _f(0.28) * frac)) - _f(self.thickness / 2)
+        ring = np.abs(rho - f32(self.r) * (f32(0.72) + f32(0.28) * frac)) - f32(self.thickness / 2)
         ang = np.arctan2(x, y)  # 0 posterior, pi/2 lateral
-        a1 = _f(self.a0) + (_f(self.a1) - _f(self.a0)) * (_f(0.35) + _f(0.65) * frac)
-        d_ang = np.maximum(_f(self.a0) - ang, ang - a1) * rho
-        d_h = np.maximum(_f(self.w0) - w, w - _f(self.w1))
+        a1 = f32(self.a0) + (f32(self.a1) - f32(self.a0)) * (f32(0.35) + f32(0.65) * frac)
+        d_ang = np.maximum(f32(self.a0) - ang, ang - a1) * rho
+        d_h = np.maximum(f32(self.w0) - w, w - f32(self.w1))
         return np.maximum(np.maximum(ring, d_ang), d_h)
 
 

@@ -10,6 +10,7 @@ voxel centre).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,7 +56,7 @@ class Canvas:
         self,
         f: Field,
         cortex_hu: float,
-        core_hu: float | np.ndarray,
+        core_hu: float | Callable[[tuple[np.ndarray, ...]], np.ndarray],
         cortex_mm: float,
         classes: tuple[int, int],
         *,
@@ -64,7 +65,8 @@ class Canvas:
         protect_labels: bool = True,
     ) -> None:
         """Paint a bone: cortical shell ``cortex_mm`` thick around a cancellous core.
-        ``core_hu`` may be a callable texture giving HU at the painted voxels."""
+        ``core_hu``: HU, or a texture called with the painted voxels' (k, j, i) index
+        arrays that returns their HU. ``classes``: (shell, core) tissue classes."""
         idx, d = self._near(f)
         if protect_labels:
             keep = self.labels[idx] == 0

@@ -21,13 +21,14 @@ _EPS = np.float32(1e-6)
 Vec = tuple[float, float, float]
 
 
-def _f(x: float) -> np.float32:
+def f32(x: float) -> np.float32:
+    """A float32 scalar, so that array arithmetic stays float32."""
     return np.float32(x)
 
 
 def ellipsoid_distance(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: Vec) -> np.ndarray:
     """Approximate signed distance to an axis-aligned ellipsoid of semi-axes ``r`` at 0."""
-    rx, ry, rz = (_f(c) for c in r)
+    rx, ry, rz = (f32(c) for c in r)
     k0 = np.sqrt((x / rx) ** 2 + (y / ry) ** 2 + (z / rz) ** 2)
     k1 = np.sqrt((x / (rx * rx)) ** 2 + (y / (ry * ry)) ** 2 + (z / (rz * rz)) ** 2) + _EPS
     return k0 * (k0 - 1) / k1
@@ -35,7 +36,7 @@ def ellipsoid_distance(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: Vec) -> n
 
 def ellipse2d_distance(x: np.ndarray, y: np.ndarray, a: float, b: float) -> np.ndarray:
     """Approximate signed distance to the ellipse x²/a² + y²/b² = 1 (2D, mm)."""
-    a, b = _f(a), _f(b)
+    a, b = f32(a), f32(b)
     k0 = np.sqrt((x / a) ** 2 + (y / b) ** 2)
     k1 = np.sqrt((x / (a * a)) ** 2 + (y / (b * b)) ** 2) + _EPS
     return k0 * (k0 - 1) / k1
@@ -44,7 +45,7 @@ def ellipse2d_distance(x: np.ndarray, y: np.ndarray, a: float, b: float) -> np.n
 def extrude(d2: np.ndarray, h: np.ndarray, rounding: float = 0.0) -> np.ndarray:
     """Combine an in-plane distance ``d2`` and an axial distance ``h`` (|w|-half height)
     into the distance to the extruded solid, edges rounded by ``rounding`` mm."""
-    r = _f(rounding)
+    r = f32(rounding)
     a = d2 + r
     b = h + r
     inside = np.minimum(np.maximum(a, b), 0)
@@ -57,11 +58,11 @@ def canal_distance(u: np.ndarray, v: np.ndarray, cv: float, radii: tuple[float, 
     triangle whose base is the body's back and whose apex points to the spinous process."""
     a, b = radii
     if not triangular:
-        return ellipse2d_distance(u, v - _f(cv), a, b)
-    d_ell = ellipse2d_distance(u, v - _f(cv), 1.15 * a, 1.05 * b)
-    v0, base = _f(cv - b), 1.45 * a  # triangle: base half-width 1.45 a at the front, apex 2 b behind
-    norm = _f(np.hypot(2 * b, base))
-    d_tri = (_f(2 * b) * np.abs(u) + _f(base) * (v - v0) - _f(2 * base * b)) / norm
+        return ellipse2d_distance(u, v - f32(cv), a, b)
+    d_ell = ellipse2d_distance(u, v - f32(cv), 1.15 * a, 1.05 * b)
+    v0, base = f32(cv - b), 1.45 * a  # triangle: base half-width 1.45 a at the front, apex 2 b behind
+    norm = f32(np.hypot(2 * b, base))
+    d_tri = (f32(2 * b) * np.abs(u) + f32(base) * (v - v0) - f32(2 * base * b)) / norm
     return np.maximum(d_ell, d_tri)
 
 
@@ -85,7 +86,7 @@ class Ellipsoid(Primitive):
         return c - r, c + r
 
     def __call__(self, u, v, w):
-        cx, cy, cz = (_f(c) for c in self.center)
+        cx, cy, cz = (f32(c) for c in self.center)
         return ellipsoid_distance(u - cx, v - cy, w - cz, self.radii)
 
 
@@ -107,10 +108,10 @@ class Capsule(Primitive):
         a = np.asarray(self.a, np.float32)
         ba = np.asarray(self.b, np.float32) - a
         pu, pv, pw = u - a[0], v - a[1], w - a[2]
-        t = np.clip((pu * ba[0] + pv * ba[1] + pw * ba[2]) / _f(ba @ ba + 1e-9), 0, 1)
+        t = np.clip((pu * ba[0] + pv * ba[1] + pw * ba[2]) / f32(ba @ ba + 1e-9), 0, 1)
         d = np.sqrt((pu - t * ba[0]) ** 2 + (pv - t * ba[1]) ** 2 + (pw - t * ba[2]) ** 2)
         rb = self.ra if self.rb is None else self.rb
-        return d - (_f(self.ra) + t * _f(rb - self.ra))
+        return d - (f32(self.ra) + t * f32(rb - self.ra))
 
 
 @dataclass
@@ -142,7 +143,7 @@ class FlatCapsule(Primitive):
 
     def __call__(self, u, v, w):
         a = np.asarray(self.a, np.float32)
-        length = _f(np.linalg.norm(np.asarray(self.b, float) - np.asarray(self.a, float)))
+        length = f32(np.linalg.norm(np.asarray(self.b, float) - np.asarray(self.a, float)))
         t_ax, n1, n2 = self._axes
         pu, pv, pw = u - a[0], v - a[1], w - a[2]
         along = pu * t_ax[0] + pv * t_ax[1] + pw * t_ax[2]
@@ -172,15 +173,15 @@ class RoundBox(Primitive):
     def __call__(self, u, v, w):
         c = np.asarray(self.center, np.float32)
         t = np.deg2rad(self.tilt_deg)
-        ct, st = _f(np.cos(t)), _f(np.sin(t))
+        ct, st = f32(np.cos(t)), f32(np.sin(t))
         x = u - c[0]
         y0, z0 = v - c[1], w - c[2]
         y = ct * y0 - st * z0
         z = st * y0 + ct * z0
-        r = _f(self.rounding)
-        qx = np.abs(x) - _f(self.half[0]) + r
-        qy = np.abs(y) - _f(self.half[1]) + r
-        qz = np.abs(z) - _f(self.half[2]) + r
+        r = f32(self.rounding)
+        qx = np.abs(x) - f32(self.half[0]) + r
+        qy = np.abs(y) - f32(self.half[1]) + r
+        qz = np.abs(z) - f32(self.half[2]) + r
         outside = np.sqrt(np.maximum(qx, 0) ** 2 + np.maximum(qy, 0) ** 2 + np.maximum(qz, 0) ** 2)
         return outside + np.minimum(np.maximum(np.maximum(qx, qy), qz), 0) - r
 
@@ -204,8 +205,8 @@ class EllipticColumn(Primitive):
         )
 
     def __call__(self, u, v, w):
-        d2 = ellipse2d_distance(u - _f(self.cu), v - _f(self.cv), self.a, self.b)
-        mid, half = _f(0.5 * (self.w0 + self.w1)), _f(0.5 * (self.w1 - self.w0))
+        d2 = ellipse2d_distance(u - f32(self.cu), v - f32(self.cv), self.a, self.b)
+        mid, half = f32(0.5 * (self.w0 + self.w1)), f32(0.5 * (self.w1 - self.w0))
         return extrude(d2, np.abs(w - mid) - half, min(self.rounding, 0.5 * min(self.a, self.b)))
 
 
@@ -225,7 +226,7 @@ class CanalColumn(Primitive):
 
     def __call__(self, u, v, w):
         d2 = canal_distance(u, v, self.cv, self.radii, self.triangular)
-        mid, half = _f(0.5 * (self.w0 + self.w1)), _f(0.5 * (self.w1 - self.w0))
+        mid, half = f32(0.5 * (self.w0 + self.w1)), f32(0.5 * (self.w1 - self.w0))
         return extrude(d2, np.abs(w - mid) - half, 0.5)
 
 
@@ -251,22 +252,22 @@ class VertebralBody(Primitive):
         return np.array([-self.a, -self.b, -self.h]), np.array([self.a, self.b, self.h])
 
     def __call__(self, u, v, w):
-        a, b, h = _f(self.a), _f(self.b), _f(self.h)
-        waist = _f(0.93) + _f(0.07) * np.minimum((w / h) ** 2, 1)
+        a, b, h = f32(self.a), f32(self.b), f32(self.h)
+        waist = f32(0.93) + f32(0.07) * np.minimum((w / h) ** 2, 1)
         d2 = ellipse2d_distance(u / waist, v / waist, self.a, self.b) * waist
-        d2 = np.maximum(d2, v - _f(0.85) * b)  # flat posterior wall facing the canal
+        d2 = np.maximum(d2, v - f32(0.85) * b)  # flat posterior wall facing the canal
         if self.notch:  # kidney-shaped section: the posterior wall bows into the body
-            notch = ellipse2d_distance(u, v - _f(0.85) * b - _f(0.2) * b, 0.45 * self.a, 0.3 * self.b)
+            notch = ellipse2d_distance(u, v - f32(0.85) * b - f32(0.2) * b, 0.45 * self.a, 0.3 * self.b)
             d2 = np.maximum(d2, -notch)
         rho2 = np.clip((u / a) ** 2 + (v / b) ** 2, 0, 1)
-        conc = _f(self.concavity)
+        conc = f32(self.concavity)
         half = np.full_like(u, h) if np.ndim(u) else h
         if self.fracture == "wedge":
-            half = h * (1 - _f(self.loss) * np.clip((b - v) / (2 * b), 0, 1))
+            half = h * (1 - f32(self.loss) * np.clip((b - v) / (2 * b), 0, 1))
         elif self.fracture == "crush":
-            half = h * (1 - _f(self.loss))
+            half = h * (1 - f32(self.loss))
         elif self.fracture == "biconcave":
-            conc = conc + _f(self.loss) * h
+            conc = conc + f32(self.loss) * h
         half = half - conc * (1 - rho2)
         return extrude(d2, np.abs(w) - half, self.rounding)
 
@@ -296,10 +297,10 @@ class EllipticRing(Primitive):
         )
 
     def __call__(self, u, v, w):
-        d_out = ellipse2d_distance(u, v - _f(self.outer_cv), *self.outer)
+        d_out = ellipse2d_distance(u, v - f32(self.outer_cv), *self.outer)
         d_in = canal_distance(u, v, self.cv, self.inner, self.triangular)
-        d2 = np.maximum(np.maximum(d_out, -d_in), _f(self.v_min) - v)
-        centre = _f(self.wc) - _f(self.slope) * (v - _f(self.cv))
-        d = extrude(d2, np.abs(w - centre) - _f(self.h), 1.0)
-        front = v < _f(self.cv - self.inner[1])
-        return np.where(front, np.maximum(d, np.abs(w) - _f(self.front_cap)), d)
+        d2 = np.maximum(np.maximum(d_out, -d_in), f32(self.v_min) - v)
+        centre = f32(self.wc) - f32(self.slope) * (v - f32(self.cv))
+        d = extrude(d2, np.abs(w - centre) - f32(self.h), 1.0)
+        front = v < f32(self.cv - self.inner[1])
+        return np.where(front, np.maximum(d, np.abs(w) - f32(self.front_cap)), d)
