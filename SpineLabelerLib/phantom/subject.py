@@ -43,6 +43,7 @@ class LevelShape:
     fracture: str | None = None
     fracture_loss: float = 0.0
     cortex_mm: float = 1.5
+    tp_style: str | None = None  # transverse processes of another region (None: own kind)
 
 
 @dataclass
@@ -171,6 +172,9 @@ def draw_subject(rng: np.random.Generator, variant: str = "normal") -> Subject:
                                  gap_below=_gap_below(name) * scale * rng.uniform(0.85, 1.15), **m))
     for upper, lower in zip(levels, levels[1:]):
         lower.gap_above = upper.gap_below
+    if variant == "11-ribs":  # a rib-less T12 looks lumbar: long flat transverse processes
+        t12 = next(lv for lv in levels if lv.name == "T12")
+        t12.tp_style, t12.tp_span = "lumbar", t12.tp_span * 1.15
     osteoporotic = bool(rng.random() < 0.2)
     # Fractures: ~15 % of subjects, 1-3 levels T4-L5, more likely when osteoporotic.
     if rng.random() < (0.35 if osteoporotic else 0.12):

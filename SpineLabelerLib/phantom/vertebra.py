@@ -106,7 +106,7 @@ def _transverse_parts(sh: LevelShape, vc: float) -> tuple[list[Primitive], list[
             parts.append(Capsule((side * root_u * 0.8, 0.0, 0.0), (side * half, vc * 0.5, -1.0), sh.tp_r, sh.tp_r * 0.8))
             parts.append(Capsule((side * (sh.canal_w / 2 + 2.0), vc, 0.0), (side * half, vc * 0.5, -1.0), sh.tp_r * 0.9))
             holes.append(EllipticColumn(side * fu, vc * 0.45, 2.6, 2.6, -6.0, 6.0))
-        elif sh.kind == "thoracic":
+        elif (sh.tp_style or sh.kind) == "thoracic":
             root = (side * (sh.canal_w / 2 + sh.pedicle_w * 0.5), vc + 1.0, 0.2 * sh.body_h)
             tip = (side * half, vc + 12.0, 0.25 * sh.body_h + 2.0)
             parts.append(Capsule(root, tip, sh.tp_r, sh.tp_r * 1.1))
