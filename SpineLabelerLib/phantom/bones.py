@@ -106,7 +106,7 @@ class ContextBones:
         if f is None:
             return
         for p in parts:
-            f.add(p)
+            f.add(p, narrow_band=True)
         self.canvas.paint_bone(f, self.hu.cortex * 0.9, self.hu.marrow if marrow is None else marrow,
                                cortex_mm, (T.BONE_CORTEX, T.BONE_MARROW))
 

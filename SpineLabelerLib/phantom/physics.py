@@ -118,4 +118,7 @@ def outside_scan_circle(hu: np.ndarray, value: float) -> None:
 def quantize(hu: np.ndarray, as_float: bool) -> np.ndarray:
     """Clip to the scanner range [-1024, 3071] HU; int16 unless float is asked for."""
     np.clip(hu, -1024, 3071, out=hu)
-    return hu if as_float else np.rint(hu).astype(np.int16)
+    if as_float:
+        return hu
+    np.rint(hu, out=hu)
+    return hu.astype(np.int16)
