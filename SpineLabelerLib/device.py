@@ -94,6 +94,7 @@ class NetRunner:
     multiple: int
     messages: list[str] = field(default_factory=list)
     trained_spacing_mm: float | None = None  # grid spacing the network was trained at
+    trained_patch_kji: tuple[int, int, int] | None = None  # patch size it was trained on
 
     def __post_init__(self) -> None:
         if self.activation not in ("softmax", "sigmoid"):

@@ -56,9 +56,8 @@ class SegmentSettings:
     stage1_window_kji: tuple[int, int, int] = (320, 192, 192)
     stage1_overlap: float = 0.25
     box_margin_mm: tuple[float, float, float] = (25.0, 25.0, 30.0)  # around the spine box (x, y, z)
-    walk: stage2.WalkSettings = field(
-        default_factory=lambda: stage2.WalkSettings(patch_kji=preprocess.STAGE2_PATCH_KJI)
-    )
+    # patch_kji None: the patch stage 2 was trained on (its weight file), else preprocess's
+    walk: stage2.WalkSettings = field(default_factory=lambda: stage2.WalkSettings(patch_kji=None))
     cleaning: stage1.CleaningSettings = field(default_factory=stage1.CleaningSettings)
 
     def fast(self) -> SegmentSettings:
@@ -140,6 +139,8 @@ def load_runners(settings: SegmentSettings):
         trained = (getattr(model, "weights_meta", {}) or {}).get("config") or {}
         spacing = trained.get("spacing_mm") if isinstance(trained, dict) else None
         runner.trained_spacing_mm = float(spacing) if isinstance(spacing, (int, float)) else None
+        size = trained.get("size_kji") if isinstance(trained, dict) else None
+        runner.trained_patch_kji = tuple(int(n) for n in size) if size and len(size) == 3 else None
         runners.append(runner)
     return runners[0], runners[1], devices.describe(dev), messages
 
@@ -190,9 +191,11 @@ def fov_mask(ct: Image, grid: Image) -> np.ndarray:
 def choose_start(result: stage1.Stage1Result) -> tuple[float, str]:
     """S coordinate (mm) to start the walk at and why (see the module doc)."""
     boundaries = dict(stage1.region_boundaries_z(result.classes))
-    for name in ("T/L", "C/T"):
+    # Half a vertebra below the boundary (on L1 / T1), not on the disc itself, where two
+    # vertebrae would be equally near the first patch's centre.
+    for name, below in (("T/L", "lumbar"), ("C/T", "thoracic")):
         if name in boundaries:
-            return boundaries[name], f"{name} boundary"
+            return boundaries[name] - 0.5 * stage2.TYPICAL_STEP_MM[below], f"{name} boundary"
     regions = result.regions_present()
     spine = result.boxes["spine"]
     if regions == ["cervical"]:
@@ -330,6 +333,17 @@ def segment_spine(
     )
 
 
+def region_decision(probs: np.ndarray) -> np.ndarray:
+    """Class map ``(K, J, I)`` uint8 from stage-1 probabilities ``(4, K, J, I)``.
+
+    Spine where P(background) < 0.5 - the three spine classes together outweigh the
+    background - then the most probable of cervical / thoracic / lumbar. (A plain argmax
+    would call background a voxel at P = 0.4 / 0.3 / 0.3 that is 60 % spine.)
+    """
+    region = np.argmax(probs[1:], axis=0).astype(np.uint8) + 1
+    return np.where(probs[0] < 0.5, region, 0).astype(np.uint8)
+
+
 def stage1_spacing(settings: SegmentSettings, runner) -> float:
     """Stage-1 grid spacing (mm): the setting, else what the network was trained at."""
     if settings.stage1_spacing_mm is not None:
@@ -348,7 +362,7 @@ def run_stage1(
     probs = stage1.sliding_window_probabilities(
         volume, runner, 4, settings.stage1_window_kji, settings.stage1_overlap, progress, cancel
     )
-    classes = canon.with_array(np.argmax(probs, axis=0).astype(np.uint8))
+    classes = canon.with_array(region_decision(probs))
     return stage1.summarize(classes, settings.cleaning)
 
 
@@ -380,15 +394,16 @@ def run_stage2(
     start = s1.centerline.point_at(z0)
     step = stage2.TYPICAL_STEP_MM[_region_at(s1, z0)]
     spine = s1.boxes["spine"]
-    box_z = (
-        spine.min_lps[2] - settings.box_margin_mm[2],
-        spine.max_lps[2] + settings.box_margin_mm[2],
-    )
+    box_z = (spine.min_lps[2], spine.max_lps[2])
 
     def predict(ct_patch: np.ndarray, memory: np.ndarray) -> np.ndarray:
         return runner(np.stack([ct_patch, memory]))[0]
 
     expected = max(1, int(round((spine.max_lps[2] - spine.min_lps[2]) / step)))
+    walk_settings = settings.walk
+    if walk_settings.patch_kji is None:
+        patch = getattr(runner, "trained_patch_kji", None) or preprocess.STAGE2_PATCH_KJI
+        walk_settings = replace(walk_settings, patch_kji=tuple(patch))
     walk = stage2.walk(
         crop,
         valid,
@@ -397,7 +412,7 @@ def run_stage2(
         start,
         step,
         box_z,
-        settings.walk,
+        walk_settings,
         progress,
         cancel,
         expected,

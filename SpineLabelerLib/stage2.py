@@ -10,9 +10,10 @@ the vertebra nearest the patch centre that is not in memory. The walk:
 2. walks cranially, then caudally, from the start: the next patch centre is the previous
    centroid plus one vertebra step along the centre line (the step is the last measured
    centroid distance, or the typical step of the region at first);
-3. stops in a direction when the prediction there is empty (the spine ends: skull or
-   sacrum when that place is inside the field of view), when the next centre leaves the
-   field of view or the spine box, or when a mask does not move on along the spine.
+3. stops in a direction when the prediction there is empty or lies past stage 1's spine
+   box (the spine ends: skull or sacrum, "spine", when that place is inside the field of
+   view, else "fov"), when the next centre leaves the field of view, or when a mask does
+   not move on along the spine ("stalled").
 
 A mask that touches the edge of the CT's field of view is flagged ``partial``. All arrays are
 ``(K, J, I)`` on the crop grid; points are LPS mm.
@@ -41,13 +42,16 @@ TYPICAL_STEP_MM = {"cervical": 16.0, "thoracic": 23.0, "lumbar": 33.0}
 class WalkSettings:
     """Settings of the walk (mm, voxels at 1 mm)."""
 
-    patch_kji: tuple[int, int, int] = (64, 96, 96)
+    patch_kji: tuple[int, int, int] | None = (64, 96, 96)  # None: decided by the caller
     max_iterations: int = 4
     converge_mm: float = 2.0  # the centroid moved less: converged
     accept_mm: float = 6.0  # ... or less than this and the mask is well inside the patch
     threshold: float = 0.5
     min_volume_ml: float = 2.0  # a smaller prediction counts as empty (C1 is ~8 ml)
     min_advance: float = 0.4  # a new centroid must move on at least this many steps
+    lead: float = 0.75  # the next patch centre lies this many steps on from the last centroid
+    gap_factor: float = 1.6  # a longer step than this (x the usual one) hides a missed vertebra
+    box_tolerance_mm: float = 10.0  # a centroid this far past stage 1's spine is no vertebra
     max_vertebrae: int = 28
     step_limits_mm: tuple[float, float] = (10.0, 50.0)
 
@@ -70,7 +74,7 @@ class WalkResult:
 
     instances: Image  # int16 (K, J, I), 0 background, WalkedVertebra.index elsewhere
     vertebrae: list[WalkedVertebra] = field(default_factory=list)
-    end_above: str = "none"  # why the walk stopped: "spine" | "fov" | "box" | "stalled" | "limit"
+    end_above: str = "none"  # why the walk stopped: "spine" | "fov" | "stalled" | "limit"
     end_below: str = "none"
     predictions: int = 0
 
@@ -225,6 +229,11 @@ def _next_center(
     return prev.centroid_lps + direction * step_mm * tangent
 
 
+def _end(walker: _Walker, far: np.ndarray) -> str:
+    """Why the spine ended here: "spine" (skull, sacrum: the CT goes on) or "fov"."""
+    return "spine" if walker.inside_fov(far) else "fov"
+
+
 def _walk_one_way(
     walker: _Walker,
     start: WalkedVertebra,
@@ -234,32 +243,58 @@ def _walk_one_way(
     budget: int,
     on_found: Callable[[WalkedVertebra], None],
 ) -> tuple[list[WalkedVertebra], str]:
-    """Vertebrae beyond ``start`` in ``direction`` (+1 cranial, -1 caudal), nearest first."""
+    """Vertebrae beyond ``start`` in ``direction`` (+1 cranial, -1 caudal), nearest first.
+
+    The patch goes ``lead`` (< 1) steps on from the last centroid: the last vertebra is in
+    memory, so the nearest one not in memory is the next even when the step is guessed
+    short, while a step guessed long could skip one. The step is the median of the last
+    three measured ones. A step much longer than that (``gap_factor``) means a vertebra was
+    skipped: it is looked for half-way and put in its place.
+    """
     s = walker.settings
     found: list[WalkedVertebra] = []
+    steps: list[float] = []
     prev, step = start, first_step_mm
     while True:
         if len(found) >= budget:
             return found, "limit"
-        center = _next_center(walker, prev, step, direction)
-        if not (box_z[0] <= center[2] <= box_z[1]):
-            return found, "box"
-        if not walker.inside_fov(center):
-            # Still try: a vertebra cut by the field of view has its visible part here.
-            nearer = _next_center(walker, prev, 0.5 * step, direction)
-            if not walker.inside_fov(nearer):
-                return found, "fov"
+        center = _next_center(walker, prev, s.lead * step, direction)
+        far = _next_center(walker, prev, step, direction)
+        if not (box_z[0] - 0.5 * step <= center[2] <= box_z[1] + 0.5 * step):
+            return found, _end(walker, far)
+        if not walker.inside_fov(center) and not walker.inside_fov(
+            _next_center(walker, prev, 0.5 * step, direction)
+        ):
+            return found, "fov"  # a cut vertebra would still show half a step on
         vertebra = walker.segment_at(center)
-        if vertebra is None:
-            return found, "spine" if walker.inside_fov(center) else "fov"
+        outside_box = (
+            not (
+                box_z[0] - s.box_tolerance_mm
+                <= vertebra.centroid_lps[2]
+                <= box_z[1] + s.box_tolerance_mm
+            )
+            if vertebra is not None
+            else False
+        )
+        if vertebra is None or outside_box:
+            if vertebra is not None:  # e.g. the sacrum: stage 1 saw no spine there
+                walker.drop(vertebra)
+            return found, _end(walker, far)
         advance = direction * float(vertebra.centroid_lps[2] - prev.centroid_lps[2])
         if advance < s.min_advance * step:
             walker.drop(vertebra)
             return found, "stalled"
+        measured = float(np.linalg.norm(vertebra.centroid_lps - prev.centroid_lps))
+        if steps and measured > s.gap_factor * step and len(found) + 1 < budget:
+            middle = walker.segment_at(0.5 * (prev.centroid_lps + vertebra.centroid_lps))
+            if middle is not None:
+                found.append(middle)
+                on_found(middle)
+                measured = 0.5 * measured
         found.append(vertebra)
         on_found(vertebra)
-        measured = float(np.linalg.norm(vertebra.centroid_lps - prev.centroid_lps))
-        step = float(np.clip(measured, *s.step_limits_mm))
+        steps.append(float(np.clip(measured, *s.step_limits_mm)))
+        step = float(np.median(steps[-3:]))
         prev = vertebra
         if vertebra.partial and not walker.inside_fov(
             _next_center(walker, prev, 0.5 * step, direction)
@@ -284,7 +319,8 @@ def walk(
 
     ``ct``: normalized 1 mm canonical crop; ``valid``: its voxels inside the CT's field of
     view; ``step_mm``: the typical vertebra step at the start; ``box_z_mm``: the S range
-    (mm) the walk may not leave; ``expected_count`` only scales the progress reports.
+    (mm) of stage 1's spine voxels, which no centroid may leave by more than
+    ``box_tolerance_mm``; ``expected_count`` only scales the progress reports.
     If nothing is found at the start, points along the centre line are tried one step apart.
     """
     if not np.allclose(ct.direction, np.eye(3)):

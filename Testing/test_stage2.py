@@ -50,13 +50,13 @@ def straight_line(ct, drift=0.1):
     return Centerline(pts[:, 2], pts)
 
 
-def run(ct, valid=None, start_k=None, **kw):
+def run(ct, valid=None, start_k=None, box_z=None, **kw):
     start_k = 20 + 4 * (HEIGHT + GAP) + 3 if start_k is None else start_k
     line = straight_line(ct)
     start = line.point_at(ct.origin_lps[2] + start_k)
     valid = np.ones(SHAPE, bool) if valid is None else valid
     settings = stage2.WalkSettings(patch_kji=(32, 32, 32), min_volume_ml=0.5)
-    box_z = (ct.origin_lps[2], ct.origin_lps[2] + SHAPE[0] - 1)
+    box_z = box_z or (ct.origin_lps[2], ct.origin_lps[2] + SHAPE[0] - 1)
     return stage2.walk(ct, valid, oracle, line, start, 20.0, box_z, settings, **kw)
 
 
@@ -145,3 +145,12 @@ def test_a_mask_well_inside_the_patch_needs_few_predictions():
     # prediction per vertebra (at most a second for a few), plus one empty past each end.
     assert result.predictions <= 10 + 2 + 2
     assert all(v.iterations <= 2 for v in result.vertebrae)
+
+
+def test_a_vertebra_past_stage_one_spine_box_is_not_taken():
+    # The most caudal object (label 1, k 20..35) lies below the box stage 1 gave: a sacrum.
+    ct, labels = scene()
+    bottom_of_label2 = ct.origin_lps[2] + 20 + HEIGHT + GAP
+    result = run(ct, box_z=(bottom_of_label2, ct.origin_lps[2] + SHAPE[0] - 1))
+    assert len(result.vertebrae) == 9 and result.end_below == "spine"
+    assert not (result.instances.array[labels == 1]).any()
