@@ -41,7 +41,8 @@ def main() -> int:
     sp = (args.spacing,) * 3
     lines = [
         f"phantom generation, spacing {args.spacing:g} mm, physics on, "
-        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, {args.repeats} seeds per row",
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, {args.repeats} seeds per row, "
+        f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machines inflate times)",
         f"{'field of view':<16}{'median s':>10}{'min s':>8}{'max s':>8}{'voxels (M)':>12}{'s / Mvox':>10}",
     ]
     print(lines[0], flush=True)
