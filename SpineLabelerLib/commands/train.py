@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="total steps (default: the config's)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: the config's; speed only)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=run)
 
@@ -48,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from SpineLabelerLib.training.loop import TrainConfig, train
 
     cfg = TrainConfig.from_file(args.config)
+    if args.threads is not None:
+        cfg.threads = max(1, args.threads)
     command = "spinelabeler " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     summary = train(
         args.stage,
