@@ -192,10 +192,16 @@ def choose_start(result: stage1.Stage1Result) -> tuple[float, str]:
     """S coordinate (mm) to start the walk at and why (see the module doc)."""
     boundaries = dict(stage1.region_boundaries_z(result.classes))
     # Half a vertebra below the boundary (on L1 / T1), not on the disc itself, where two
-    # vertebrae would be equally near the first patch's centre.
-    for name, below in (("T/L", "lumbar"), ("C/T", "thoracic")):
+    # vertebrae would be equally near the first patch's centre; above it (on T12 / C7)
+    # when the region below ends within a vertebra (cut by the field of view).
+    pairs = (("T/L", "thoracic", "lumbar"), ("C/T", "cervical", "thoracic"))
+    for name, above, below in pairs:
         if name in boundaries:
-            return boundaries[name] - 0.5 * stage2.TYPICAL_STEP_MM[below], f"{name} boundary"
+            z = boundaries[name]
+            step_below = stage2.TYPICAL_STEP_MM[below]
+            if z - result.boxes[below].min_lps[2] >= step_below:
+                return z - 0.5 * step_below, f"{name} boundary"
+            return z + 0.5 * stage2.TYPICAL_STEP_MM[above], f"{name} boundary"
     regions = result.regions_present()
     spine = result.boxes["spine"]
     if regions == ["cervical"]:

@@ -249,7 +249,8 @@ def _walk_one_way(
     memory, so the nearest one not in memory is the next even when the step is guessed
     short, while a step guessed long could skip one. The step is the median of the last
     three measured ones. A step much longer than that (``gap_factor``) means a vertebra was
-    skipped: it is looked for half-way and put in its place.
+    skipped: it is looked for half-way and put in its place. An empty prediction gets a
+    second look one full step on before the walk ends there.
     """
     s = walker.settings
     found: list[WalkedVertebra] = []
@@ -267,6 +268,8 @@ def _walk_one_way(
         ):
             return found, "fov"  # a cut vertebra would still show half a step on
         vertebra = walker.segment_at(center)
+        if vertebra is None and walker.inside_fov(far):
+            vertebra = walker.segment_at(far)  # a second look one full step on
         outside_box = (
             not (
                 box_z[0] - s.box_tolerance_mm

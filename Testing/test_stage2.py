@@ -142,8 +142,8 @@ def test_a_mask_well_inside_the_patch_needs_few_predictions():
     ct, _ = scene()
     result = run(ct)
     # Masks land well inside the patch a few mm from where they were expected: one
-    # prediction per vertebra (at most a second for a few), plus one empty past each end.
-    assert result.predictions <= 10 + 2 + 2
+    # prediction per vertebra (a second for a few), plus two empty looks past each end.
+    assert result.predictions <= 10 + 2 + 4
     assert all(v.iterations <= 2 for v in result.vertebrae)
 
 
