@@ -31,7 +31,8 @@ def ellipsoid_distance(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: Vec) -> n
     rx, ry, rz = (f32(c) for c in r)
     k0 = np.sqrt((x / rx) ** 2 + (y / ry) ** 2 + (z / rz) ** 2)
     k1 = np.sqrt((x / (rx * rx)) ** 2 + (y / (ry * ry)) ** 2 + (z / (rz * rz)) ** 2) + _EPS
-    return k0 * (k0 - 1) / k1
+    # the first-order formula tends to 0 at the centre; inside, (k0 - 1) * r_min bounds it
+    return np.where(k0 < 1, np.minimum(k0 * (k0 - 1) / k1, (k0 - 1) * min(rx, ry, rz)), k0 * (k0 - 1) / k1)
 
 
 def ellipse2d_distance(x: np.ndarray, y: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -39,7 +40,7 @@ def ellipse2d_distance(x: np.ndarray, y: np.ndarray, a: float, b: float) -> np.n
     a, b = f32(a), f32(b)
     k0 = np.sqrt((x / a) ** 2 + (y / b) ** 2)
     k1 = np.sqrt((x / (a * a)) ** 2 + (y / (b * b)) ** 2) + _EPS
-    return k0 * (k0 - 1) / k1
+    return np.where(k0 < 1, np.minimum(k0 * (k0 - 1) / k1, (k0 - 1) * min(a, b)), k0 * (k0 - 1) / k1)
 
 
 def extrude(d2: np.ndarray, h: np.ndarray, rounding: float = 0.0) -> np.ndarray:
