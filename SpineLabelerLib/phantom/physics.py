@@ -68,10 +68,10 @@ def blur_with_noise(hu: np.ndarray, spacing_ijk, ph: Physics, rng: np.random.Gen
     like reconstructed CT noise, with standard deviation ``noise_hu`` after the blur."""
     sigma = psf_sigma_vox(spacing_ijk, ph)
     gain = _noise_gain(sigma)
-    noise = rng.standard_normal(hu.shape, dtype=np.float32)
-    noise *= np.float32(ph.noise_hu / gain)
-    hu += noise
-    del noise
+    scale = np.float32(ph.noise_hu / gain)
+    for k0 in range(0, hu.shape[0], 16):  # slab by slab: no second full-size array
+        slab = hu[k0 : k0 + 16]
+        slab += scale * rng.standard_normal(slab.shape, dtype=np.float32)
     return gaussian_filter(hu, sigma, mode="nearest", truncate=2.5)
 
 
