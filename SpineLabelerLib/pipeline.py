@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from SpineLabelerLib import anatomy, identify, preprocess, stage1, stage2
 from SpineLabelerLib.evaluation.centroids import centroids_from_labels
@@ -156,10 +157,10 @@ def _span(progress: ProgressCallback | None, name: str) -> ProgressCallback | No
     return lambda stage, fraction, message: progress(stage, lo + (hi - lo) * fraction, message)
 
 
-def covering_subimage(
+def covering_slices(
     ct: Image, box_lps: tuple[np.ndarray, np.ndarray], pad_voxels: int = 2
-) -> Image:
-    """The part of ``ct`` (a view, no copy) whose voxels cover an LPS box (mm)."""
+) -> tuple[slice, slice, slice]:
+    """``(k, j, i)`` slices of ``ct``'s array whose voxels cover an LPS box (mm)."""
     lo, hi = (np.asarray(b, float) for b in box_lps)
     corners = np.array(
         [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
@@ -168,9 +169,42 @@ def covering_subimage(
     size = np.array(ct.size_ijk)
     start = np.clip(np.floor(ijk.min(axis=0)).astype(int) - pad_voxels, 0, size - 1)
     stop = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + pad_voxels + 1, start + 1, size)
-    array = ct.array[start[2] : stop[2], start[1] : stop[1], start[0] : stop[0]]
-    origin = index_to_lps(ct, start[None].astype(float))[0]
-    return Image(array, ct.spacing_mm, tuple(origin), ct.direction)
+    return tuple(slice(int(a), int(b)) for a, b in zip(start[::-1], stop[::-1]))  # type: ignore[return-value]
+
+
+def subimage(ct: Image, slices: tuple[slice, slice, slice]) -> Image:
+    """The part of ``ct`` under ``(k, j, i)`` slices, a view with its own origin."""
+    start = np.array([sl.start for sl in slices[::-1]], float)
+    origin = index_to_lps(ct, start[None])[0]
+    return Image(ct.array[slices], ct.spacing_mm, tuple(origin), ct.direction)
+
+
+def covering_subimage(
+    ct: Image, box_lps: tuple[np.ndarray, np.ndarray], pad_voxels: int = 2
+) -> Image:
+    """The part of ``ct`` (a view, no copy) whose voxels cover an LPS box (mm)."""
+    return subimage(ct, covering_slices(ct, box_lps, pad_voxels))
+
+
+def labels_to_input_grid(labels_crop: Image, ct: Image) -> tuple[Image, Image]:
+    """Crop labels onto the CT's own grid (nearest neighbour): (whole grid, the covered part).
+
+    Only the part of the CT grid around the labelled voxels is resampled (a clinical CT has
+    ~200 M voxels, the spine a few per cent of them); the rest is 0.
+    """
+    out = np.zeros(ct.array.shape[:3], np.uint8)
+    found = ndimage.find_objects((labels_crop.array > 0).astype(np.uint8))
+    if not found or found[0] is None:
+        empty = subimage(ct, tuple(slice(0, 1) for _ in range(3)))  # type: ignore[arg-type]
+        return ct.with_array(out), empty.with_array(out[:1, :1, :1])
+    bbox = found[0]
+    lo_kji = np.array([sl.start for sl in bbox], float) - 0.5
+    hi_kji = np.array([sl.stop - 1 for sl in bbox], float) + 0.5
+    corners = index_to_lps(labels_crop, np.array([lo_kji[::-1], hi_kji[::-1]]))
+    slices = covering_slices(ct, (corners.min(axis=0), corners.max(axis=0)))
+    part = preprocess.to_input_grid(labels_crop, subimage(ct, slices))
+    out[slices] = part.array
+    return ct.with_array(out), part.with_array(out[slices])
 
 
 def fov_mask(ct: Image, grid: Image) -> np.ndarray:
@@ -321,9 +355,8 @@ def segment_spine(
     for v, label in zip(walk.vertebrae, names.labels):
         lut[v.index] = label
     labels_crop = walk.instances.with_array(lut[walk.instances.array])
-    labels = preprocess.to_input_grid(labels_crop, ct)
-    labels = labels.with_array(labels.array.astype(np.uint8, copy=False))
-    records = _records(labels, walk, names)
+    labels, covered = labels_to_input_grid(labels_crop, ct)
+    records = _records(covered, walk, names)
     timings["output"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_all
     report(progress, "done", 1.0, f"{len(records)} vertebrae")
@@ -429,6 +462,7 @@ def run_stage2(
 def _records(
     labels: Image, walk: stage2.WalkResult, names: identify.Identification
 ) -> list[VertebraRecord]:
+    """Records from the final masks on the input grid (``labels``: the part holding them)."""
     centroids = centroids_from_labels(labels)
     counts = np.bincount(labels.array.ravel(), minlength=anatomy.MAX_LABEL + 1)
     voxel_ml = float(np.prod(labels.spacing_mm)) / 1000.0

@@ -410,3 +410,26 @@ def test_region_decision_weighs_spine_against_background_first():
     )
     probs = probs.reshape(4, 1, 1, 3)
     np.testing.assert_array_equal(pipeline.region_decision(probs).ravel(), [1, 0, 0])
+
+
+def test_labels_go_back_to_the_input_grid_like_a_full_resampling():
+    c, s = np.cos(np.radians(25)), np.sin(np.radians(25))
+    ct = Image(
+        np.zeros((30, 40, 50), np.int16),
+        (1.1, 0.9, 2.0),
+        (3.0, -7.0, 11.0),
+        np.array([[c, 0, -s], [0, 1, 0], [s, 0, c]]),
+    )
+    crop = preprocess.canonical_grid(ct, 1.0)
+    labels = np.zeros(crop.array.shape, np.uint8)
+    k, j, i = (n // 2 for n in labels.shape)
+    labels[k - 5 : k + 5, j - 6 : j + 4, i - 3 : i + 8] = 7
+    labels[k + 6 : k + 9, j - 2 : j + 2, i - 2 : i + 2] = 8
+    crop_labels = crop.with_array(labels)
+    whole, part = pipeline.labels_to_input_grid(crop_labels, ct)
+    np.testing.assert_array_equal(whole.array, preprocess.to_input_grid(crop_labels, ct).array)
+    assert whole.same_grid(ct) and part.array.size < whole.array.size
+    # every labelled voxel lies in the covered part
+    np.testing.assert_array_equal(
+        np.bincount(part.array.ravel())[1:], np.bincount(whole.array.ravel())[1:]
+    )
