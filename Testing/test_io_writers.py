@@ -18,7 +18,7 @@ from SpineLabelerLib import anatomy
 from SpineLabelerLib.image import Image, index_to_lps, lps_to_index
 from SpineLabelerLib.io import read_labelmap
 from SpineLabelerLib.io.centroids import read_verse_centroids, write_verse_centroids
-from SpineLabelerLib.io.labelmap import write_labelmap
+from SpineLabelerLib.io.labelmap import write_labelmap, write_scalar_image
 from SpineLabelerLib.io.markups import read_centroids_mrk_json, write_centroids_mrk_json
 from SpineLabelerLib.io.overview import render_overview, write_overview_png
 from SpineLabelerLib.io.segnrrd import write_seg_nrrd
@@ -43,11 +43,33 @@ def test_labelmap_round_trip_keeps_values_and_geometry(tmp_path, tiny_labels, na
     assert sitk.ReadImage(str(path)).GetPixelID() == sitk.sitkUInt8
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+@pytest.mark.parametrize("name", ["ct.nii.gz", "ct.nrrd"])
+def test_scalar_image_round_trip_keeps_dtype_values_and_geometry(tmp_path, tiny_ct, name, dtype):
+    ct = tiny_ct.with_array(tiny_ct.array.astype(dtype) - 1000)  # negative HU survive
+    path = write_scalar_image(tmp_path / name, ct)
+    back = sitk.ReadImage(str(path))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back), ct.array)
+    assert sitk.GetArrayFromImage(back).dtype == dtype
+    np.testing.assert_allclose(back.GetOrigin(), ct.origin_lps, atol=1e-4)
+    np.testing.assert_allclose(np.reshape(back.GetDirection(), (3, 3)), ct.direction, atol=1e-5)
+    np.testing.assert_allclose(back.GetSpacing(), ct.spacing_mm, atol=1e-6)
+
+
+def test_scalar_image_writer_refuses_bad_input(tmp_path, tiny_ct):
+    with pytest.raises(ValueError, match="must end with one of"):
+        write_scalar_image(tmp_path / "ct.png", tiny_ct)
+    with pytest.raises(ValueError, match="integers or floats"):
+        write_scalar_image(tmp_path / "ct.nii.gz", tiny_ct.with_array(tiny_ct.array > 0))
+    assert not list(tmp_path.iterdir())
+
+
 def test_every_writer_refuses_to_overwrite_unless_forced(
     tmp_path, tiny_ct, tiny_labels, tiny_centroids_lps
 ):
     writers = {
         "l.nii.gz": lambda p, f: write_labelmap(p, tiny_labels, force=f),
+        "ct.nii.gz": lambda p, f: write_scalar_image(p, tiny_ct, force=f),
         "s.seg.nrrd": lambda p, f: write_seg_nrrd(p, tiny_labels, force=f),
         "c.mrk.json": lambda p, f: write_centroids_mrk_json(p, tiny_centroids_lps, force=f),
         "c.json": lambda p, f: write_verse_centroids(p, tiny_centroids_lps, force=f),

@@ -36,12 +36,9 @@ def write_case(out_dir, case_id: str, case, preview: bool = False, force: bool =
     import json
     from pathlib import Path
 
-    import SimpleITK as sitk
-
-    from SpineLabelerLib.image import to_sitk
     from SpineLabelerLib.io._files import atomic_path
     from SpineLabelerLib.io.centroids import write_verse_centroids
-    from SpineLabelerLib.io.labelmap import write_labelmap
+    from SpineLabelerLib.io.labelmap import write_labelmap, write_scalar_image
 
     out = Path(out_dir)
     sub = f"sub-{case_id}"
@@ -52,8 +49,7 @@ def write_case(out_dir, case_id: str, case, preview: bool = False, force: bool =
         "centroids": der / f"{sub}_seg-subreg_ctd.json",
         "sidecar": der / f"{sub}_phantom.json",
     }
-    with atomic_path(paths["ct"], force) as tmp:
-        sitk.WriteImage(to_sitk(case.ct), str(tmp), useCompression=True)
+    write_scalar_image(paths["ct"], case.ct, force=force)
     write_labelmap(paths["labels"], case.labels, force=force)
     write_verse_centroids(paths["centroids"], case.centroids_lps, force=force)
     with atomic_path(paths["sidecar"], force) as tmp:

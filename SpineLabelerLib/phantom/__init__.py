@@ -2,7 +2,7 @@
 ribs on the thoracic levels, transitional variants, pathology and scanner physics."""
 
 from SpineLabelerLib.phantom.benchmark_set import CaseSpec, benchmark_set_specs
-from SpineLabelerLib.phantom.generator import PhantomCase, centroids_of, generate_case
+from SpineLabelerLib.phantom.generator import PhantomCase, generate_case
 from SpineLabelerLib.phantom.scan import FOVS
 from SpineLabelerLib.phantom.subject import VARIANTS
 
@@ -12,6 +12,5 @@ __all__ = [
     "CaseSpec",
     "PhantomCase",
     "benchmark_set_specs",
-    "centroids_of",
     "generate_case",
 ]

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from SpineLabelerLib import anatomy
-from SpineLabelerLib.image import Image, index_to_lps, resample_onto
+from SpineLabelerLib.evaluation.centroids import centroids_from_labels
+from SpineLabelerLib.image import Image, resample_onto
 from SpineLabelerLib.phantom import physics as P
 from SpineLabelerLib.phantom.body import build_body, paint_body
 from SpineLabelerLib.phantom.canvas import Canvas
@@ -55,21 +56,6 @@ def _to_output(arr: np.ndarray, geo: ScanGeometry, nearest: bool, fill: float) -
     src = Image(arr, g.spacing_mm, g.origin_lps, np.eye(3))
     ref = Image(np.zeros(geo.size_ijk[::-1], np.uint8), geo.spacing_mm, tuple(geo.origin_lps), geo.direction)
     return resample_onto(src, ref, nearest=nearest, fill=fill).array
-
-
-def centroids_of(labels: Image) -> dict[int, np.ndarray]:
-    """Centre of mass (LPS mm) of every non-zero label of a labelmap."""
-    idx = np.nonzero(labels.array)
-    values = labels.array[idx]
-    out: dict[int, np.ndarray] = {}
-    if values.size == 0:
-        return out
-    n = np.bincount(values)
-    means = [np.bincount(values, weights=idx[a]) for a in (2, 1, 0)]  # i, j, k
-    for lab in np.nonzero(n)[0]:
-        ijk = np.array([m[lab] / n[lab] for m in means])
-        out[int(lab)] = index_to_lps(labels, ijk)[0]
-    return out
 
 
 def cut_labels(labels: np.ndarray) -> list[int]:
@@ -157,7 +143,7 @@ def generate_case(
     origin = tuple(np.asarray(geo.origin_lps) + offset)
     grid = dict(spacing_mm=geo.spacing_mm, origin_lps=origin, direction=geo.direction)
     lab_img = Image(labels, **grid)
-    centroids = centroids_of(lab_img)
+    centroids = centroids_from_labels(lab_img)
     present = sorted(centroids)
     meta = {
         "seed": int(seed),
