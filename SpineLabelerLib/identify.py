@@ -32,8 +32,9 @@ log-score, the sum of:
    bottom vertebra is L5 - or L6 in a six-lumbar spine (costs the L6 prior below), or L4
    when L5 is fused into the sacrum (a sacralized L5, which costs ``sacralized_prior``).
 4. **Expected sizes**: the cranio-caudal step from each vertebra to the next (mm) against the
-   typical step of its level, a weak Gaussian term that only decides when nothing else does
-   (e.g. a few lumbar vertebrae with no boundary and no sacrum in view).
+   typical step of its level, a weak Gaussian term, capped per step so that one odd step
+   (two vertebrae segmented as one) cannot outweigh the votes; it only decides when
+   nothing else does (e.g. a few lumbar vertebrae with no boundary and no sacrum in view).
 5. **L6 prior**: a six-lumbar spine is a variant; using L6 costs a fixed amount, so an L6 is
    only named when the evidence for it (a visible boundary or C1 above, the sacrum below,
    six lumbar-looking vertebrae between) outweighs it.
@@ -122,6 +123,7 @@ class IdentifyWeights:
     anchor: float = 4.0
     size: float = 0.5
     size_sigma_rel: float = 0.25
+    size_cap: float = 1.0  # one odd step (a merged or missed vertebra) costs at most this
     l6_prior: float = 1.5
     sacralized_prior: float = 1.5
     vote_floor: float = 0.05
@@ -177,7 +179,7 @@ def _size_loglik(evidence: Sequence[VertebraEvidence], start: int, w: IdentifyWe
         )
         typical = _TYPICAL_STEP_MM[LEVELS[start + i].name]
         z = (step - typical) / (w.size_sigma_rel * typical)
-        score += -0.5 * w.size * z * z
+        score -= w.size * min(0.5 * z * z, w.size_cap)
     return score
 
 

@@ -288,7 +288,7 @@ def _walk_one_way(
             walker.drop(vertebra)
             return found, "stalled"
         measured = float(np.linalg.norm(vertebra.centroid_lps - prev.centroid_lps))
-        if steps and measured > s.gap_factor * step and len(found) + 1 < budget:
+        if measured > s.gap_factor * step and len(found) + 1 < budget:
             middle = walker.segment_at(0.5 * (prev.centroid_lps + vertebra.centroid_lps))
             if middle is not None:
                 found.append(middle)

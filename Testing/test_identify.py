@@ -157,3 +157,11 @@ def test_documented_limit_rib_less_t12_seen_lumbar_without_c1_reads_as_l6():
     result = identify(column(col, looks_like={"T12": "lumbar"}), ColumnEnds(ends_below=True))
     assert list(result.names) == names("T10", "L6")
     assert result.confidences[col.index("T12")] < 0.6
+
+
+def test_one_odd_step_does_not_outweigh_votes_and_anchor():
+    # Cervical vertebrae segmented two-as-one give 35-40 mm steps where 16 mm are typical.
+    ev = column(names("C1", "C5"))
+    z = [0.0, -22.0, -61.0, -99.0, -122.0]
+    ev = [VertebraEvidence(e.region_votes, (0.0, 0.0, zz), e.rib_score) for e, zz in zip(ev, z)]
+    assert list(identify(ev, ColumnEnds(ends_above=True)).names) == names("C1", "C5")
