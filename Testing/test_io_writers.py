@@ -305,3 +305,95 @@ def test_stl_of_a_vertebra_cut_by_the_field_of_view_is_closed(tiny_labels):
     )
     np.testing.assert_allclose(ijk.min(axis=0), [18 - 0.5, -0.5, -0.5], atol=1e-6)
     np.testing.assert_allclose(ijk.max(axis=0), [23 + 0.5, 19 + 0.5, 4 + 0.5], atol=1e-6)
+
+
+def curved_spine(
+    count: int, height_mm: float, sideways_mm: float, forward_mm: float, pad_mm: int = 20
+):
+    """A hand-built spine on a 1 mm grid (identity direction): ``count`` boxes 16 x 14 mm
+    (x, y) and ``height_mm`` tall from L5 upwards, HU 700 in 40 HU tissue, their centres
+    bent sideways (LPS x, scoliosis) by up to ``sideways_mm`` and forwards (y, kyphosis)
+    by up to ``forward_mm`` along half a sine wave; ``pad_mm`` of tissue above and below."""
+    k_size = int(count * height_mm) + 2 * pad_mm
+    ct = np.full((k_size, 90, 120), 40, np.int16)
+    labels = np.zeros(ct.shape, np.uint8)
+    names = [v.label for v in anatomy.VERTEBRAE if v.name != "L6"]  # C1 .. L5
+    names = names[len(names) - count :]
+    for n, label in enumerate(reversed(names)):  # L5 at the bottom
+        k0 = pad_mm + int(round(n * height_mm))
+        k1 = pad_mm + int(round((n + 1) * height_mm)) - 1  # a 1 mm disc between vertebrae
+        bend = np.sin(np.pi * (n + 0.5) / count)
+        x, y = 60 + sideways_mm * bend, 45 - forward_mm * bend
+        box = (slice(k0, k1), slice(int(y - 7), int(y + 7)), slice(int(x - 8), int(x + 8)))
+        ct[box], labels[box] = 700, label
+    ct_img = Image(ct, (1.0, 1.0, 1.0), (-60.0, -45.0, 0.0), np.eye(3))
+    return ct_img, ct_img.with_array(labels)
+
+
+def panel_label_pixels(picture, box) -> dict[int, int]:
+    """Pixels of each vertebra's blended colour (over HU 700 bone grey) in one panel."""
+    x0, y0, x1, y1 = box
+    panel = np.asarray(picture).astype(float)[y0:y1, x0:x1]
+    grey = (700 - (300 - 750)) / 1500 * 255
+    out = {}
+    for v in anatomy.VERTEBRAE:
+        expected = np.round(0.55 * grey + 0.45 * np.array(v.color_rgb))
+        out[v.label] = int(np.all(np.abs(panel - expected) <= 1, axis=2).sum())
+    return out
+
+
+def test_curved_views_show_every_vertebra_of_a_scoliotic_kyphotic_spine():
+    ct, labels = curved_spine(count=12, height_mm=14.0, sideways_mm=35.0, forward_mm=25.0)
+    present = sorted(int(v) for v in np.unique(labels.array) if v)
+    # a flat mid-sagittal / mid-coronal plane misses most vertebrae of this spine
+    x_mid, y_mid = 60, 45
+    assert sum(not (labels.array[:, :, x_mid] == v).any() for v in present) >= 6
+    assert sum(not (labels.array[:, y_mid, :] == v).any() for v in present) >= 4
+    picture, layout = render_overview(ct, labels)
+    for box in (layout.sagittal_box, layout.coronal_box):
+        shown = panel_label_pixels(picture, box)
+        area_px = 14 * 12 / layout.mm_per_px**2  # a vertebra's smallest cut, 14 x 12 mm
+        assert all(shown[v] > 0.5 * area_px for v in present), {v: shown[v] for v in present}
+        assert all(n == 0 for v, n in shown.items() if v not in present)
+    assert set(layout.name_boxes["coronal"]) == set(present) == set(layout.name_boxes["sagittal"])
+
+
+def test_centre_line_follows_the_centroids_and_holds_beyond_the_ends():
+    from SpineLabelerLib.io.overview import _view_grid, centre_line_offsets
+
+    ct, _ = curved_spine(count=3, height_mm=10.0, sideways_mm=0.0, forward_mm=0.0)
+    grid = _view_grid(ct, "sagittal", np.array([0.0, 0.0, 20.0]), 1.0)  # plane x = 0
+    rows_z = grid.origin_lps[2] - np.arange(grid.array.shape[1])  # S -> I, 1 mm rows
+    centroids = {20: np.array([10.0, 0, 20.0]), 21: np.array([-6.0, 0, 30.0])}
+    offsets = centre_line_offsets(grid, centroids)
+    np.testing.assert_allclose(offsets[rows_z >= 30], -6.0)
+    np.testing.assert_allclose(offsets[rows_z <= 20], 10.0)
+    mid = np.argmin(np.abs(rows_z - 25.0))
+    assert offsets[mid] == pytest.approx(2.0 - 1.6 * (rows_z[mid] - 25.0), abs=1e-9)
+    assert not centre_line_offsets(grid, None).any()
+
+
+def test_close_names_are_spread_apart_without_overlap():
+    from SpineLabelerLib.io.overview import spread_positions
+
+    # 24 vertebrae 5 mm tall in a 320 mm field: 8 px apart, less than the text height
+    ct, labels = curved_spine(count=24, height_mm=5.0, sideways_mm=20.0, forward_mm=10.0, pad_mm=100)
+    picture, layout = render_overview(ct, labels)
+    assert 5.0 / layout.mm_per_px < 10
+    for view in ("sagittal", "coronal"):
+        boxes = layout.name_boxes[view]
+        assert len(boxes) == 24
+        x0, y0, x1, y1 = getattr(layout, f"{view}_box")
+        items = sorted(boxes.values(), key=lambda b: b[1])
+        for a, b in zip(items, items[1:]):
+            overlap_x = min(a[2], b[2]) - max(a[0], b[0])
+            overlap_y = min(a[3], b[3]) - max(a[1], b[1])
+            assert overlap_x <= 0 or overlap_y <= 0, (view, a, b)
+        assert all(x0 <= b[0] and b[2] <= x1 + 2 and y0 <= b[1] and b[3] <= y1 for b in items)
+        # names stay in anatomical order, top to bottom (C1 first)
+        order = [label for label, _ in sorted(boxes.items(), key=lambda kv: kv[1][1])]
+        assert order == sorted(order)
+    # the spreading itself: groups centred on their wanted mean, order kept, bounds respected
+    assert spread_positions([10.0, 11.0, 50.0], 10.0, 0.0, 100.0) == [5.5, 15.5, 50.0]
+    assert spread_positions([3.0, 2.0], 10.0, 0.0, 100.0) == [10.0, 0.0]
+    assert spread_positions([99.0, 98.0, 97.0], 10.0, 0.0, 100.0) == [100.0, 90.0, 80.0]

@@ -15,7 +15,7 @@ from PIL import ImageDraw, ImageFont
 from SpineLabelerLib import anatomy
 from SpineLabelerLib.image import Image, resample_onto
 from SpineLabelerLib.io._files import atomic_path
-from SpineLabelerLib.io.overview import BONE_WINDOW, LABEL_ALPHA, render_overview
+from SpineLabelerLib.io.overview import bone_window_rgb, field_centre_lps, render_overview
 
 AXIAL_FIELD_MM = 240.0
 AXIAL_PX = 256
@@ -45,27 +45,20 @@ def axial_panel(ct: Image, labels: Image, centre_lps: np.ndarray, title: str) ->
     grid = Image(np.zeros((1, AXIAL_PX, AXIAL_PX), np.uint8), (mm, mm, mm), tuple(origin), direction)
     hu = resample_onto(ct.with_array(ct.array.astype(np.float32)), grid, fill=-1024.0).array[0]
     lab = resample_onto(labels, grid, nearest=True).array[0]
-    level, width = BONE_WINDOW
-    grey = np.clip((hu - (level - width / 2)) / width, 0, 1) * 255
-    rgb = np.repeat(grey[..., None], 3, axis=2)
-    colours = np.zeros((256, 3))
-    for v in anatomy.VERTEBRAE:
-        colours[v.label] = v.color_rgb
-    on = lab > 0
-    rgb[on] = (1 - LABEL_ALPHA) * rgb[on] + LABEL_ALPHA * colours[lab[on]]
     # rows run anterior -> posterior (j = P) and columns right -> left (i = L): the
     # radiological view as it is
-    panel = PILImage.fromarray(np.round(rgb).astype(np.uint8))
+    panel = PILImage.fromarray(bone_window_rgb(hu, lab))
     ImageDraw.Draw(panel).text((4, 3), title, fill=(255, 255, 255), font=ImageFont.load_default(size=13))
     return panel
 
 
 def preview_image(ct: Image, labels: Image, centroids_lps: dict[int, np.ndarray]) -> PILImage.Image:
+    """The curved sagittal + coronal overview over one or two axial panels (``labels`` on
+    ``ct``'s grid, centroids LPS mm)."""
     overview, _ = render_overview(ct, labels, centroids_lps)
     levels = _pick_levels(sorted(centroids_lps))
     if not levels:  # a leg: axial slices through the middle of the field of view
-        centre = np.mean([np.asarray(ct.origin_lps)] + [np.asarray(ct.origin_lps) + ct.direction @ (np.array(ct.size_ijk) * ct.spacing_mm)], axis=0)
-        panels = [axial_panel(ct, labels, centre, "axial, mid field of view")]
+        panels = [axial_panel(ct, labels, field_centre_lps(ct), "axial, mid field of view")]
     else:
         panels = [axial_panel(ct, labels, centroids_lps[lab], f"axial {anatomy.vertebra(lab).name}") for lab in levels]
     width = max(overview.width, AXIAL_PX * len(panels) + 8 * (len(panels) - 1))
@@ -77,6 +70,7 @@ def preview_image(ct: Image, labels: Image, centroids_lps: dict[int, np.ndarray]
 
 
 def write_preview_png(path: str | os.PathLike, ct: Image, labels: Image, centroids_lps: dict[int, np.ndarray], force: bool = False) -> Path:
+    """Write :func:`preview_image` as a 256-colour PNG (refuses to overwrite unless ``force``)."""
     picture = preview_image(ct, labels, centroids_lps)
     with atomic_path(path, force) as tmp:
         # 256 colours are plenty for grey + label colours and keep a preview ~100-200 KB
