@@ -22,8 +22,8 @@ log-score, the sum of:
    vary are soft: C7 (cervical rib) may look thoracic, T12 (no ribs: the "11-rib" spine) may
    look lumbar, L1 (lumbar rib) may look thoracic. A boundary seen in the votes therefore
    fixes the count, but one odd vertebra at a boundary costs little. Stage 1 is trained to
-   call T12 thoracic with or without ribs (its classes come from the labels), so T12 is
-   only mildly soft (15 % lumbar-looking).
+   call each level by its region whatever its ribs (its classes come from the labels), so
+   the soft levels are only mildly soft (10 % the other region).
 2. **Ribs** (when measured, 0..1 per vertebra): thoracic levels expect ribs, the others do
    not; T12 and C7/L1 again only weakly.
 3. **Ends of the spine** (anchors). If the walk ended *inside* the field of view above the
@@ -47,7 +47,7 @@ one out, such as a rib-less T12).
 Known limit: when neither C1 nor the cervicothoracic boundary is in view, a six-lumbar
 spine and an 11-rib spine whose T12 stage 1 calls lumbar look the same (some thoracic
 vertebrae, then six lumbar-looking ones above the sacrum). The rule trusts the votes and
-names an L6 (an L6 prior of 1.5 against a T12-looks-lumbar cost of about 1.9); the
+names an L6 (an L6 prior of 1.5 against a T12-looks-lumbar cost of about 2.4); the
 confidence of the vertebra at the boundary shows the call was close. Likewise an L1 that
 stage 1 calls thoracic above the sacrum (a lumbar rib) against a sacralized L5.
 """
@@ -75,7 +75,7 @@ _TYPICAL_STEP_MM: dict[str, float] = {
 
 def _region_prior(name: str) -> tuple[float, float, float]:
     """pi(level, region): how likely a level looks cervical / thoracic / lumbar to stage 1."""
-    soft = {"C7": (0.85, 0.15, 0.0), "T12": (0.0, 0.85, 0.15), "L1": (0.0, 0.15, 0.85)}
+    soft = {"C7": (0.9, 0.1, 0.0), "T12": (0.0, 0.9, 0.1), "L1": (0.0, 0.1, 0.9)}
     if name in soft:
         return soft[name]
     region = anatomy.vertebra(name).region
