@@ -390,6 +390,10 @@ def test_close_names_are_spread_apart_without_overlap():
             overlap_y = min(a[3], b[3]) - max(a[1], b[1])
             assert overlap_x <= 0 or overlap_y <= 0, (view, a, b)
         assert all(x0 <= b[0] and b[2] <= x1 + 2 and y0 <= b[1] and b[3] <= y1 for b in items)
+        # no name is written over a vertebra
+        for label, (bx0, by0, bx1, by1) in boxes.items():
+            covered = panel_label_pixels(picture, (bx0, by0, bx1, by1))
+            assert sum(covered.values()) == 0, (view, label, covered)
         # names stay in anatomical order, top to bottom (C1 first)
         order = [label for label, _ in sorted(boxes.items(), key=lambda kv: kv[1][1])]
         assert order == sorted(order)

@@ -282,10 +282,10 @@ def _draw_names(
     centroids_lps: Mapping[int, np.ndarray],
     font,
 ) -> dict[int, Box]:
-    """Write each vertebra's name just right of where it shows in this view, at its
-    centroid's height. Names closer than the text height are spread apart vertically as a
-    group, in one column right of every vertebra in the group's rows, each joined to its
-    vertebra by a thin line. Returns each name's box (picture pixels)."""
+    """Write each vertebra's name right of where it shows in this view, at its centroid's
+    height, clear of every vertebra in the rows the name spans. Names closer than the text
+    height are spread apart vertically as a group in one such column; a name moved away
+    from its vertebra is joined to it by a thin line. Returns each name's box (picture px)."""
     style = dict(font=font, anchor="lm", stroke_width=2)
     top, bottom = draw.textbbox((0, 0), "C7T12L6", **style)[1::2]
     text_h = bottom - top
@@ -301,19 +301,18 @@ def _draw_names(
     out: dict[int, Box] = {}
     for first, members in groups:
         ys = [first + n * (text_h + 1) for n in range(len(members))]
-        if len(members) == 1:
-            columns = [anchors[members[0]][1] + NAME_OFFSET_PX]
-        else:  # one column clear of every vertebra between the group's top and bottom
-            r0 = int(max(0, min(min(ys), min(anchors[i][2] for i in members)) - text_h / 2))
-            r1 = int(min(lab.shape[0], max(max(ys), max(anchors[i][2] for i in members)) + text_h / 2 + 1))
-            labelled = np.nonzero(lab[r0:r1].any(axis=0))[0]
-            right = max([anchors[i][1] for i in members] + ([float(labelled.max())] if labelled.size else []))
-            columns = [right + 3 * NAME_OFFSET_PX] * len(members)
-        for i, y, x_text in zip(members, ys, columns):
+        # one column clear of every vertebra between the group's top and bottom
+        r0 = int(max(0, min(min(ys), min(anchors[i][2] for i in members)) - text_h / 2))
+        r1 = int(min(lab.shape[0], max(max(ys), max(anchors[i][2] for i in members)) + text_h / 2 + 1))
+        labelled = np.nonzero(lab[r0:r1].any(axis=0))[0]
+        right = max([anchors[i][1] for i in members] + ([float(labelled.max())] if labelled.size else []))
+        spread = len(members) > 1 or right > anchors[members[0]][1] + NAME_OFFSET_PX
+        x_text = right + (3 if spread else 1) * NAME_OFFSET_PX
+        for i, y in zip(members, ys):
             label, x, row = anchors[i]
             vertebra = anatomy.BY_LABEL[label]
             tx = min(x_text, lab.shape[1] - draw.textlength(vertebra.name, font=font) - 4)
-            if len(members) > 1:  # a leader line from the vertebra to its name
+            if spread:  # a leader line from the vertebra to its name
                 draw.line([(box[0] + x, box[1] + row), (box[0] + tx - 2, box[1] + y)], fill=vertebra.color_rgb)
             xy = (box[0] + tx, box[1] + y)
             draw.text(xy, vertebra.name, fill=vertebra.color_rgb, stroke_fill=(0, 0, 0), **style)
