@@ -33,6 +33,20 @@ def marked_lps(labels: Image) -> np.ndarray:
     return index_to_lps(labels, kji[0][::-1].astype(float))[0]
 
 
+def open_or_non_manifold_edges(mesh) -> int:
+    """Edges of a VTK surface that bound a hole or are shared by more than two triangles."""
+    import vtk
+
+    edges = vtk.vtkFeatureEdges()
+    edges.SetInputData(mesh)
+    edges.BoundaryEdgesOn()
+    edges.NonManifoldEdgesOn()
+    edges.FeatureEdgesOff()
+    edges.ManifoldEdgesOff()
+    edges.Update()
+    return edges.GetOutput().GetNumberOfCells()
+
+
 @pytest.mark.parametrize("name", ["labels.nii.gz", "labels.nii", "labels.nrrd"])
 def test_labelmap_round_trip_keeps_values_and_geometry(tmp_path, tiny_labels, name):
     path = write_labelmap(tmp_path / name, tiny_labels)
@@ -213,14 +227,7 @@ def test_stl_surface_overlays_the_label_on_an_oblique_flipped_grid(tmp_path, tin
     assert ijk[:, 1].min() >= 5.5 - 1e-3 and ijk[:, 1].max() <= 13.5 + 1e-3
     assert ijk[:, 2].min() >= k0 - 0.5 - 1e-3 and ijk[:, 2].max() <= k1 - 0.5 + 1e-3
     # Closed surface with outward normals: positive volume close to the voxels' volume.
-    edges = vtk.vtkFeatureEdges()
-    edges.SetInputData(mesh)
-    edges.BoundaryEdgesOn()
-    edges.NonManifoldEdgesOn()
-    edges.FeatureEdgesOff()
-    edges.ManifoldEdgesOff()
-    edges.Update()
-    assert edges.GetOutput().GetNumberOfCells() == 0
+    assert open_or_non_manifold_edges(mesh) == 0
     mass = vtk.vtkMassProperties()
     mass.SetInputData(label_surface(tiny_labels, 20, smoothing_iterations=0))
     mass.Update()
@@ -287,19 +294,10 @@ def test_overview_blends_label_colours_and_writes_png(
 
 def test_stl_of_a_vertebra_cut_by_the_field_of_view_is_closed(tiny_labels):
     """A label touching the array's faces (common at the FOV edge) still gives a closed mesh."""
-    import vtk
-
     cut = np.zeros_like(tiny_labels.array)
     cut[:5, :, -6:] = 19  # touches k = 0, j = 0 and J - 1, i = I - 1
     mesh = label_surface(tiny_labels.with_array(cut), 19, smoothing_iterations=0)
-    edges = vtk.vtkFeatureEdges()
-    edges.SetInputData(mesh)
-    edges.BoundaryEdgesOn()
-    edges.NonManifoldEdgesOn()
-    edges.FeatureEdgesOff()
-    edges.ManifoldEdgesOff()
-    edges.Update()
-    assert edges.GetOutput().GetNumberOfCells() == 0
+    assert open_or_non_manifold_edges(mesh) == 0
     ijk = lps_to_index(
         tiny_labels, np.array([mesh.GetPoint(n) for n in range(mesh.GetNumberOfPoints())])
     )
@@ -377,7 +375,9 @@ def test_close_names_are_spread_apart_without_overlap():
     from SpineLabelerLib.io.overview import spread_positions
 
     # 24 vertebrae 5 mm tall in a 320 mm field: 8 px apart, less than the text height
-    ct, labels = curved_spine(count=24, height_mm=5.0, sideways_mm=20.0, forward_mm=10.0, pad_mm=100)
+    ct, labels = curved_spine(
+        count=24, height_mm=5.0, sideways_mm=20.0, forward_mm=10.0, pad_mm=100
+    )
     picture, layout = render_overview(ct, labels)
     assert 5.0 / layout.mm_per_px < 10
     for view in ("sagittal", "coronal"):

@@ -117,9 +117,7 @@ def bone_window_rgb(hu: np.ndarray, labels: np.ndarray | None = None) -> np.ndar
     return np.round(rgb).astype(np.uint8)
 
 
-def centre_line_offsets(
-    grid: Image, centroids_lps: Mapping[int, np.ndarray] | None
-) -> np.ndarray:
+def centre_line_offsets(grid: Image, centroids_lps: Mapping[int, np.ndarray] | None) -> np.ndarray:
     """``(rows,)`` through-plane position (mm, along the view's normal, relative to ``grid``'s
     plane) of the spine centre line at each display row's height.
 
@@ -132,7 +130,9 @@ def centre_line_offsets(
         return np.zeros(rows)
     points = np.array([np.asarray(p, float) for p in centroids_lps.values()])
     points = points[np.argsort(points[:, 2])]
-    row_z = (np.asarray(grid.origin_lps) + np.outer(np.arange(rows) * grid.spacing_mm[1], row_dir))[:, 2]
+    row_z = (np.asarray(grid.origin_lps) + np.outer(np.arange(rows) * grid.spacing_mm[1], row_dir))[
+        :, 2
+    ]
     plane = float(normal @ np.asarray(grid.origin_lps))
     return np.interp(row_z, points[:, 2], points @ normal) - plane
 
@@ -187,7 +187,9 @@ def _to_view_px(grid: Image, lps: np.ndarray) -> tuple[float, float]:
     )
 
 
-def spread_groups(wanted: Sequence[float], gap: float, lo: float, hi: float) -> list[tuple[float, list[int]]]:
+def spread_groups(
+    wanted: Sequence[float], gap: float, lo: float, hi: float
+) -> list[tuple[float, list[int]]]:
     """Place items at least ``gap`` apart within [lo, hi], as close to ``wanted`` as can be.
 
     Neighbours closer than ``gap`` form a group centred on their wanted mean (then shifted
@@ -231,7 +233,9 @@ def render_overview(
     if centroids_lps is None and labels is not None:
         centroids_lps = centroids_from_labels(labels)
     centroids_lps = {
-        int(k): np.asarray(v, float) for k, v in (centroids_lps or {}).items() if int(k) in anatomy.BY_LABEL
+        int(k): np.asarray(v, float)
+        for k, v in (centroids_lps or {}).items()
+        if int(k) in anatomy.BY_LABEL
     }
     centre = _labels_centre(labels, ct)
     mm_per_px = float(np.ptp(corners_lps(ct), axis=0).max()) / PANEL_PX
@@ -297,15 +301,21 @@ def _draw_names(
             continue
         here = np.nonzero(lab[r] == label)[0]
         anchors.append((label, float(here.max() if here.size else col), row))
-    groups = spread_groups([a[2] for a in anchors], text_h + 1, text_h / 2, lab.shape[0] - text_h / 2)
+    groups = spread_groups(
+        [a[2] for a in anchors], text_h + 1, text_h / 2, lab.shape[0] - text_h / 2
+    )
     out: dict[int, Box] = {}
     for first, members in groups:
         ys = [first + n * (text_h + 1) for n in range(len(members))]
         # one column clear of every vertebra between the group's top and bottom
         r0 = int(max(0, min(min(ys), min(anchors[i][2] for i in members)) - text_h / 2))
-        r1 = int(min(lab.shape[0], max(max(ys), max(anchors[i][2] for i in members)) + text_h / 2 + 1))
+        r1 = int(
+            min(lab.shape[0], max(max(ys), max(anchors[i][2] for i in members)) + text_h / 2 + 1)
+        )
         labelled = np.nonzero(lab[r0:r1].any(axis=0))[0]
-        right = max([anchors[i][1] for i in members] + ([float(labelled.max())] if labelled.size else []))
+        right = max(
+            [anchors[i][1] for i in members] + ([float(labelled.max())] if labelled.size else [])
+        )
         spread = len(members) > 1 or right > anchors[members[0]][1] + NAME_OFFSET_PX
         x_text = right + (3 if spread else 1) * NAME_OFFSET_PX
         for i, y in zip(members, ys):
@@ -313,7 +323,10 @@ def _draw_names(
             vertebra = anatomy.BY_LABEL[label]
             tx = min(x_text, lab.shape[1] - draw.textlength(vertebra.name, font=font) - 4)
             if spread:  # a leader line from the vertebra to its name
-                draw.line([(box[0] + x, box[1] + row), (box[0] + tx - 2, box[1] + y)], fill=vertebra.color_rgb)
+                draw.line(
+                    [(box[0] + x, box[1] + row), (box[0] + tx - 2, box[1] + y)],
+                    fill=vertebra.color_rgb,
+                )
             xy = (box[0] + tx, box[1] + y)
             draw.text(xy, vertebra.name, fill=vertebra.color_rgb, stroke_fill=(0, 0, 0), **style)
             out[label] = tuple(int(v) for v in draw.textbbox(xy, vertebra.name, **style))
