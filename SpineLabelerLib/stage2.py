@@ -51,7 +51,7 @@ class WalkSettings:
     min_advance: float = 0.4  # a new centroid must move on at least this many steps
     lead: float = 0.75  # the next patch centre lies this many steps on from the last centroid
     gap_factor: float = 1.6  # a longer step than this (x the usual one) hides a missed vertebra
-    box_tolerance_mm: float = 10.0  # a centroid this far past stage 1's spine is no vertebra
+    box_tolerance_mm: float = 0.0  # a centroid past stage 1's spine box is no vertebra
     max_vertebrae: int = 28
     step_limits_mm: tuple[float, float] = (10.0, 50.0)
 

@@ -187,6 +187,7 @@ def main(argv=None) -> int:
 
     import torch
 
+    from SpineLabelerLib import nets
     from SpineLabelerLib.phantom.benchmark_set import benchmark_set_specs
     from SpineLabelerLib.pipeline import SegmentSettings
 
@@ -217,9 +218,13 @@ def main(argv=None) -> int:
 
     say(f"benchmarks/accuracy.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
     say(
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; stage-1 spacing {settings.stage1_spacing_mm} mm; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; stage-1 spacing "
+        f"{settings.stage1_spacing_mm or 'as trained'}; "
         f"{'--fast' if args.fast else 'default settings'}; {args.threads} CPU threads"
     )
+    for kind in ("stage1", "stage2"):
+        meta = nets.read_weight_file(Path(settings.weights_dir) / f"{kind}.pt")["meta"]
+        say(f"{kind} weights: step {meta.get('steps')}, validation {meta.get('validation')}")
     records = []
     for spec in specs:
         rec = run_phantom_case(spec, settings)
