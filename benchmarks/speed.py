@@ -231,6 +231,13 @@ def main(argv=None) -> int:
             print(f"  run {r + 1}: {runs[-1]['timings_s']['total']:.2f} s", flush=True)
 
     first = runs[0]
+    from SpineLabelerLib import nets
+    from SpineLabelerLib.pipeline import DEFAULT_WEIGHTS_DIR
+
+    weights_dir = Path(args.weights) if args.weights else DEFAULT_WEIGHTS_DIR
+    for kind in ("stage1", "stage2"):
+        meta = nets.read_weight_file(weights_dir / f"{kind}.pt")["meta"]
+        say(f"{kind} weights: {weights_dir / (kind + '.pt')}, step {meta.get('steps')}")
     say(
         f"device: {first['device']}; threads: {args.threads}; settings: {'--fast' if args.fast else 'default'}; "
         f"repeats: {len(runs)} (fresh process each)"
