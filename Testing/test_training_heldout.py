@@ -20,6 +20,7 @@ def test_predict_regions_pads_and_crops_back():
 
 def test_model_card_states_the_run(tmp_path):
     from _tiny_spine import tiny_source
+
     from SpineLabelerLib.training.loop import TrainConfig, train
 
     cfg = TrainConfig.from_dict(
