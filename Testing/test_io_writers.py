@@ -354,6 +354,7 @@ def test_curved_views_show_every_vertebra_of_a_scoliotic_kyphotic_spine():
         assert all(shown[v] > 0.5 * area_px for v in present), {v: shown[v] for v in present}
         assert all(n == 0 for v, n in shown.items() if v not in present)
     assert set(layout.name_boxes["coronal"]) == set(present) == set(layout.name_boxes["sagittal"])
+    assert list(layout.labels_shown["sagittal"]) == present == list(layout.labels_shown["coronal"])
 
 
 def test_centre_line_follows_the_centroids_and_holds_beyond_the_ends():

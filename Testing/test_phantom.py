@@ -226,3 +226,23 @@ def test_progress_is_reported_and_cancel_stops_the_job():
     flag.set()
     with pytest.raises(Cancelled):
         generate_case(1, "lumbar", spacing_mm=(3.0, 3.0, 3.0), cancel=flag)
+
+
+def test_preview_of_a_scoliotic_phantom_shows_every_vertebra_in_both_views():
+    """Seed 8 draws a 55 degree thoracic scoliosis: the curved overview views still show
+    every vertebra in view (a flat mid-coronal plane shows 21 of 24), and the preview puts the
+    axial panels under the overview."""
+    from SpineLabelerLib.io.overview import render_overview
+    from SpineLabelerLib.phantom.preview import AXIAL_PX, preview_image
+
+    case = generate_case(8, "whole", spacing_mm=(3.0, 3.0, 3.0), physics=False)
+    assert case.meta["scoliosis"]["cobb_deg"] > 50
+    overview, layout = render_overview(case.ct, case.labels, case.centroids_lps)
+    present = tuple(sorted(case.centroids_lps))
+    assert layout.labels_shown["sagittal"] == present == layout.labels_shown["coronal"]
+    assert set(layout.name_boxes["coronal"]) == set(present)
+    picture = preview_image(case.ct, case.labels, case.centroids_lps)
+    assert picture.height == overview.height + 8 + AXIAL_PX
+    assert np.array_equal(
+        np.asarray(picture)[: overview.height, : overview.width], np.asarray(overview)
+    )

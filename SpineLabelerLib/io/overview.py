@@ -55,13 +55,15 @@ Box = tuple[int, int, int, int]  # left, top, right, bottom pixels of the whole 
 class OverviewLayout:
     """Where each view sits in the picture: (left, top, right, bottom) pixels; mm per pixel;
     the point the views are centred on (LPS mm); the box of every name written, per view
-    (``{"sagittal": {label: box}, "coronal": {...}}``, picture pixels)."""
+    (``{"sagittal": {label: box}, "coronal": {...}}``, picture pixels); the labels each
+    view shows (``{"sagittal": (label, ...), ...}``, ascending)."""
 
     sagittal_box: Box
     coronal_box: Box
     mm_per_px: float
     centre_lps: tuple[float, float, float]
     name_boxes: Mapping[str, Mapping[int, Box]]
+    labels_shown: Mapping[str, tuple[int, ...]]
 
 
 def corners_lps(image: Image) -> np.ndarray:
@@ -165,7 +167,8 @@ def _render_view(
     depth = (offsets_mm - lo) / step  # fractional slice index per row
     rows = np.arange(grid.array.shape[1])[:, None]
     cols = np.arange(grid.array.shape[2])[None, :]
-    stack = resample_onto(ct.with_array(ct.array.astype(np.float32)), slab, fill=-1024.0).array
+    # the CT's own dtype: no float copy of a whole clinical volume; display needs no sub-HU
+    stack = resample_onto(ct, slab, fill=-1024.0).array.astype(np.float32)
     k0 = np.floor(depth).astype(np.intp)
     w = (depth - k0)[:, None]
     hu = (1 - w) * stack[k0[:, None], rows, cols] + w * stack[k0[:, None] + 1, rows, cols]
@@ -262,8 +265,16 @@ def render_overview(
         _draw_edge_letters(draw, box, _EDGE_LETTERS[view], font)
         name_boxes[view] = _draw_names(draw, box, grids[view], lab, centroids_lps, font)
         left = box[2] + GAP_PX
+    shown = {
+        view: tuple(int(v) for v in np.unique(lab) if v) for view, (_, lab) in rendered.items()
+    }
     layout = OverviewLayout(
-        boxes["sagittal"], boxes["coronal"], mm_per_px, tuple(float(c) for c in centre), name_boxes
+        boxes["sagittal"],
+        boxes["coronal"],
+        mm_per_px,
+        tuple(float(c) for c in centre),
+        name_boxes,
+        shown,
     )
     return canvas, layout
 

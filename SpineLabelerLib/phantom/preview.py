@@ -43,7 +43,7 @@ def axial_panel(ct: Image, labels: Image, centre_lps: np.ndarray, title: str) ->
     direction = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
     origin = np.asarray(centre_lps, float) - np.array([AXIAL_FIELD_MM / 2, AXIAL_FIELD_MM / 2, 0.0])
     grid = Image(np.zeros((1, AXIAL_PX, AXIAL_PX), np.uint8), (mm, mm, mm), tuple(origin), direction)
-    hu = resample_onto(ct.with_array(ct.array.astype(np.float32)), grid, fill=-1024.0).array[0]
+    hu = resample_onto(ct, grid, fill=-1024.0).array[0].astype(np.float32)
     lab = resample_onto(labels, grid, nearest=True).array[0]
     # rows run anterior -> posterior (j = P) and columns right -> left (i = L): the
     # radiological view as it is
