@@ -132,11 +132,9 @@ def centre_line_offsets(grid: Image, centroids_lps: Mapping[int, np.ndarray] | N
         return np.zeros(rows)
     points = np.array([np.asarray(p, float) for p in centroids_lps.values()])
     points = points[np.argsort(points[:, 2])]
-    row_z = (np.asarray(grid.origin_lps) + np.outer(np.arange(rows) * grid.spacing_mm[1], row_dir))[
-        :, 2
-    ]
-    plane = float(normal @ np.asarray(grid.origin_lps))
-    return np.interp(row_z, points[:, 2], points @ normal) - plane
+    origin = np.asarray(grid.origin_lps)
+    row_z = origin[2] + np.arange(rows) * grid.spacing_mm[1] * row_dir[2]  # LPS z of each row
+    return np.interp(row_z, points[:, 2], points @ normal) - float(normal @ origin)
 
 
 def _slab_grid(grid: Image, lo_mm: float, n: int, step_mm: float) -> Image:
