@@ -236,13 +236,12 @@ class SpineLabelerLogic(ScriptedLoadableModuleLogic):
         """
         if volumeNode is None:
             raise ValueError("Select a CT volume first.")
-        _, image, _, childjob = _lib()
-        import SimpleITK as sitk
+        _, _, _, childjob = _lib()
+        from SpineLabelerLib.io import write_scalar_image
 
         ct = volumeImage(volumeNode)
         workDir = tempfile.TemporaryDirectory(prefix="SpineLabeler-")
-        ctPath = Path(workDir.name) / "ct.nrrd"
-        sitk.WriteImage(image.to_sitk(ct), str(ctPath), True)
+        ctPath = write_scalar_image(Path(workDir.name) / "ct.nrrd", ct)
         argv = childjob.segment_argv(
             childjob.python_executable(), ctPath, Path(workDir.name) / "out", device, fast, formats
         )
@@ -959,14 +958,11 @@ class SpineLabelerTest(ScriptedLoadableModuleTest):
 
     def _phantomVolume(self, folder):
         """A small phantom CT (library generator) loaded as a volume node."""
-        import SimpleITK as sitk
-
         from SpineLabelerLib import phantom
-        from SpineLabelerLib.image import to_sitk
+        from SpineLabelerLib.io import write_scalar_image
 
         case = phantom.generate_case(3, "lumbar", spacing_mm=(1.5, 1.5, 2.0))
-        path = Path(folder) / "phantom_ct.nrrd"
-        sitk.WriteImage(to_sitk(case.ct), str(path), True)
+        path = write_scalar_image(Path(folder) / "phantom_ct.nrrd", case.ct)
         return slicer.util.loadVolume(str(path)), case
 
     def _checkSegments(self, segmentationNode, labels):

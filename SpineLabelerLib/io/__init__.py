@@ -9,7 +9,7 @@ is written.
 
 from SpineLabelerLib.io.centroids import read_verse_centroids, write_verse_centroids
 from SpineLabelerLib.io.checks import CTInputError, check_ct
-from SpineLabelerLib.io.labelmap import write_labelmap
+from SpineLabelerLib.io.labelmap import write_labelmap, write_scalar_image
 from SpineLabelerLib.io.markups import read_centroids_mrk_json, write_centroids_mrk_json
 from SpineLabelerLib.io.overview import write_overview_png
 from SpineLabelerLib.io.reader import read_ct, read_labelmap
@@ -30,6 +30,7 @@ __all__ = [
     "write_labelmap",
     "write_overview_png",
     "write_result_files",
+    "write_scalar_image",
     "write_seg_nrrd",
     "write_verse_centroids",
     "write_vertebra_surfaces",
