@@ -372,17 +372,6 @@ def segment_spine(
     )
 
 
-def region_decision(probs: np.ndarray) -> np.ndarray:
-    """Class map ``(K, J, I)`` uint8 from stage-1 probabilities ``(4, K, J, I)``.
-
-    Spine where P(background) < 0.5 - the three spine classes together outweigh the
-    background - then the most probable of cervical / thoracic / lumbar. (A plain argmax
-    would call background a voxel at P = 0.4 / 0.3 / 0.3 that is 60 % spine.)
-    """
-    region = np.argmax(probs[1:], axis=0).astype(np.uint8) + 1
-    return np.where(probs[0] < 0.5, region, 0).astype(np.uint8)
-
-
 def stage1_spacing(settings: SegmentSettings, runner) -> float:
     """Stage-1 grid spacing (mm): the setting, else what the network was trained at."""
     if settings.stage1_spacing_mm is not None:
@@ -401,7 +390,9 @@ def run_stage1(
     probs = stage1.sliding_window_probabilities(
         volume, runner, 4, settings.stage1_window_kji, settings.stage1_overlap, progress, cancel
     )
-    classes = canon.with_array(region_decision(probs))
+    # argmax: a false spine voxel costs more than a missed one (stage 2 fills in the
+    # vertebrae along the centre line, but can only walk where stage 1 says spine is)
+    classes = canon.with_array(np.argmax(probs, axis=0).astype(np.uint8))
     return stage1.summarize(classes, settings.cleaning)
 
 

@@ -35,8 +35,8 @@ class CleaningSettings:
     """Connected-component cleaning of the stage-1 map (volumes in ml)."""
 
     min_component_ml: float = 2.0  # drop specks smaller than a small cervical vertebra
-    min_fraction_of_largest: float = 0.05  # drop far smaller strays next to the spine column
-    min_spine_ml: float = 4.0  # less than this in total: no spine
+    min_fraction_of_largest: float = 0.1  # drop far smaller strays next to the spine column
+    min_spine_ml: float = 10.0  # a largest piece under this (C1 + C2 are ~15 ml): no spine
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,8 @@ def clean_region_map(
 
     Components of the foreground (any region, 26-connected) smaller than
     ``min_component_ml`` or than ``min_fraction_of_largest`` of the largest are set to 0;
-    if what is left is under ``min_spine_ml`` the whole map is cleared (no spine).
+    if the largest is under ``min_spine_ml`` the whole map is cleared (no spine: a few
+    bone specks of a leg CT are no spinal column).
     """
     fg = classes > 0
     comp, n = ndimage.label(fg, structure=np.ones((3, 3, 3), bool))
@@ -166,7 +167,7 @@ def clean_region_map(
     keep = (sizes_ml >= settings.min_component_ml) & (
         sizes_ml >= settings.min_fraction_of_largest * sizes_ml.max()
     )
-    if sizes_ml[keep].sum() < settings.min_spine_ml:
+    if sizes_ml.max() < settings.min_spine_ml:
         return np.zeros_like(classes)
     lut = np.concatenate([[False], keep])
     return np.where(lut[comp], classes, 0).astype(classes.dtype)

@@ -404,14 +404,6 @@ def test_shipped_weights_cancel_cleanly_during_the_walk():
         pipeline.segment_spine(case.ct, progress=progress, cancel=flag)
 
 
-def test_region_decision_weighs_spine_against_background_first():
-    probs = np.array(
-        [[0.4, 0.6, 0.5], [0.3, 0.1, 0.1], [0.3, 0.0, 0.1], [0.0, 0.3, 0.3]], np.float32
-    )
-    probs = probs.reshape(4, 1, 1, 3)
-    np.testing.assert_array_equal(pipeline.region_decision(probs).ravel(), [1, 0, 0])
-
-
 def test_labels_go_back_to_the_input_grid_like_a_full_resampling():
     c, s = np.cos(np.radians(25)), np.sin(np.radians(25))
     ct = Image(

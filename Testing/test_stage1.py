@@ -102,3 +102,13 @@ def test_centre_line_follows_a_tilted_column():
     t = line.tangent_at(40.0)
     assert t[0] == pytest.approx(0.25 / np.hypot(0.25, 1.0), abs=0.03)
     assert line.point_at(40.0)[0] == pytest.approx(2.0 * (5 + 20 / 4 + 1), abs=1.0)
+
+
+def test_scattered_bone_pieces_of_a_leg_are_no_spine():
+    a = np.zeros((60, 60, 60), np.uint8)
+    for k0 in (5, 25, 45):  # three 7.3 ml pieces (270 voxels at 3 mm): each less than C1 + C2
+        a[k0 : k0 + 10, 20:29, 20:23] = 3
+    assert not stage1.clean_region_map(a, 0.027).any()
+    a[5:40, 40:46, 40:46] = 2  # a 34 ml column: a spine, and the pieces over 10 % of it stay
+    cleaned = stage1.clean_region_map(a, 0.027)
+    assert (cleaned == 2).sum() == 35 * 36 and (cleaned == 3).sum() == 3 * 270
