@@ -60,6 +60,7 @@ class SegmentSettings:
     # patch_kji None: the patch stage 2 was trained on (its weight file), else preprocess's
     walk: stage2.WalkSettings = field(default_factory=lambda: stage2.WalkSettings(patch_kji=None))
     cleaning: stage1.CleaningSettings = field(default_factory=stage1.CleaningSettings)
+    min_stage1_support: float = 0.1  # end vertebrae less spine than this to stage 1 are dropped
 
     def fast(self) -> SegmentSettings:
         """The ``--fast`` variant: at most 2 predictions per vertebra, and a mask well inside
@@ -253,6 +254,27 @@ def _region_at(result: stage1.Stage1Result, z: float) -> str:
     return "thoracic"
 
 
+def trim_unsupported_ends(walk: stage2.WalkResult, votes: list, min_support: float) -> None:
+    """Drop vertebrae at either end of the column that stage 1 hardly calls spine (in place).
+
+    Stage 2 segments whatever vertebra-like bone is near its patch (the sacrum, say);
+    stage 1 says where the spine is. An end vertebra with under ``min_support`` of its
+    voxels called spine by stage 1 goes, and that end becomes a "spine" end (the spine
+    ended there as stage 1 sees it) unless the field of view had cut it.
+    """
+
+    def support(vote: tuple[float, float, float], v: stage2.WalkedVertebra) -> float:
+        voxels = v.volume_ml / (float(np.prod(walk.instances.spacing_mm)) / 1000.0)
+        return sum(vote) / max(voxels, 1.0)
+
+    while walk.vertebrae and support(votes[-1], walk.vertebrae[-1]) < min_support:
+        votes.pop()
+        walk.end_below = "fov" if walk.vertebrae.pop().partial else "spine"
+    while walk.vertebrae and support(votes[0], walk.vertebrae[0]) < min_support:
+        votes.pop(0)
+        walk.end_above = "fov" if walk.vertebrae.pop(0).partial else "spine"
+
+
 def _votes(
     instances: np.ndarray, classes_on_crop: np.ndarray, index: int
 ) -> tuple[float, float, float]:
@@ -334,11 +356,16 @@ def segment_spine(
     t = time.perf_counter()
     report(progress, "identify", _SPANS["identify"][0], "naming the vertebrae")
     classes_on_crop = preprocess.labels_onto(s1.classes, crop).array
+    votes = [_votes(walk.instances.array, classes_on_crop, v.index) for v in walk.vertebrae]
+    trim_unsupported_ends(walk, votes, settings.min_stage1_support)
+    if not walk.vertebrae:
+        timings["total"] = time.perf_counter() - t_all
+        report(progress, "done", 1.0, "no spine found")
+        why = "no vertebra of the walk lies where stage 1 sees spine"
+        return _no_spine(ct, timings, device_name, messages, why, work)
     evidence = [
-        identify.VertebraEvidence(
-            _votes(walk.instances.array, classes_on_crop, v.index), tuple(v.centroid_lps)
-        )
-        for v in walk.vertebrae
+        identify.VertebraEvidence(vote, tuple(v.centroid_lps))
+        for v, vote in zip(walk.vertebrae, votes)
     ]
     ends = identify.ColumnEnds(
         ends_above=walk.end_above == "spine", ends_below=walk.end_below == "spine"

@@ -425,3 +425,16 @@ def test_labels_go_back_to_the_input_grid_like_a_full_resampling():
     np.testing.assert_array_equal(
         np.bincount(part.array.ravel())[1:], np.bincount(whole.array.ravel())[1:]
     )
+
+
+def test_end_vertebrae_stage_one_does_not_call_spine_are_dropped():
+    from SpineLabelerLib.stage2 import WalkedVertebra, WalkResult
+
+    grid = Image(np.zeros((4, 4, 4), np.int16))  # 1 mm voxels: 1 ml = 1000 voxels
+    column = [WalkedVertebra(n, np.zeros(3), 10.0, n == 4, 1, True) for n in range(1, 5)]
+    walk = WalkResult(grid, list(column), end_above="fov", end_below="fov")
+    votes = [(0, 0, 500), (0, 0, 9000), (0, 9000, 0), (0, 0, 800)]  # supports .05 .9 .9 .08
+    pipeline.trim_unsupported_ends(walk, votes, 0.1)
+    assert [v.index for v in walk.vertebrae] == [2, 3] and len(votes) == 2
+    assert walk.end_above == "spine"  # a whole vertebra that is no spine: e.g. the skull base
+    assert walk.end_below == "fov"  # the dropped one was cut by the field of view
