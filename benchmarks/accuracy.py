@@ -42,10 +42,38 @@ def _fmt(value: float, digits: int = 1) -> str:
     )
 
 
-def segment(ct, settings):
-    from SpineLabelerLib.pipeline import segment_spine
+REFERENCE_STAGE1 = False  # --stage1-from-reference: a diagnostic, never a result
 
-    return segment_spine(ct, settings)
+
+class ReferenceRegions:
+    """Stage 1 replaced by the reference labels' regions on the stage-1 grid (a diagnostic
+    that measures stage 2 + identification alone; ``(1, K, J, I)`` -> ``(4, K, J, I)``)."""
+
+    messages: list = []
+
+    def __init__(self, labels, spacing_mm: float) -> None:
+        from SpineLabelerLib import preprocess
+
+        grid = preprocess.labels_to_canonical(labels, spacing_mm)
+        self.classes = preprocess.region_classes(grid.array)
+        self.trained_spacing_mm = spacing_mm
+
+    def __call__(self, volume):
+        import numpy as np
+
+        if volume.shape[1:] != self.classes.shape:
+            raise ValueError(f"grid {volume.shape[1:]} != reference grid {self.classes.shape}")
+        return np.stack([(self.classes == c).astype(np.float32) for c in range(4)])
+
+
+def segment(ct, settings, reference=None):
+    from SpineLabelerLib.pipeline import load_runners, segment_spine, stage1_spacing
+
+    if not REFERENCE_STAGE1:
+        return segment_spine(ct, settings)
+    run1, run2, device, _ = load_runners(settings)
+    oracle = ReferenceRegions(reference, stage1_spacing(settings, run1))
+    return segment_spine(ct, settings, runners=(oracle, run2, device))
 
 
 def run_phantom_case(spec, settings) -> dict:
@@ -56,7 +84,7 @@ def run_phantom_case(spec, settings) -> dict:
     t = time.perf_counter()
     case = phantom.generate_case(spec.seed, spec.fov, spec.variant, spec.spacing_mm)
     gen_s = time.perf_counter() - t
-    result = segment(case.ct, settings)
+    result = segment(case.ct, settings, case.labels)
     record = {
         "case": spec.case_id,
         "seed": spec.seed,
@@ -88,7 +116,7 @@ def run_real_case(settings) -> dict:
 
     ct = read_ct(REAL_CASE / "sub-verse008_ct.nii.gz")
     ref = read_labelmap(REAL_CASE / "sub-verse008_seg-vert_msk.nii.gz", reference=ct)
-    result = segment(ct, settings)
+    result = segment(ct, settings, ref)
     ev = evaluate(result.labels, ref)
     return {
         "case": "verse008",
@@ -183,7 +211,14 @@ def main(argv=None) -> int:
         "--save", action="store_true", help="write benchmarks/results/accuracy*.txt/.json"
     )
     p.add_argument("--tag", help="suffix of the saved file names")
+    p.add_argument(
+        "--stage1-from-reference",
+        action="store_true",
+        help="diagnostic: replace stage 1 by the reference regions (measures stage 2 + naming)",
+    )
     args = p.parse_args(argv)
+    global REFERENCE_STAGE1
+    REFERENCE_STAGE1 = args.stage1_from_reference
 
     import torch
 
@@ -217,6 +252,8 @@ def main(argv=None) -> int:
         lines.append(text)
 
     say(f"benchmarks/accuracy.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
+    if REFERENCE_STAGE1:
+        say("DIAGNOSTIC: stage 1 replaced by the reference regions; not a result of the product")
     say(
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; stage-1 spacing "
         f"{settings.stage1_spacing_mm or 'as trained'}; "
