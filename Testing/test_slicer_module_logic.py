@@ -480,6 +480,11 @@ def test_a_volume_under_a_transform_is_refused(module):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="the shipped stage-1 weights name fewer than half of the phantom's vertebrae right "
+    "(benchmarks/results/accuracy.txt; issue 5)",
+)
 def test_the_modules_phantom_test_passes_with_the_shipped_weights(module):
     """The module's end-to-end test (child process, real `segment`) once weights exist."""
     if not (ROOT / "Resources" / "Models" / "stage1.pt").is_file():
