@@ -9,7 +9,7 @@ when the user clicks Cancel.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Optional
+from typing import Callable
 
 ProgressCallback = Callable[[str, float, str], None]  # (stage, fraction 0..1, message)
 
@@ -36,7 +36,7 @@ class CancelFlag:
             raise Cancelled("cancelled by the user")
 
 
-def report(progress: Optional[ProgressCallback], stage: str, fraction: float, message: str = "") -> None:
+def report(progress: ProgressCallback | None, stage: str, fraction: float, message: str = "") -> None:
     """Call ``progress`` if there is one, with the fraction clamped to [0, 1]."""
     if progress is not None:
         progress(stage, min(max(float(fraction), 0.0), 1.0), message)
