@@ -126,7 +126,3 @@ def vertebra(label_or_name: int | str) -> Vertebra:
         return table[label_or_name]  # type: ignore[index]
     except KeyError:
         raise KeyError(f"unknown vertebra {label_or_name!r}; expected 1-25 or C1..L6") from None
-
-
-def region_of_label(label: int) -> str:
-    return vertebra(int(label)).region
