@@ -94,6 +94,41 @@ def test_checkpoint_round_trip_resumes_exactly(tmp_path):
     assert not torch.equal(other.state_dict()["head.weight"], straight["head.weight"])
 
 
+def test_time_limit_stops_validated_and_saved_and_resume_goes_on(tmp_path):
+    cfg = _cfg(steps=50, val_every=1000)
+    summary = train("stage1", cfg, tmp_path, sources=_sources(), time_limit_s=0.0)
+    assert summary["steps"] == 1  # the limit is checked after each step
+    assert summary["validation"] is not None  # validated at the stop although val_every is 1000
+    assert nets.load_model(tmp_path / "stage1.pt", "stage1").weights_meta["steps"] == 1
+    assert (tmp_path / "stage1_best.pt").exists()
+    resumed = train("stage1", cfg, tmp_path, steps=3, resume=True, sources=_sources())
+    assert resumed["steps"] == 3
+
+
+def test_init_starts_a_new_run_from_a_weight_file(tmp_path):
+    cfg = _cfg(steps=2)
+    train("stage1", cfg, tmp_path / "a", sources=_sources())
+    start = nets.load_model(tmp_path / "a" / "stage1.pt", "stage1").state_dict()
+    tuned = train(
+        "stage1", _cfg(steps=1, lr=0.0), tmp_path / "b", sources=_sources(),
+        init_weights=tmp_path / "a" / "stage1.pt",
+    )  # fmt: skip
+    state = tuned["model"].state_dict()
+    for name, tensor in start.items():  # lr 0: the weights are the file's (BN statistics move)
+        if "running" not in name and "num_batches" not in name:
+            assert torch.equal(tensor.float(), state[name].float()), name
+    meta = nets.load_model(tmp_path / "b" / "stage1.pt", "stage1").weights_meta
+    assert meta["initialised_from"]["file"].endswith("stage1.pt")
+    with pytest.raises(ValueError, match="network"):
+        train(
+            "stage1", _cfg(steps=1, net={"base_channels": 2, "depth": 2}), tmp_path / "c",
+            sources=_sources(), init_weights=tmp_path / "a" / "stage1.pt",
+        )  # fmt: skip
+    with pytest.raises(nets.ModelFileError):
+        train("stage2", _cfg(steps=1), tmp_path / "d", sources=_sources(),
+              init_weights=tmp_path / "a" / "stage1.pt")  # fmt: skip
+
+
 def test_stage2_samples_follow_the_protocol():
     from SpineLabelerLib.training.data import CasePreparer, StepSamples
 

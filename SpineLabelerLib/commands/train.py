@@ -27,6 +27,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threads", type=int, default=None, help="CPU threads (default: the config's; speed only)"
     )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop (validated and saved) after this much training time; --resume goes on",
+    )
+    p.add_argument(
+        "--init",
+        default=None,
+        help="start from this weight file of the same stage (fine-tuning; not with --resume)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=run)
 
@@ -64,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         progress=None if args.no_progress else _progress_bar(),
         device=args.device,
         command=command,
+        init_weights=args.init,
+        time_limit_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
     )
     if summary["rank"] == 0:
         print(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -248,7 +249,7 @@ class CasePreparer:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # workers may race
         np.savez(
             tmp, ct=case.ct.astype(np.float16), labels=case.labels, spacing=case.spacing_mm, key=key
         )

@@ -205,6 +205,14 @@ def validate(
         model.train(was_training)
 
 
+def _out_of_time(t0: float, limit_s: float, run: _Run, device: torch.device) -> bool:
+    """Whether the time is up; under DDP rank 0 decides for all, so every rank stops together."""
+    flag = torch.tensor([float(time.time() - t0 >= limit_s)], device=device)
+    if run.world > 1:
+        dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
 def hardware_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA)"
@@ -231,8 +239,15 @@ def train(
     device: str | None = None,
     sources: tuple[data.CaseSource, data.CaseSource] | None = None,
     command: str = "",
+    time_limit_s: float | None = None,
+    init_weights: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train ``stage`` ("stage1" | "stage2") for ``steps`` (default ``cfg.steps``) steps in total.
+
+    ``time_limit_s`` ends the run early, validated and saved, once this process has trained
+    that long (a lent GPU for a fixed time); ``--resume`` continues it later. ``init_weights``
+    starts a new run from a weight file of the same stage and architecture (fine-tuning:
+    on a user's own data, or on other settings), with a fresh optimizer.
 
     Returns a summary (steps, last validation, best Dice, wall time, rank, the trained model). ``sources`` overrides
     the phantom / VerSe sources (tests). Raises FileExistsError when ``out_dir`` already holds
@@ -259,6 +274,15 @@ def train(
     model = nets.build_model(stage, nets.NetConfig(**cfg.net)).to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last_3d)
+    init_meta: dict[str, Any] | None = None
+    if init_weights is not None and not (resume and ckpt_path.exists()):
+        start = nets.load_model(init_weights, stage)
+        if start.config != model.config:
+            raise ValueError(
+                f"{init_weights} holds a {start.config} network; the config asks for {model.config}"
+            )
+        model.load_state_dict(start.state_dict())
+        init_meta = {"file": str(init_weights), "sha256": nets.read_weight_file(init_weights)["sha256"]}
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, wall_before, best = 0, 0.0, -1.0
     if resume and ckpt_path.exists():
@@ -267,7 +291,7 @@ def train(
             raise ValueError(f"{ckpt_path} is a {ckpt['stage']} run, not {stage}")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["torch_rng"])
+        torch.set_rng_state(ckpt["torch_rng"].cpu())  # map_location moved it
         step, wall_before, best = int(ckpt["step"]), float(ckpt["wall_s"]), float(ckpt["best_dice"])
     net = torch.nn.parallel.DistributedDataParallel(model) if run.world > 1 else model
 
@@ -335,6 +359,7 @@ def train(
                 "validation": last_val,
                 "config": asdict(cfg),
                 "command": command,
+                "initialised_from": init_meta,
             }
             nets.save_weights(model, out / f"{stage}.pt", meta)
 
@@ -342,6 +367,7 @@ def train(
     saved_step = step
     window: list[float] = []
     last_val: dict[str, float] | None = None
+    last_val_step = step
     report(progress, f"train {stage}", step / max(total_steps, 1), f"step {step}/{total_steps}")
     net.train()
     for x, y in loader:
@@ -371,7 +397,7 @@ def train(
             )
             window = []
         if run.main and val_samples and (step % cfg.val_every == 0 or step == total_steps):
-            last_val = validate(stage, model, val_samples)
+            last_val, last_val_step = validate(stage, model, val_samples), step
             log({"step": step, "validation": last_val})
             improved = last_val["dice"] > best
             best = max(best, last_val["dice"])
@@ -380,6 +406,15 @@ def train(
                 (out / f"{stage}_best.pt").write_bytes((out / f"{stage}.pt").read_bytes())
         elif step % cfg.checkpoint_every == 0:
             save(last_val, weights=False)
+        if time_limit_s is not None and _out_of_time(t0, time_limit_s, run, dev):
+            break
+    if run.main and val_samples and last_val_step != step:
+        last_val = validate(stage, model, val_samples)
+        log({"step": step, "validation": last_val})
+        if last_val["dice"] > best:
+            best = last_val["dice"]
+            save(last_val, weights=True)
+            (out / f"{stage}_best.pt").write_bytes((out / f"{stage}.pt").read_bytes())
     if run.world > 1:  # BN running statistics drift apart after the last forward: take rank 0's
         for buffer in model.buffers():
             dist.broadcast(buffer.data, src=0)
