@@ -24,8 +24,10 @@ log-score, the sum of:
    fixes the count, but one odd vertebra at a boundary costs little. Stage 1 is trained to
    call each level by its region whatever its ribs (its classes come from the labels), so
    the soft levels are only mildly soft (10 % the other region).
-2. **Ribs** (when measured, 0..1 per vertebra): thoracic levels expect ribs, the others do
-   not; T12 and C7/L1 again only weakly.
+2. **Ribs** (measured by ribs.py on the stage-2 crop, 0..1 per vertebra, or None where the
+   crop shows nothing beside the vertebra): thoracic levels expect ribs, the others do not;
+   T12 and C7/L1 again only weakly. Weighted as much as the votes: where stage 1 calls the
+   lowest cervical vertebrae thoracic, the ribs still put T1 where it is.
 3. **Ends of the spine** (anchors). If the walk ended *inside* the field of view above the
    top vertebra (nothing more to segment though the CT goes on: the skull), the top vertebra
    is C1. If it ended inside the field of view below the bottom vertebra (the sacrum), the
@@ -119,7 +121,7 @@ class IdentifyWeights:
     """Weights of the score terms (log units). Set from anatomy, not fitted to any case."""
 
     votes: float = 1.0
-    ribs: float = 0.5
+    ribs: float = 1.0  # measured rib evidence (ribs.py) is as direct as the region votes
     anchor: float = 4.0
     size: float = 0.5
     size_sigma_rel: float = 0.25

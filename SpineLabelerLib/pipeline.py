@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from SpineLabelerLib import anatomy, identify, preprocess, stage1, stage2
+from SpineLabelerLib import anatomy, identify, preprocess, ribs, stage1, stage2
 from SpineLabelerLib.evaluation.centroids import centroids_from_labels
 from SpineLabelerLib.image import Image, ijk_to_lps_matrix, index_to_lps, lps_to_index
 from SpineLabelerLib.io.checks import check_ct
@@ -363,9 +363,16 @@ def segment_spine(
         report(progress, "done", 1.0, "no spine found")
         why = "no vertebra of the walk lies where stage 1 sees spine"
         return _no_spine(ct, timings, device_name, messages, why, work)
+    rib_evidence = ribs.rib_scores(
+        crop.array,
+        valid,
+        walk.instances.array,
+        [v.index for v in walk.vertebrae],
+        preprocess.STAGE2_SPACING_MM,
+    )
     evidence = [
-        identify.VertebraEvidence(vote, tuple(v.centroid_lps))
-        for v, vote in zip(walk.vertebrae, votes)
+        identify.VertebraEvidence(vote, tuple(v.centroid_lps), rib)
+        for v, vote, rib in zip(walk.vertebrae, votes, rib_evidence)
     ]
     ends = identify.ColumnEnds(
         ends_above=walk.end_above == "spine", ends_below=walk.end_below == "spine"

@@ -1,0 +1,115 @@
+"""Rib evidence: how much rib-like bone lies beside each walked vertebra (0..1, or None).
+
+Why: thoracic vertebrae carry ribs, cervical and lumbar ones do not. With stage 1's region
+votes this is what lets identification (identify.py, term 2) tell T1 from C7 and T12 from L1
+when a region boundary is missing from the field of view or stage 1 puts it one level off.
+
+The measure, on stage 2's 1 mm canonical crop (k superior, j posterior, i left), per side of
+each vertebra: a *band* over the vertebra's own cranio-caudal extent, from ``band_anterior_mm``
+in front of its centroid to ``band_posterior_mm`` behind it, and laterally from
+``band_gap_mm`` to ``band_gap_mm + band_width_mm`` beyond the widest point of its mask on that
+side (the tip of its transverse process, where a rib leaves it). Bone there (above
+``bone_hu``) that is not within ``clearance_mm`` of any vertebra mask counts, if it belongs to
+a piece of bone shorter than ``max_piece_mm`` cranio-caudally (a rib crossing the band; the
+ilium and the scapula are long plates and do not count). A side scores that bone volume over
+``rib_bone_mm3`` (capped at 1); the vertebra scores the mean of its measured sides. A side whose
+band lies less than ``min_inside`` inside the crop and the field of view is not measured (a
+tight crop around the spine shows no ribs: that is not evidence of none); a vertebra with no
+measured side gets None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from SpineLabelerLib.preprocess import normalize_hu
+
+
+@dataclass(frozen=True)
+class RibSettings:
+    bone_hu: float = 300.0  # after smoothing: above contrast-filled kidneys and vessels
+    smoothing_mm: float = 1.0  # Gaussian sigma: noise alone must not make bone
+    band_gap_mm: float = 3.0
+    band_width_mm: float = 12.0  # narrow: a wider band reaches the scapula, which joins the ribs
+    band_anterior_mm: float = 15.0
+    band_posterior_mm: float = 30.0
+    clearance_mm: float = 2.0
+    max_piece_mm: float = 60.0
+    rib_bone_mm3: float = 700.0  # phantoms: 750-1270 beside T1-T11, 0-340 beside C6-C7 / L1-L5
+    min_inside: float = 0.6
+
+
+def rib_scores(
+    ct_norm: np.ndarray,
+    valid: np.ndarray,
+    instances: np.ndarray,
+    indices: Sequence[int],
+    spacing_mm: float,
+    settings: RibSettings = RibSettings(),
+) -> list[float | None]:
+    """Rib score per vertebra ``indices`` (values in ``instances``), all arrays ``(K, J, I)``
+    on one isotropic grid; ``ct_norm`` as preprocess.normalize_hu gives it."""
+    s, mm = settings, float(spacing_mm)
+    threshold = float(normalize_hu(np.array([s.bone_hu]))[0])
+    clearance = max(1, int(round(s.clearance_mm / mm)))
+    near_vertebra = ndimage.binary_dilation(instances > 0, iterations=clearance)
+    smooth = ndimage.gaussian_filter(np.asarray(ct_norm, np.float32), s.smoothing_mm / mm)
+    bone = (smooth > threshold) & ~near_vertebra & valid
+    boxes = ndimage.find_objects(np.asarray(instances, np.int32))
+    scores: list[float | None] = []
+    for index in indices:
+        box = boxes[index - 1] if 0 < index <= len(boxes) else None
+        if box is None:
+            scores.append(None)
+            continue
+        sides = [
+            _side_score(bone, valid, instances, box, index, side, mm, s) for side in (+1, -1)
+        ]
+        measured = [v for v in sides if v is not None]
+        scores.append(float(np.mean(measured)) if measured else None)
+    return scores
+
+
+def _side_score(bone, valid, instances, box, index, side, mm, s: RibSettings) -> float | None:
+    """Score of one side (+1: increasing i, the patient's left; -1: right), or None."""
+    mask = instances[box] == index
+    kji = np.argwhere(mask) + [sl.start for sl in box]
+    centre = kji.mean(0)
+    lateral = (kji[:, 2] - centre[2]) * side
+    reach = max(float(lateral.max()), 0.0)
+    k0, k1 = int(kji[:, 0].min()), int(kji[:, 0].max()) + 1
+    j0 = int(np.floor(centre[1] - s.band_anterior_mm / mm))
+    j1 = int(np.ceil(centre[1] + s.band_posterior_mm / mm))
+    near = centre[2] + side * (reach + s.band_gap_mm / mm)
+    far = centre[2] + side * (reach + (s.band_gap_mm + s.band_width_mm) / mm)
+    i0, i1 = int(np.floor(min(near, far))), int(np.ceil(max(near, far)))
+    full = (k1 - k0) * (j1 - j0) * (i1 - i0)
+    shape = bone.shape
+    band = _clip((k0, k1), (j0, j1), (i0, i1), shape)
+    if band is None or full <= 0 or valid[band].sum() < s.min_inside * full:
+        return None
+    extra = int(round(s.max_piece_mm / mm))
+    wide = _clip((k0 - extra, k1 + extra), (j0, j1), (i0, i1), shape)
+    pieces, n = ndimage.label(bone[wide])
+    if n == 0:
+        return 0.0
+    lengths = np.array([sl[0].stop - sl[0].start for sl in ndimage.find_objects(pieces)])
+    rib_like = np.concatenate([[False], lengths * mm < s.max_piece_mm])
+    offset = band[0].start - wide[0].start
+    inside = pieces[offset : offset + band[0].stop - band[0].start]
+    voxels = int(rib_like[inside].sum())
+    return float(min(1.0, voxels * mm**3 / s.rib_bone_mm3))
+
+
+def _clip(ks, js, is_, shape) -> tuple[slice, slice, slice] | None:
+    out = []
+    for (lo, hi), n in zip((ks, js, is_), shape):
+        lo, hi = max(int(lo), 0), min(int(hi), n)
+        if hi <= lo:
+            return None
+        out.append(slice(lo, hi))
+    return tuple(out)  # type: ignore[return-value]

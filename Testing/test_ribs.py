@@ -1,0 +1,80 @@
+"""Rib evidence beside each vertebra (ribs.py): hand-built volumes with known answers, and
+phantom levels that do and do not carry ribs."""
+
+import numpy as np
+import pytest
+
+from SpineLabelerLib import anatomy, phantom, preprocess
+from SpineLabelerLib.ribs import rib_scores
+
+SHAPE = (60, 100, 160)  # k (superior), j (posterior), i (left), 1 mm
+CENTRE = (30, 40, 80)
+
+
+def _volume(hu_fill: float = 40.0):
+    ct = np.full(SHAPE, hu_fill, np.float32)
+    instances = np.zeros(SHAPE, np.int16)
+    k, j, i = CENTRE
+    instances[k - 12 : k + 12, j - 15 : j + 15, i - 30 : i + 31] = 1  # body + processes
+    ct[instances == 1] = 400.0
+    return ct, instances
+
+
+def _add_ribs(ct, hu=900.0):
+    """A rib on each side leaving the tips of the processes, crossing the band."""
+    k, j, i = CENTRE
+    ct[k - 4 : k + 4, j + 5 : j + 15, i + 31 : i + 70] = hu
+    ct[k - 4 : k + 4, j + 5 : j + 15, i - 70 : i - 30] = hu
+
+
+def _score(ct, instances, valid=None):
+    valid = np.ones(SHAPE, bool) if valid is None else valid
+    return rib_scores(preprocess.normalize_hu(ct), valid, instances, [1], 1.0)[0]
+
+
+def test_ribs_beside_a_vertebra_score_one_and_soft_tissue_zero():
+    ct, instances = _volume()
+    assert _score(ct, instances) == 0.0
+    _add_ribs(ct)
+    assert _score(ct, instances) == pytest.approx(1.0)
+
+
+def test_enhanced_organs_and_noise_are_not_ribs():
+    rng = np.random.default_rng(0)
+    ct, instances = _volume(hu_fill=220.0)  # a contrast-filled kidney all round
+    ct += rng.normal(0, 45, SHAPE).astype(np.float32)
+    ct[instances == 1] = 400.0
+    assert _score(ct, instances) < 0.1
+
+
+def test_a_long_plate_beside_the_vertebra_is_not_a_rib():
+    ct, instances = _volume()
+    k, j, i = CENTRE
+    ct[:, j : j + 20, i + 33 : i + 50] = 900.0  # the ilium: taller than any rib
+    ct[:, j : j + 20, i - 50 : i - 33] = 900.0
+    assert _score(ct, instances) == 0.0
+
+
+def test_a_band_outside_the_field_of_view_is_not_measured():
+    ct, instances = _volume()
+    _add_ribs(ct)
+    valid = np.ones(SHAPE, bool)
+    valid[:, :, CENTRE[2] + 32 :] = False  # a tight crop: nothing beside the left side
+    assert _score(ct, instances, valid) == pytest.approx(1.0)  # the right side still counts
+    valid[:, :, : CENTRE[2] - 31] = False
+    assert _score(ct, instances, valid) is None
+    assert rib_scores(np.zeros(SHAPE, np.float32), valid, instances, [2], 1.0) == [None]
+
+
+@pytest.mark.parametrize("level, has_ribs", [("T6", True), ("L3", False), ("C4", False)])
+def test_phantom_levels_with_and_without_ribs(level, has_ribs):
+    label = anatomy.vertebra(level).label
+    case = phantom.generate_case(
+        11, fov="whole", crop_around_label=label, roi_size_mm=(170.0, 150.0, 100.0)
+    )
+    grid = preprocess.to_canonical(case.ct, 1.0)
+    labels = preprocess.labels_onto(case.labels, grid).array.astype(np.int16)
+    valid = np.ones(labels.shape, bool)
+    (score,) = rib_scores(preprocess.normalize_hu(grid.array), valid, labels, [label], 1.0)
+    assert score is not None
+    assert (score > 0.5) if has_ribs else (score < 0.2), score
