@@ -370,8 +370,8 @@ def segment_spine(
         [v.index for v in walk.vertebrae],
         preprocess.STAGE2_SPACING_MM,
     )
-    evidence = [
-        identify.VertebraEvidence(vote, tuple(v.centroid_lps), rib)
+    evidence = [  # a vertebra cut by the field of view has no reliable side: its ribs unmeasured
+        identify.VertebraEvidence(vote, tuple(v.centroid_lps), None if v.partial else rib)
         for v, vote, rib in zip(walk.vertebrae, votes, rib_evidence)
     ]
     ends = identify.ColumnEnds(
