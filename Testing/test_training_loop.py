@@ -129,6 +129,20 @@ def test_init_starts_a_new_run_from_a_weight_file(tmp_path):
               init_weights=tmp_path / "a" / "stage1.pt")  # fmt: skip
 
 
+def test_disk_cache_round_trip_keeps_arrays_and_centroids(tmp_path):
+    from SpineLabelerLib.training.data import CasePreparer
+
+    fresh = CasePreparer(3.0, False)(tiny_source(1), 0)
+    CasePreparer(3.0, False, tmp_path, 0)(tiny_source(1), 0)  # writes the cache
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    cached = CasePreparer(3.0, False, tmp_path, 0)(tiny_source(1), 0)
+    assert np.array_equal(cached.ct, fresh.ct) and np.array_equal(cached.labels, fresh.labels)
+    assert cached._centroids is not None  # read from the file, not recomputed
+    assert sorted(cached._centroids) == sorted(fresh.centroids_kji())
+    for label, centre in fresh.centroids_kji().items():
+        np.testing.assert_allclose(cached._centroids[label], centre)
+
+
 def test_stage2_samples_follow_the_protocol():
     from SpineLabelerLib.training.data import CasePreparer, StepSamples
 

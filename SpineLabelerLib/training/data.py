@@ -242,7 +242,12 @@ class CasePreparer:
         with np.load(path) as z:
             if str(z["key"]) != key:
                 return None
-            return PreparedCase(z["ct"].astype(np.float32), z["labels"], float(z["spacing"]), key)
+            case = PreparedCase(z["ct"].astype(np.float32), z["labels"], float(z["spacing"]), key)
+            if "centroid_labels" in z:  # saves ~0.1 s per read: a GPU run's workers re-read often
+                case._centroids = {
+                    int(v): c for v, c in zip(z["centroid_labels"], z["centroids_kji"])
+                }
+            return case
 
     def _write_disk(self, key: str, case: PreparedCase) -> None:
         path = self._path(key)
@@ -250,8 +255,15 @@ class CasePreparer:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # workers may race
+        centroids = case.centroids_kji()
         np.savez(
-            tmp, ct=case.ct.astype(np.float16), labels=case.labels, spacing=case.spacing_mm, key=key
+            tmp,
+            ct=case.ct.astype(np.float16),
+            labels=case.labels,
+            spacing=case.spacing_mm,
+            key=key,
+            centroid_labels=np.array(list(centroids), np.int64),
+            centroids_kji=np.array(list(centroids.values()), float).reshape(-1, 3),
         )
         tmp.replace(path)
 
