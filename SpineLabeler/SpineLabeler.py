@@ -1062,12 +1062,15 @@ class SpineLabelerTest(ScriptedLoadableModuleTest):
             labels = logic.labelsFromSegmentation(result.segmentation)
             self._checkSegments(result.segmentation, labels)
             self.assertGreaterEqual(len(relabel.present_labels(labels)), 2)
-            # Most found vertebrae carry the phantom's true name at their centroid.
+            # Most found vertebrae carry the name of the phantom vertebra they mostly cover
+            # (not the label at their centroid: a ring-shaped vertebra's centroid is in the canal).
+            self.assertTrue(labels.same_grid(case.labels))
             rows = relabel.summarize(labels)
             named_right = 0
             for row in rows:
-                i, j, k = np.round(image.lps_to_index(labels, row.centroid_lps)[0]).astype(int)
-                named_right += int(case.labels.array[k, j, i] == row.label)
+                covered = case.labels.array[labels.array == row.label]
+                covered = covered[covered > 0]
+                named_right += int(covered.size > 0 and np.bincount(covered).argmax() == row.label)
             self.assertGreaterEqual(
                 named_right, len(rows) / 2, f"{named_right} of {len(rows)} named right"
             )

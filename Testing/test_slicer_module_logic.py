@@ -480,11 +480,6 @@ def test_a_volume_under_a_transform_is_refused(module):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the module test's lumbar phantom (seed 3, --fast) has 3 of 7 vertebrae named right: "
-    "lumbar-only views are the weakest field of view (benchmarks/results/accuracy.txt; issue 5)",
-)
 def test_the_modules_phantom_test_passes_with_the_shipped_weights(module):
     """The module's end-to-end test (child process, real `segment`) once weights exist."""
     if not (ROOT / "Resources" / "Models" / "stage1.pt").is_file():
