@@ -72,7 +72,10 @@ class SegmentSettings:
 
 @dataclass(frozen=True)
 class VertebraRecord:
-    """One vertebra of the result (centroid LPS mm, volume ml, confidence 0..1)."""
+    """One vertebra of the result (centroid LPS mm, volume ml, confidence 0..1), with the
+    evidence its name rests on, so that a reader of report.json can see why it was named so:
+    the share of its voxels stage 1 called cervical / thoracic / lumbar, and its rib score
+    (ribs.py; None where not measured)."""
 
     label: int
     name: str
@@ -80,6 +83,8 @@ class VertebraRecord:
     confidence: float
     volume_ml: float
     centroid_lps: tuple[float, float, float]
+    region_votes: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    rib_score: float | None = None
 
 
 @dataclass
@@ -390,7 +395,7 @@ def segment_spine(
         lut[v.index] = label
     labels_crop = walk.instances.with_array(lut[walk.instances.array])
     labels, covered = labels_to_input_grid(labels_crop, ct)
-    records = _records(covered, walk, names)
+    records = _records(covered, walk, names, evidence)
     timings["output"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_all
     report(progress, "done", 1.0, f"{len(records)} vertebrae")
@@ -485,16 +490,20 @@ def run_stage2(
 
 
 def _records(
-    labels: Image, walk: stage2.WalkResult, names: identify.Identification
+    labels: Image,
+    walk: stage2.WalkResult,
+    names: identify.Identification,
+    evidence: list[identify.VertebraEvidence],
 ) -> list[VertebraRecord]:
     """Records from the final masks on the input grid (``labels``: the part holding them)."""
     centroids = centroids_from_labels(labels)
     counts = np.bincount(labels.array.ravel(), minlength=anatomy.MAX_LABEL + 1)
     voxel_ml = float(np.prod(labels.spacing_mm)) / 1000.0
     records = []
-    for v, label, conf in zip(walk.vertebrae, names.labels, names.confidences):
+    for v, label, conf, ev in zip(walk.vertebrae, names.labels, names.confidences, evidence):
         if label not in centroids:  # vanished on a coarse input grid
             continue
+        votes = np.asarray(ev.region_votes, float) / max(float(sum(ev.region_votes)), 1.0)
         records.append(
             VertebraRecord(
                 label=int(label),
@@ -503,6 +512,8 @@ def _records(
                 confidence=float(conf),
                 volume_ml=round(float(counts[label]) * voxel_ml, 3),
                 centroid_lps=tuple(round(float(c), 3) for c in centroids[label]),
+                region_votes=tuple(round(float(x), 3) for x in votes),
+                rib_score=None if ev.rib_score is None else round(float(ev.rib_score), 3),
             )
         )
     return records

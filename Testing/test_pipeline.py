@@ -184,6 +184,9 @@ def test_report_is_json_ready():
     text = json.dumps(report)
     assert [v["name"] for v in json.loads(text)["vertebrae"]] == names
     assert all(0.0 <= v["confidence"] <= 1.0 and v["volume_ml"] > 0 for v in report["vertebrae"])
+    for v in report["vertebrae"]:  # the evidence each name rests on: lumbar votes, no ribs
+        assert v["region_votes"][2] > 0.5 and abs(sum(v["region_votes"]) - 1.0) < 0.01, v
+        assert v["rib_score"] is None or 0.0 <= v["rib_score"] < 0.2, v
 
 
 def test_fov_mask_and_covering_subimage_on_an_oblique_grid():
