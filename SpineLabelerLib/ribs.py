@@ -66,18 +66,16 @@ def rib_scores(
         if box is None:
             scores.append(None)
             continue
-        sides = [
-            _side_score(bone, valid, instances, box, index, side, mm, s) for side in (+1, -1)
-        ]
+        kji = np.argwhere(instances[box] == index) + [sl.start for sl in box]
+        sides = [_side_score(bone, valid, kji, side, mm, s) for side in (+1, -1)]
         measured = [v for v in sides if v is not None]
         scores.append(float(np.mean(measured)) if measured else None)
     return scores
 
 
-def _side_score(bone, valid, instances, box, index, side, mm, s: RibSettings) -> float | None:
-    """Score of one side (+1: increasing i, the patient's left; -1: right), or None."""
-    mask = instances[box] == index
-    kji = np.argwhere(mask) + [sl.start for sl in box]
+def _side_score(bone, valid, kji: np.ndarray, side: int, mm: float, s: RibSettings) -> float | None:
+    """Score of one side (+1: increasing i, the patient's left; -1: right), or None;
+    ``kji``: the vertebra's voxel indices."""
     centre = kji.mean(0)
     lateral = (kji[:, 2] - centre[2]) * side
     reach = max(float(lateral.max()), 0.0)

@@ -282,7 +282,7 @@ def train(
                 f"{init_weights} holds a {start.config} network; the config asks for {model.config}"
             )
         model.load_state_dict(start.state_dict())
-        init_meta = {"file": str(init_weights), "sha256": nets.read_weight_file(init_weights)["sha256"]}
+        init_meta = {"file": str(init_weights), "sha256": start.weights_sha256}
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, wall_before, best = 0, 0.0, -1.0
     if resume and ckpt_path.exists():
@@ -363,6 +363,17 @@ def train(
             }
             nets.save_weights(model, out / f"{stage}.pt", meta)
 
+    def validate_and_save() -> None:
+        """Validate, log, write the weights and keep them as the best if they are (rank 0)."""
+        nonlocal last_val, last_val_step, best
+        last_val, last_val_step = validate(stage, model, val_samples), step
+        log({"step": step, "validation": last_val})
+        improved = last_val["dice"] > best
+        best = max(best, last_val["dice"])
+        save(last_val, weights=True)
+        if improved:
+            (out / f"{stage}_best.pt").write_bytes((out / f"{stage}.pt").read_bytes())
+
     t0 = time.time()
     saved_step = step
     window: list[float] = []
@@ -397,24 +408,13 @@ def train(
             )
             window = []
         if run.main and val_samples and (step % cfg.val_every == 0 or step == total_steps):
-            last_val, last_val_step = validate(stage, model, val_samples), step
-            log({"step": step, "validation": last_val})
-            improved = last_val["dice"] > best
-            best = max(best, last_val["dice"])
-            save(last_val, weights=True)
-            if improved:
-                (out / f"{stage}_best.pt").write_bytes((out / f"{stage}.pt").read_bytes())
+            validate_and_save()
         elif step % cfg.checkpoint_every == 0:
             save(last_val, weights=False)
         if time_limit_s is not None and _out_of_time(t0, time_limit_s, run, dev):
             break
-    if run.main and val_samples and last_val_step != step:
-        last_val = validate(stage, model, val_samples)
-        log({"step": step, "validation": last_val})
-        if last_val["dice"] > best:
-            best = last_val["dice"]
-            save(last_val, weights=True)
-            (out / f"{stage}_best.pt").write_bytes((out / f"{stage}.pt").read_bytes())
+    if run.main and val_samples and last_val_step != step:  # stopped early: by time
+        validate_and_save()
     if run.world > 1:  # BN running statistics drift apart after the last forward: take rank 0's
         for buffer in model.buffers():
             dist.broadcast(buffer.data, src=0)
