@@ -8,14 +8,19 @@ The measure, on stage 2's 1 mm canonical crop (k superior, j posterior, i left),
 each vertebra: a *band* over the vertebra's own cranio-caudal extent, from ``band_anterior_mm``
 in front of its centroid to ``band_posterior_mm`` behind it, and laterally from
 ``band_gap_mm`` to ``band_gap_mm + band_width_mm`` beyond the widest point of its mask on that
-side (the tip of its transverse process, where a rib leaves it). Bone there (above
-``bone_hu``) that is not within ``clearance_mm`` of any vertebra mask counts, if it belongs to
+side (the tip of its transverse process, where a rib leaves it). Bone there that is not within ``clearance_mm`` of any vertebra mask counts, if it belongs to
 a piece of bone shorter than ``max_piece_mm`` cranio-caudally (a rib crossing the band; the
 ilium and the scapula are long plates and do not count). A side scores that bone volume over
 ``rib_bone_mm3`` (capped at 1); the vertebra scores the mean of its measured sides. A side whose
 band lies less than ``min_inside`` inside the crop and the field of view is not measured (a
 tight crop around the spine shows no ribs: that is not evidence of none); a vertebra with no
 measured side gets None.
+
+Bone is what the smoothed CT shows above ``bone_fraction`` of the walked vertebrae's own
+90th-percentile HU, and never below ``min_bone_hu``: ribs are made of the same bone as the
+vertebrae, so the threshold follows the patient's bone density and the scanner's calibration
+(a fixed 300 HU missed every rib of an osteoporotic spine); the floor keeps contrast-filled
+liver and unenhanced soft tissue out, and long pieces (kidneys, the aorta) fail ``max_piece_mm``.
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from SpineLabelerLib.preprocess import normalize_hu
+from SpineLabelerLib.preprocess import HU_MAX, HU_MIN, normalize_hu
 
 
 @dataclass(frozen=True)
 class RibSettings:
-    bone_hu: float = 300.0  # after smoothing: above contrast-filled kidneys and vessels
+    bone_fraction: float = 0.7  # of the vertebrae's 90th-percentile smoothed HU
+    min_bone_hu: float = 150.0  # above contrast-filled liver; kidneys and vessels are long pieces
     smoothing_mm: float = 1.0  # Gaussian sigma: noise alone must not make bone
     band_gap_mm: float = 3.0
     band_width_mm: float = 12.0  # narrow: a wider band reaches the scapula, which joins the ribs
@@ -39,7 +45,7 @@ class RibSettings:
     band_posterior_mm: float = 30.0
     clearance_mm: float = 2.0
     max_piece_mm: float = 60.0
-    rib_bone_mm3: float = 700.0  # phantoms: 750-1270 beside T1-T11, 0-340 beside C6-C7 / L1-L5
+    rib_bone_mm3: float = 700.0
     min_inside: float = 0.6
 
 
@@ -54,11 +60,11 @@ def rib_scores(
     """Rib score per vertebra ``indices`` (values in ``instances``), all arrays ``(K, J, I)``
     on one isotropic grid; ``ct_norm`` as preprocess.normalize_hu gives it."""
     s, mm = settings, float(spacing_mm)
-    threshold = float(normalize_hu(np.array([s.bone_hu]))[0])
     clearance = max(1, int(round(s.clearance_mm / mm)))
-    near_vertebra = ndimage.binary_dilation(instances > 0, iterations=clearance)
+    vertebrae = instances > 0
+    near_vertebra = ndimage.binary_dilation(vertebrae, iterations=clearance)
     smooth = ndimage.gaussian_filter(np.asarray(ct_norm, np.float32), s.smoothing_mm / mm)
-    bone = (smooth > threshold) & ~near_vertebra & valid
+    bone = (smooth > _bone_threshold(smooth, vertebrae, s)) & ~near_vertebra & valid
     boxes = ndimage.find_objects(np.asarray(instances, np.int32))
     scores: list[float | None] = []
     for index in indices:
@@ -71,6 +77,15 @@ def rib_scores(
         measured = [v for v in sides if v is not None]
         scores.append(float(np.mean(measured)) if measured else None)
     return scores
+
+
+def _bone_threshold(smooth: np.ndarray, vertebrae: np.ndarray, s: RibSettings) -> float:
+    """The bone threshold in normalized units (see the module docs)."""
+    floor = float(normalize_hu(np.array([s.min_bone_hu]))[0])
+    if not vertebrae.any():
+        return floor
+    p90_hu = float(np.percentile(smooth[vertebrae], 90)) * (HU_MAX - HU_MIN) / 2.0 + (HU_MAX + HU_MIN) / 2.0
+    return max(floor, float(normalize_hu(np.array([s.bone_fraction * p90_hu]))[0]))
 
 
 def _side_score(bone, valid, kji: np.ndarray, side: int, mm: float, s: RibSettings) -> float | None:

@@ -175,7 +175,7 @@ def draw_subject(rng: np.random.Generator, variant: str = "normal") -> Subject:
     if variant == "11-ribs":  # a rib-less T12 looks lumbar: long flat transverse processes
         t12 = next(lv for lv in levels if lv.name == "T12")
         t12.tp_style, t12.tp_span = "lumbar", t12.tp_span * 1.15
-    osteoporotic = bool(rng.random() < 0.2)
+    osteoporotic = bool(rng.random() < 0.3)  # clinical spine CT cohorts skew old
     # Fractures: ~15 % of subjects, 1-3 levels T4-L5, more likely when osteoporotic.
     if rng.random() < (0.35 if osteoporotic else 0.12):
         candidates = [lv for lv in levels if lv.kind in ("thoracic", "lumbar") and lv.name not in ("T1", "T2", "T3")]

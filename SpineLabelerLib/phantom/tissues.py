@@ -59,9 +59,12 @@ class TissueHU:
             liver=rng.uniform(90, 130) if contrast else rng.uniform(50, 70),
             kidney=rng.uniform(140, 220) if contrast else rng.uniform(25, 40),
             lung=rng.uniform(-900, -720),
-            cortex=rng.uniform(700, 1700),
+            # A real cortex is thinner than a voxel, so partial volume dims it; drawn below
+            # PHANTOM.md's 700 so the rim's measured HU matches a real CT's (benchmarks/realism).
+            cortex=rng.uniform(400, 1300),
             # clinical CT cohorts are mostly older adults: trabecular HU falls with age
-            cancellous=rng.uniform(40, 110) if osteoporotic else rng.uniform(80, 250),
+            # (median L1 trabecular HU of adults over 50 is ~120-160; < 110 osteoporotic)
+            cancellous=rng.uniform(30, 110) if osteoporotic else rng.uniform(60, 200),
             disc=rng.uniform(65, 115),
             canal=rng.uniform(5, 40),
             marrow=rng.uniform(-40, 120),
