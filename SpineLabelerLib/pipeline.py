@@ -8,7 +8,9 @@
 2. stage 2 on the spine box only, at 1 mm: the iterative walk (stage2.py), started at the
    thoracolumbar or cervicothoracic boundary when one is visible, else at the end of the
    column that offers an anchor (C1 under the skull for a cervical-only view, the vertebra
-   above the sacrum for a lumbar-only view), else mid-column.
+   above the sacrum for a lumbar-only view), else mid-column. A walk that finds fewer than
+   half the vertebrae the spine box could hold (a wrong anchor: it stalls on one fragment)
+   is tried again from mid-column, and the longer walk is kept (``restart_below``).
 3. identification (identify.py) from the walk, the stage-1 votes and how the walk ended.
 4. labels back to the CT's own grid (nearest neighbour); centroids and volumes from those
    final masks.
@@ -61,6 +63,9 @@ class SegmentSettings:
     walk: stage2.WalkSettings = field(default_factory=lambda: stage2.WalkSettings(patch_kji=None))
     cleaning: stage1.CleaningSettings = field(default_factory=stage1.CleaningSettings)
     min_stage1_support: float = 0.1  # end vertebrae less spine than this to stage 1 are dropped
+    # a walk that found fewer than this share of the vertebrae the spine box could hold (at
+    # the longest typical step) is tried again from the box's middle; the longer walk is kept
+    restart_below: float = 0.5
 
     def fast(self) -> SegmentSettings:
         """The ``--fast`` variant: at most 2 predictions per vertebra, and a mask well inside
@@ -350,7 +355,9 @@ def segment_spine(
     crop, valid, walk = run_stage2(ct, s1, run2, settings, _span(progress, "stage2"), cancel)
     timings["stage2"] = time.perf_counter() - t
     messages = messages + run1.messages + run2.messages
-    work.update(stage2_crop_kji=list(crop.array.shape), stage2_predictions=walk.predictions)
+    work.update(
+        stage2_crop_kji=list(crop.array.shape), stage2_predictions=walk.predictions, walk_start=walk.start
+    )
     if not walk.vertebrae:
         timings["total"] = time.perf_counter() - t_all
         report(progress, "done", 1.0, "no spine found")
@@ -459,34 +466,54 @@ def run_stage2(
     crop_hu = preprocess.to_canonical(source, preprocess.STAGE2_SPACING_MM, box)
     crop = crop_hu.with_array(preprocess.normalize_hu(crop_hu.array))
     valid = fov_mask(ct, crop)
-    z0, _why = choose_start(s1)
-    start = s1.centerline.point_at(z0)
-    step = stage2.TYPICAL_STEP_MM[_region_at(s1, z0)]
     spine = s1.boxes["spine"]
     box_z = (spine.min_lps[2], spine.max_lps[2])
-
-    def predict(ct_patch: np.ndarray, memory: np.ndarray) -> np.ndarray:
-        return runner(np.stack([ct_patch, memory]))[0]
-
-    expected = max(1, int(round((spine.max_lps[2] - spine.min_lps[2]) / step)))
     walk_settings = settings.walk
     if walk_settings.patch_kji is None:
         patch = getattr(runner, "trained_patch_kji", None) or preprocess.STAGE2_PATCH_KJI
         walk_settings = replace(walk_settings, patch_kji=tuple(patch))
-    walk = stage2.walk(
-        crop,
-        valid,
-        predict,
-        s1.centerline,
-        start,
-        step,
-        box_z,
-        walk_settings,
-        progress,
-        cancel,
-        expected,
-    )
+
+    def predict(ct_patch: np.ndarray, memory: np.ndarray) -> np.ndarray:
+        return runner(np.stack([ct_patch, memory]))[0]
+
+    def walk_from(z0: float, span) -> stage2.WalkResult:
+        step = stage2.TYPICAL_STEP_MM[_region_at(s1, z0)]
+        expected = max(1, int(round((box_z[1] - box_z[0]) / step)))
+        start = s1.centerline.point_at(z0)
+        return stage2.walk(
+            crop, valid, predict, s1.centerline, start, step, box_z, walk_settings, span, cancel, expected
+        )
+
+    progress = _monotonic(progress)
+    z0, why = choose_start(s1)
+    walk = walk_from(z0, progress)
+    middle = 0.5 * (box_z[0] + box_z[1])
+    fewest = settings.restart_below * (box_z[1] - box_z[0]) / max(stage2.TYPICAL_STEP_MM.values())
+    if len(walk.vertebrae) < fewest and abs(z0 - middle) > min(stage2.TYPICAL_STEP_MM.values()):
+        # A start on a wrong anchor (stage 1 called a region boundary where there is none)
+        # can leave the walk stuck on one fragment; a column that long holds more vertebrae.
+        retry = walk_from(middle, progress)
+        retry.predictions += walk.predictions
+        if len(retry.vertebrae) > len(walk.vertebrae):
+            why = f"middle of the spine region (from the {why}: {len(walk.vertebrae)} found)"
+            walk = retry
+        else:
+            walk.predictions = retry.predictions
+    walk.start = why
     return crop, valid, walk
+
+
+def _monotonic(progress: ProgressCallback | None) -> ProgressCallback | None:
+    """A callback that never reports a fraction below one it reported before (a re-walk)."""
+    if progress is None:
+        return None
+    highest = [0.0]
+
+    def forward(stage: str, fraction: float, message: str) -> None:
+        highest[0] = max(highest[0], fraction)
+        progress(stage, highest[0], message)
+
+    return forward
 
 
 def _records(

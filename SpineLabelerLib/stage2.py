@@ -77,6 +77,7 @@ class WalkResult:
     end_above: str = "none"  # why the walk stopped: "spine" | "fov" | "stalled" | "limit"
     end_below: str = "none"
     predictions: int = 0
+    start: str = ""  # where the walk began and why (set by the caller, for the report)
 
 
 def _patch_slices(center_kji: np.ndarray, patch: tuple[int, int, int], shape: tuple[int, ...]):

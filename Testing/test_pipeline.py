@@ -153,6 +153,31 @@ def test_lumbar_only_view_counts_up_from_the_sacrum():
     assert_matches_truth(result, truth, names)
 
 
+def test_a_walk_stuck_at_a_wrong_anchor_starts_again_mid_column(monkeypatch):
+    from SpineLabelerLib import stage2
+
+    ct, truth, names = spine_ct("T6", "L5")
+    real_walk, calls = stage2.walk, []
+
+    def first_walk_stalls(*args, **kwargs):  # as if the start had found one fragment and stopped
+        result = real_walk(*args, **kwargs)
+        calls.append(args[4][2])  # the start's S coordinate
+        if len(calls) == 1:
+            for v in result.vertebrae[1:]:
+                result.instances.array[result.instances.array == v.index] = 0
+            result.vertebrae[1:] = []
+        return result
+
+    monkeypatch.setattr(stage2, "walk", first_walk_stalls)
+    monkeypatch.setattr(pipeline, "choose_start", lambda s1: (s1.boxes["spine"].min_lps[2] + 10, "T/L boundary"))
+    seen = []
+    result = run(ct, progress=lambda s, f, m: seen.append(f))
+    assert len(calls) == 2 and calls[1] > calls[0] + 100  # the second walk began mid-column
+    assert_matches_truth(result, truth, names)
+    assert result.work["walk_start"] == "middle of the spine region (from the T/L boundary: 1 found)"
+    assert all(b >= a - 1e-9 for a, b in zip(seen, seen[1:]))  # progress never goes back
+
+
 def test_no_vertebra_means_no_spine_found_and_an_empty_labelmap():
     ct, _, _ = spine_ct("L2", "L5")
     leg = ct.with_array(
