@@ -63,6 +63,8 @@ class SegmentSettings:
     walk: stage2.WalkSettings = field(default_factory=lambda: stage2.WalkSettings(patch_kji=None))
     cleaning: stage1.CleaningSettings = field(default_factory=stage1.CleaningSettings)
     min_stage1_support: float = 0.1  # end vertebrae less spine than this to stage 1 are dropped
+    # a bottom "L6" that stage 1 calls spine less than this times the column's median is sacrum
+    sacrum_relative_support: float = 0.35
     # a walk that found fewer than this share of the vertebrae the spine box could hold (at
     # the longest typical step) is tried again from the box's middle; the longer walk is kept
     restart_below: float = 0.5
@@ -264,6 +266,11 @@ def _region_at(result: stage1.Stage1Result, z: float) -> str:
     return "thoracic"
 
 
+def _stage1_share(vote: tuple[float, float, float], v: stage2.WalkedVertebra, voxel_ml: float) -> float:
+    """The share of a walked vertebra's voxels that stage 1 called spine."""
+    return sum(vote) / max(v.volume_ml / voxel_ml, 1.0)
+
+
 def trim_unsupported_ends(walk: stage2.WalkResult, votes: list, min_support: float) -> None:
     """Drop vertebrae at either end of the column that stage 1 hardly calls spine (in place).
 
@@ -272,17 +279,33 @@ def trim_unsupported_ends(walk: stage2.WalkResult, votes: list, min_support: flo
     voxels called spine by stage 1 goes, and that end becomes a "spine" end (the spine
     ended there as stage 1 sees it) unless the field of view had cut it.
     """
-
-    def support(vote: tuple[float, float, float], v: stage2.WalkedVertebra) -> float:
-        voxels = v.volume_ml / (float(np.prod(walk.instances.spacing_mm)) / 1000.0)
-        return sum(vote) / max(voxels, 1.0)
-
-    while walk.vertebrae and support(votes[-1], walk.vertebrae[-1]) < min_support:
+    voxel_ml = float(np.prod(walk.instances.spacing_mm)) / 1000.0
+    while walk.vertebrae and _stage1_share(votes[-1], walk.vertebrae[-1], voxel_ml) < min_support:
         votes.pop()
         walk.end_below = "fov" if walk.vertebrae.pop().partial else "spine"
-    while walk.vertebrae and support(votes[0], walk.vertebrae[0]) < min_support:
+    while walk.vertebrae and _stage1_share(votes[0], walk.vertebrae[0], voxel_ml) < min_support:
         votes.pop(0)
         walk.end_above = "fov" if walk.vertebrae.pop(0).partial else "spine"
+
+
+def is_sacrum_called_l6(
+    walk: stage2.WalkResult, votes: list, names: identify.Identification, max_relative: float
+) -> bool:
+    """Whether the bottom vertebra, named L6, is the top of the sacrum.
+
+    How much of a vertebra stage 1 calls spine varies with the scanner and the patient, so a
+    fixed threshold (``trim_unsupported_ends``) cannot tell a faintly seen vertebra from the
+    sacrum; but the sacrum keeps only a fraction of what its neighbours get. A share under
+    ``max_relative`` times the column's median is not enough on its own (a sliver of a
+    vertebra cut by the field of view gets as little), so it decides only for a bottom
+    vertebra that identification called L6, a rare level (the L6 prior) where a sacrum
+    counted as a vertebra lands.
+    """
+    if len(walk.vertebrae) < 3 or names.names[-1] != "L6":
+        return False
+    voxel_ml = float(np.prod(walk.instances.spacing_mm)) / 1000.0
+    shares = [_stage1_share(vote, v, voxel_ml) for vote, v in zip(votes, walk.vertebrae)]
+    return shares[-1] < max_relative * float(np.median(shares))
 
 
 def _votes(
@@ -390,6 +413,11 @@ def segment_spine(
         ends_above=walk.end_above == "spine", ends_below=walk.end_below == "spine"
     )
     names = identify.identify(evidence, ends)
+    if is_sacrum_called_l6(walk, votes, names, settings.sacrum_relative_support):
+        walk.vertebrae.pop(), votes.pop(), evidence.pop()
+        walk.end_below = "spine"  # the sacrum is in view: the lumbar spine ends above it
+        ends = replace(ends, ends_below=True)
+        names = identify.identify(evidence, ends)
     timings["identify"] = time.perf_counter() - t
     if cancel is not None:
         cancel.check()

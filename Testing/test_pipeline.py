@@ -474,3 +474,24 @@ def test_end_vertebrae_stage_one_does_not_call_spine_are_dropped():
     assert [v.index for v in walk.vertebrae] == [2, 3] and len(votes) == 2
     assert walk.end_above == "spine"  # a whole vertebra that is no spine: e.g. the skull base
     assert walk.end_below == "fov"  # the dropped one was cut by the field of view
+
+
+def test_a_bottom_l6_with_a_fraction_of_the_column_s_support_is_the_sacrum():
+    from SpineLabelerLib import identify
+    from SpineLabelerLib.stage2 import WalkedVertebra, WalkResult
+
+    grid = Image(np.zeros((4, 4, 4), np.int16))  # 1 mm voxels: 1 ml = 1000 voxels
+    column = [WalkedVertebra(n, np.zeros(3), 10.0, False, 1, True) for n in range(1, 6)]
+    walk = WalkResult(grid, column)
+    votes = [(0, 0, 6000), (0, 0, 7000), (0, 0, 7000), (0, 0, 6500), (0, 0, 2200)]
+
+    def named(*names):
+        labels = tuple(anatomy.vertebra(n).label for n in names)
+        return identify.Identification(labels, (1.0,) * 5, 0, 1.0)
+
+    # .22 is under .35 x the median .65: the sacrum when named L6 ...
+    assert pipeline.is_sacrum_called_l6(walk, votes, named("L2", "L3", "L4", "L5", "L6"), 0.35)
+    # ... but a sliver cut by the field of view gets as little: any other name stays
+    assert not pipeline.is_sacrum_called_l6(walk, votes, named("L1", "L2", "L3", "L4", "L5"), 0.35)
+    votes[-1] = (0, 0, 6000)  # a true L6, as much spine as its neighbours
+    assert not pipeline.is_sacrum_called_l6(walk, votes, named("L2", "L3", "L4", "L5", "L6"), 0.35)
