@@ -331,14 +331,6 @@ needs_weights = pytest.mark.skipif(
     reason=f"shipped weights not in {SHIPPED} (train them: issue 4)",
 )
 TEST_SPACING = (1.2, 1.2, 2.0)
-# The 11-rib spine seen without C1 or the cervicothoracic boundary is the identification rule's
-# documented limit (identify.py, "Known limit"): its rib-less T12 and five lumbar vertebrae look
-# like a six-lumbar spine, and the rule names an L6. Strict, so that it fails once it passes.
-eleven_ribs_limit = pytest.mark.xfail(
-    strict=True, reason="11 ribs + 5 lumbar without C1 in view reads as an L6 spine (identify.py)"
-)
-
-
 def _phantom(seed, fov, variant="normal"):
     from SpineLabelerLib import phantom
 
@@ -376,7 +368,7 @@ def test_shipped_weights_name_every_vertebra_of_each_field_of_view(seed, fov):
 @pytest.mark.slow
 @needs_weights
 @pytest.mark.parametrize(
-    "seed, variant", [(107, "L6"), pytest.param(108, "11-ribs", marks=eleven_ribs_limit)]
+    "seed, variant", [(107, "L6"), (108, "11-ribs")]
 )
 def test_shipped_weights_name_transitional_spines(seed, variant):
     case = _phantom(seed, "abdomen", variant)

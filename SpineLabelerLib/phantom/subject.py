@@ -170,6 +170,16 @@ def draw_subject(rng: np.random.Generator, variant: str = "normal") -> Subject:
         m["sp_slope_deg"] = float(m["sp_slope_deg"] + rng.uniform(-5, 5))
         levels.append(LevelShape(label=label, name=name, rib=ribs.get(name), cortex_mm=cortex * rng.uniform(0.9, 1.1),
                                  gap_below=_gap_below(name) * scale * rng.uniform(0.85, 1.15), **m))
+    # Bodies, discs and canals vary apart (discs narrow with age and degeneration; canals
+    # differ between people): one draw per subject for each, on top of the size scale
+    # (benchmarks/realism.py: shape per level).
+    body_height, disc_height = rng.uniform(0.95, 1.15), rng.uniform(0.6, 1.1)
+    canal = rng.uniform(0.95, 1.2)
+    for lv in levels:
+        lv.body_h *= body_height
+        lv.gap_below *= disc_height
+        lv.canal_w *= canal
+        lv.canal_d *= canal
     for upper, lower in zip(levels, levels[1:]):
         lower.gap_above = upper.gap_below
     if variant == "11-ribs":  # a rib-less T12 looks lumbar: long flat transverse processes
