@@ -286,6 +286,12 @@ def _walk_one_way(
             return found, _end(walker, far)
         advance = direction * float(vertebra.centroid_lps[2] - prev.centroid_lps[2])
         if advance < s.min_advance * step:
+            if vertebra.partial and prev.partial and advance > 0:
+                # An oblique edge of the field of view cuts several vertebrae: what is left
+                # of the next one is a sliver whose centroid lies close to the last one's.
+                found.append(vertebra)
+                on_found(vertebra)
+                return found, "fov"
             walker.drop(vertebra)
             return found, "stalled"
         measured = float(np.linalg.norm(vertebra.centroid_lps - prev.centroid_lps))

@@ -154,3 +154,24 @@ def test_a_vertebra_past_stage_one_spine_box_is_not_taken():
     result = run(ct, box_z=(bottom_of_label2, ct.origin_lps[2] + SHAPE[0] - 1))
     assert len(result.vertebrae) == 9 and result.end_below == "spine"
     assert not (result.instances.array[labels == 1]).any()
+
+
+def test_a_sliver_left_by_an_oblique_field_of_view_edge_is_kept():
+    ct, labels = scene()
+    jj = np.arange(SHAPE[1])[None, :, None]
+    kk = np.arange(SHAPE[0])[:, None, None]
+    # The edge climbs from k 206 (through vertebra 9, k 196-211) at the front of the boxes
+    # (j 12) to k 225 at the back (j 27): vertebra 10 (k 218-233) keeps a sliver behind.
+    valid = np.broadcast_to(kk < 206 + (jj - 12) * 1.3, SHAPE).copy()
+    cut = ct.with_array(np.where(valid, ct.array, 0.0).astype(np.float32))
+    line = straight_line(ct)
+    start = line.point_at(ct.origin_lps[2] + 20 + 4 * (HEIGHT + GAP) + 3)
+    # a stall threshold above the sliver's advance (it would be dropped as a stall)
+    settings = stage2.WalkSettings(patch_kji=(32, 32, 32), min_volume_ml=0.02, min_advance=0.9)
+    box_z = (ct.origin_lps[2], ct.origin_lps[2] + SHAPE[0] - 1)
+    result = stage2.walk(cut, valid, oracle, line, start, 20.0, box_z, settings)
+    top, below = result.vertebrae[0], result.vertebrae[1]
+    assert len(result.vertebrae) == 10 and top.partial and below.partial
+    assert top.centroid_lps[2] - below.centroid_lps[2] < 0.9 * 20.0  # it really was a "stall"
+    assert np.all(labels[result.instances.array == top.index] == 10)
+    assert result.end_above == "fov"
