@@ -149,8 +149,13 @@ def resample_to_spacing(
     return resample_onto(image, reference, nearest=nearest, fill=fill)
 
 
-def resample_onto(image: Image, reference: Image, *, nearest: bool = False, fill: float = 0) -> Image:
-    """Resample ``image`` onto ``reference``'s grid (physical positions are preserved)."""
+def resample_onto(
+    image: Image, reference: Image, *, nearest: bool = False, fill: float = 0, float32: bool = False
+) -> Image:
+    """Resample ``image`` onto ``reference``'s grid (physical positions are preserved).
+
+    ``float32``: the output is float32 whatever the input's type, so that an int16 CT need
+    not be copied to float first (a clinical CT's float copy is about 1 GB)."""
     f = sitk.ResampleImageFilter()
     ref = sitk.Image([int(n) for n in reference.size_ijk], sitk.sitkUInt8)
     ref.SetSpacing(reference.spacing_mm)
@@ -159,5 +164,7 @@ def resample_onto(image: Image, reference: Image, *, nearest: bool = False, fill
     f.SetReferenceImage(ref)
     f.SetInterpolator(sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear)
     f.SetDefaultPixelValue(float(fill))
+    if float32:
+        f.SetOutputPixelType(sitk.sitkFloat32)
     out = f.Execute(to_sitk(image))
     return Image(sitk.GetArrayFromImage(out), reference.spacing_mm, reference.origin_lps, reference.direction)

@@ -83,9 +83,7 @@ def to_canonical(
     Returns float32 HU, not yet normalized (see :func:`normalize_hu`).
     """
     reference = canonical_grid(ct, spacing_mm, box_lps)
-    ct32 = ct.with_array(np.asarray(ct.array, np.float32))
-    out = resample_onto(ct32, reference, nearest=False, fill=fill_hu)
-    return out.with_array(out.array.astype(np.float32, copy=False))
+    return resample_onto(ct, reference, nearest=False, fill=fill_hu, float32=True)
 
 
 def labels_onto(labels: Image, reference: Image) -> Image:
