@@ -266,7 +266,9 @@ def _region_at(result: stage1.Stage1Result, z: float) -> str:
     return "thoracic"
 
 
-def _stage1_share(vote: tuple[float, float, float], v: stage2.WalkedVertebra, voxel_ml: float) -> float:
+def _stage1_share(
+    vote: tuple[float, float, float], v: stage2.WalkedVertebra, voxel_ml: float
+) -> float:
     """The share of a walked vertebra's voxels that stage 1 called spine."""
     return sum(vote) / max(v.volume_ml / voxel_ml, 1.0)
 
@@ -379,7 +381,9 @@ def segment_spine(
     timings["stage2"] = time.perf_counter() - t
     messages = messages + run1.messages + run2.messages
     work.update(
-        stage2_crop_kji=list(crop.array.shape), stage2_predictions=walk.predictions, walk_start=walk.start
+        stage2_crop_kji=list(crop.array.shape),
+        stage2_predictions=walk.predictions,
+        walk_start=walk.start,
     )
     if not walk.vertebrae:
         timings["total"] = time.perf_counter() - t_all
@@ -509,7 +513,17 @@ def run_stage2(
         expected = max(1, int(round((box_z[1] - box_z[0]) / step)))
         start = s1.centerline.point_at(z0)
         return stage2.walk(
-            crop, valid, predict, s1.centerline, start, step, box_z, walk_settings, span, cancel, expected
+            crop,
+            valid,
+            predict,
+            s1.centerline,
+            start,
+            step,
+            box_z,
+            walk_settings,
+            span,
+            cancel,
+            expected,
         )
 
     progress = _monotonic(progress)
@@ -521,12 +535,11 @@ def run_stage2(
         # A start on a wrong anchor (stage 1 called a region boundary where there is none)
         # can leave the walk stuck on one fragment; a column that long holds more vertebrae.
         retry = walk_from(middle, progress)
-        retry.predictions += walk.predictions
+        predictions = walk.predictions + retry.predictions
         if len(retry.vertebrae) > len(walk.vertebrae):
             why = f"middle of the spine region (from the {why}: {len(walk.vertebrae)} found)"
             walk = retry
-        else:
-            walk.predictions = retry.predictions
+        walk.predictions = predictions
     walk.start = why
     return crop, valid, walk
 

@@ -112,6 +112,11 @@ def normalize_hu(array: np.ndarray) -> np.ndarray:
     return ((a - HU_MIN) * (2.0 / (HU_MAX - HU_MIN)) - 1.0).astype(np.float32)
 
 
+def hu_from_normalized(value: float) -> float:
+    """The inverse of :func:`normalize_hu` for one value inside [-1, 1] (HU)."""
+    return (float(value) + 1.0) * (HU_MAX - HU_MIN) / 2.0 + HU_MIN
+
+
 def region_classes(labels: np.ndarray) -> np.ndarray:
     """VerSe label values -> stage-1 classes (0 bg, 1 C, 2 T, 3 L) as uint8, same shape.
 

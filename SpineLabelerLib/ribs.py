@@ -8,9 +8,10 @@ The measure, on stage 2's 1 mm canonical crop (k superior, j posterior, i left),
 each vertebra: a *band* over the vertebra's own cranio-caudal extent, from ``band_anterior_mm``
 in front of its centroid to ``band_posterior_mm`` behind it, and laterally from
 ``band_gap_mm`` to ``band_gap_mm + band_width_mm`` beyond the widest point of its mask on that
-side (the tip of its transverse process, where a rib leaves it). Bone there that is not within ``clearance_mm`` of any vertebra mask counts, if it belongs to
-a piece of bone shorter than ``max_piece_mm`` cranio-caudally (a rib crossing the band; the
-ilium and the scapula are long plates and do not count). A side scores that bone volume over
+side (the tip of its transverse process, where a rib leaves it). Bone there that is not
+within ``clearance_mm`` of any vertebra mask counts, if it belongs to a piece of bone shorter
+than ``max_piece_mm`` cranio-caudally (a rib crossing the band; the ilium and the scapula are
+long plates and do not count). A side scores that bone volume over
 ``rib_bone_mm3`` (capped at 1); the vertebra scores the mean of its measured sides. A side whose
 band lies less than ``min_inside`` inside the crop and the field of view is not measured (a
 tight crop around the spine shows no ribs: that is not evidence of none); a vertebra with no
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from SpineLabelerLib.preprocess import HU_MAX, HU_MIN, normalize_hu
+from SpineLabelerLib.preprocess import hu_from_normalized, normalize_hu
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def _bone_threshold(smooth: np.ndarray, vertebrae: np.ndarray, s: RibSettings) -
     floor = float(normalize_hu(np.array([s.min_bone_hu]))[0])
     if not vertebrae.any():
         return floor
-    p90_hu = float(np.percentile(smooth[vertebrae], 90)) * (HU_MAX - HU_MIN) / 2.0 + (HU_MAX + HU_MIN) / 2.0
+    p90_hu = hu_from_normalized(np.percentile(smooth[vertebrae], 90))
     return max(floor, float(normalize_hu(np.array([s.bone_fraction * p90_hu]))[0]))
 
 

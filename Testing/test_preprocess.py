@@ -19,6 +19,12 @@ def test_normalize_hu_clips_and_scales():
     np.testing.assert_allclose(out, [-1.0, -1.0, 0.0, 1.0, 1.0], atol=1e-6)
 
 
+def test_hu_from_normalized_inverts_normalize_hu_inside_the_window():
+    for hu in (-512.0, 0.0, 150.0, 300.0, 1024.0):
+        back = preprocess.hu_from_normalized(preprocess.normalize_hu(np.array([hu]))[0])
+        assert back == pytest.approx(hu, abs=1e-3)
+
+
 def test_canonical_grid_is_axis_aligned_and_covers_the_ct():
     ct = _oblique_ct()
     grid = preprocess.canonical_grid(ct, 2.0)
