@@ -263,3 +263,13 @@ def test_validate_stage1_figures_on_a_constant_net():
     assert out["dice_lumbar"] == 0.0 and "dice_cervical" not in out
     assert out["dice"] == pytest.approx(out["dice_thoracic"] / 2)
     assert out["dice_spine"] == pytest.approx(2 * 192 / (512 + 192))
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("configs/*.json")))
+def test_every_shipped_config_is_valid(path):
+    """A typo in a config should fail here, not minutes into a run on a lent GPU."""
+    from SpineLabelerLib.training.samples import Stage2Sampling
+
+    cfg = TrainConfig.from_file(path)
+    Stage2Sampling(**cfg.stage2_sampling)
+    assert cfg.lr > 0 and cfg.steps > 0
