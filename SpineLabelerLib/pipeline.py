@@ -65,6 +65,7 @@ class SegmentSettings:
     min_stage1_support: float = 0.1  # end vertebrae less spine than this to stage 1 are dropped
     # a bottom "L6" that stage 1 calls spine less than this times the column's median is sacrum
     sacrum_relative_support: float = 0.35
+    sliver_fraction: float = 0.25  # a cut end vertebra this small (x median) needs no stage 1
     # a walk that found fewer than this share of the vertebrae the spine box could hold (at
     # the longest typical step) is tried again from the box's middle; the longer walk is kept
     restart_below: float = 0.5
@@ -273,19 +274,32 @@ def _stage1_share(
     return sum(vote) / max(v.volume_ml / voxel_ml, 1.0)
 
 
-def trim_unsupported_ends(walk: stage2.WalkResult, votes: list, min_support: float) -> None:
+def trim_unsupported_ends(
+    walk: stage2.WalkResult, votes: list, min_support: float, sliver_fraction: float
+) -> None:
     """Drop vertebrae at either end of the column that stage 1 hardly calls spine (in place).
 
     Stage 2 segments whatever vertebra-like bone is near its patch (the sacrum, say);
     stage 1 says where the spine is. An end vertebra with under ``min_support`` of its
     voxels called spine by stage 1 goes, and that end becomes a "spine" end (the spine
-    ended there as stage 1 sees it) unless the field of view had cut it.
+    ended there as stage 1 sees it) unless the field of view had cut it. A sliver the
+    field of view cut (partial, under ``sliver_fraction`` of the column's median volume)
+    stays: stage 1's coarse grid hardly sees a few slices at the edge of the view, and the
+    top of the sacrum is as large as a vertebra.
     """
     voxel_ml = float(np.prod(walk.instances.spacing_mm)) / 1000.0
-    while walk.vertebrae and _stage1_share(votes[-1], walk.vertebrae[-1], voxel_ml) < min_support:
+    if not walk.vertebrae:
+        return
+    sliver_ml = sliver_fraction * float(np.median([v.volume_ml for v in walk.vertebrae]))
+
+    def unsupported(vote: tuple, v: stage2.WalkedVertebra) -> bool:
+        is_sliver = v.partial and v.volume_ml < sliver_ml
+        return not is_sliver and _stage1_share(vote, v, voxel_ml) < min_support
+
+    while walk.vertebrae and unsupported(votes[-1], walk.vertebrae[-1]):
         votes.pop()
         walk.end_below = "fov" if walk.vertebrae.pop().partial else "spine"
-    while walk.vertebrae and _stage1_share(votes[0], walk.vertebrae[0], voxel_ml) < min_support:
+    while walk.vertebrae and unsupported(votes[0], walk.vertebrae[0]):
         votes.pop(0)
         walk.end_above = "fov" if walk.vertebrae.pop(0).partial else "spine"
 
@@ -396,7 +410,7 @@ def segment_spine(
     report(progress, "identify", _SPANS["identify"][0], "naming the vertebrae")
     classes_on_crop = preprocess.labels_onto(s1.classes, crop).array
     votes = [_votes(walk.instances.array, classes_on_crop, v.index) for v in walk.vertebrae]
-    trim_unsupported_ends(walk, votes, settings.min_stage1_support)
+    trim_unsupported_ends(walk, votes, settings.min_stage1_support, settings.sliver_fraction)
     if not walk.vertebrae:
         timings["total"] = time.perf_counter() - t_all
         report(progress, "done", 1.0, "no spine found")

@@ -48,6 +48,7 @@ class WalkSettings:
     accept_mm: float = 6.0  # ... or less than this and the mask is well inside the patch
     threshold: float = 0.5
     min_volume_ml: float = 2.0  # a smaller prediction counts as empty (C1 is ~8 ml)
+    min_partial_volume_ml: float = 0.3  # ... unless the field of view's edge cuts it
     min_advance: float = 0.4  # a new centroid must move on at least this many steps
     lead: float = 0.75  # the next patch centre lies this many steps on from the last centroid
     gap_factor: float = 1.6  # a longer step than this (x the usual one) hides a missed vertebra
@@ -148,8 +149,12 @@ class _Walker:
             return None
         sizes = np.bincount(comp.ravel())[1:]
         mask = comp == (int(np.argmax(sizes)) + 1)
-        if mask.sum() * self.voxel_ml < self.settings.min_volume_ml:
-            return None
+        volume_ml = float(mask.sum()) * self.voxel_ml
+        if volume_ml < self.settings.min_volume_ml and (
+            volume_ml < self.settings.min_partial_volume_ml
+            or not self.touches_fov_edge(mask, slices)
+        ):
+            return None  # a small blob inside the view is noise; at its edge, a cut vertebra
         return mask, slices
 
     def centroid_lps(self, mask: np.ndarray, slices) -> np.ndarray:
@@ -217,6 +222,10 @@ class _Walker:
             iterations=iterations,
             converged=converged,
         )
+
+    def is_sliver(self, vertebra: WalkedVertebra) -> bool:
+        """A piece kept only because the field of view's edge cut it (``min_partial_volume_ml``)."""
+        return vertebra.partial and vertebra.volume_ml < self.settings.min_volume_ml
 
     def drop(self, vertebra: WalkedVertebra) -> None:
         region = self.instances[self.regions.pop(vertebra.index)]
@@ -288,16 +297,23 @@ def _walk_one_way(
         if advance < s.min_advance * step:
             if vertebra.partial and prev.partial and advance > 0:
                 # An oblique edge of the field of view cuts several vertebrae: what is left
-                # of the next one is a sliver whose centroid lies close to the last one's.
-                found.append(vertebra)
-                on_found(vertebra)
+                # of the next one is a sliver whose centroid lies close to the last one's;
+                # two slivers that close are scraps of one vertebra: the second is not counted.
+                if walker.is_sliver(prev) and walker.is_sliver(vertebra):
+                    walker.drop(vertebra)
+                else:
+                    found.append(vertebra)
+                    on_found(vertebra)
                 return found, "fov"
             walker.drop(vertebra)
             return found, "stalled"
         measured = float(np.linalg.norm(vertebra.centroid_lps - prev.centroid_lps))
-        if measured > s.gap_factor * step and len(found) + 1 < budget:
+        hides_one = measured > s.gap_factor * step and not walker.is_sliver(vertebra)
+        if hides_one and len(found) + 1 < budget:  # a sliver's centroid is not its vertebra's
             middle = walker.segment_at(0.5 * (prev.centroid_lps + vertebra.centroid_lps))
-            if middle is not None:
+            if middle is not None and walker.is_sliver(middle):
+                walker.drop(middle)  # a skipped vertebra is whole: this is an edge's scrap
+            elif middle is not None:
                 found.append(middle)
                 on_found(middle)
                 measured = 0.5 * measured

@@ -169,12 +169,16 @@ def test_a_walk_stuck_at_a_wrong_anchor_starts_again_mid_column(monkeypatch):
         return result
 
     monkeypatch.setattr(stage2, "walk", first_walk_stalls)
-    monkeypatch.setattr(pipeline, "choose_start", lambda s1: (s1.boxes["spine"].min_lps[2] + 10, "T/L boundary"))
+    monkeypatch.setattr(
+        pipeline, "choose_start", lambda s1: (s1.boxes["spine"].min_lps[2] + 10, "T/L boundary")
+    )
     seen = []
     result = run(ct, progress=lambda s, f, m: seen.append(f))
     assert len(calls) == 2 and calls[1] > calls[0] + 100  # the second walk began mid-column
     assert_matches_truth(result, truth, names)
-    assert result.work["walk_start"] == "middle of the spine region (from the T/L boundary: 1 found)"
+    assert (
+        result.work["walk_start"] == "middle of the spine region (from the T/L boundary: 1 found)"
+    )
     assert all(b >= a - 1e-9 for a, b in zip(seen, seen[1:]))  # progress never goes back
 
 
@@ -331,6 +335,8 @@ needs_weights = pytest.mark.skipif(
     reason=f"shipped weights not in {SHIPPED} (train them: issue 4)",
 )
 TEST_SPACING = (1.2, 1.2, 2.0)
+
+
 def _phantom(seed, fov, variant="normal"):
     from SpineLabelerLib import phantom
 
@@ -367,9 +373,7 @@ def test_shipped_weights_name_every_vertebra_of_each_field_of_view(seed, fov):
 
 @pytest.mark.slow
 @needs_weights
-@pytest.mark.parametrize(
-    "seed, variant", [(107, "L6"), (108, "11-ribs")]
-)
+@pytest.mark.parametrize("seed, variant", [(107, "L6"), (108, "11-ribs")])
 def test_shipped_weights_name_transitional_spines(seed, variant):
     case = _phantom(seed, "abdomen", variant)
     result = pipeline.segment_spine(case.ct)
@@ -462,10 +466,26 @@ def test_end_vertebrae_stage_one_does_not_call_spine_are_dropped():
     column = [WalkedVertebra(n, np.zeros(3), 10.0, n == 4, 1, True) for n in range(1, 5)]
     walk = WalkResult(grid, list(column), end_above="fov", end_below="fov")
     votes = [(0, 0, 500), (0, 0, 9000), (0, 9000, 0), (0, 0, 800)]  # supports .05 .9 .9 .08
-    pipeline.trim_unsupported_ends(walk, votes, 0.1)
+    pipeline.trim_unsupported_ends(walk, votes, 0.1, sliver_fraction=0.25)
     assert [v.index for v in walk.vertebrae] == [2, 3] and len(votes) == 2
     assert walk.end_above == "spine"  # a whole vertebra that is no spine: e.g. the skull base
     assert walk.end_below == "fov"  # the dropped one was cut by the field of view
+
+
+def test_a_sliver_the_field_of_view_cut_stays_though_stage_one_hardly_sees_it():
+    from SpineLabelerLib.stage2 import WalkedVertebra, WalkResult
+
+    grid = Image(np.zeros((4, 4, 4), np.int16))
+    column = [WalkedVertebra(n, np.zeros(3), 10.0, False, 1, True) for n in range(1, 4)]
+    column.append(WalkedVertebra(4, np.zeros(3), 1.2, True, 1, True))  # cut to 1.2 ml
+    walk = WalkResult(grid, list(column), end_above="spine", end_below="fov")
+    votes = [(0, 0, 9000), (0, 0, 9000), (0, 0, 9000), (0, 0, 0)]
+    pipeline.trim_unsupported_ends(walk, votes, 0.1, sliver_fraction=0.25)
+    assert [v.index for v in walk.vertebrae] == [1, 2, 3, 4]
+    whole_but_unsupported = WalkedVertebra(4, np.zeros(3), 1.2, False, 1, True)
+    walk = WalkResult(grid, column[:3] + [whole_but_unsupported], end_below="spine")
+    pipeline.trim_unsupported_ends(walk, list(votes), 0.1, sliver_fraction=0.25)
+    assert [v.index for v in walk.vertebrae] == [1, 2, 3]
 
 
 def test_a_bottom_l6_with_a_fraction_of_the_column_s_support_is_the_sacrum():

@@ -96,6 +96,22 @@ def test_vertebra_cut_by_the_field_of_view_is_partial_and_ends_the_walk():
     assert result.end_above == "fov" and result.end_below == "spine"
 
 
+def test_a_sliver_at_the_field_of_view_edge_counts_but_a_small_blob_inside_it_does_not():
+    ct, labels = scene()
+    top_k = 20 + 9 * (HEIGHT + GAP)
+    valid = np.ones(SHAPE, bool)
+    valid[top_k + 2 :] = False  # two slices of the top vertebra left: 0.45 ml (< 0.5 ml)
+    cut = ct.with_array(np.where(valid, ct.array, 0.0).astype(np.float32))
+    result = run(cut, valid=valid)  # min_volume_ml 0.5; min_partial_volume_ml 0.3
+    assert len(result.vertebrae) == 10 and result.vertebrae[0].partial
+    assert np.all(labels[result.instances.array == result.vertebrae[0].index] == 10)
+    assert result.end_above == "fov"
+    # the same two slices inside the view, the rest of the vertebra gone: not a vertebra
+    blob = np.where((labels == 10) & ~valid, 0, labels).astype(np.float32) / 100.0
+    result = run(ct.with_array(blob))
+    assert len(result.vertebrae) == 9 and result.end_above == "spine"
+
+
 def test_nothing_to_segment_returns_an_empty_walk():
     ct = Image(np.zeros(SHAPE, np.float32), (1.0, 1.0, 1.0), (-24.0, -20.0, -130.0))
     result = run(ct)
