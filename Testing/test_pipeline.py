@@ -218,6 +218,28 @@ def test_report_is_json_ready():
         assert v["rib_score"] is None or 0.0 <= v["rib_score"] < 0.2, v
 
 
+@pytest.mark.parametrize("kind", ["axial", "permuted", "oblique"])
+def test_fov_mask_equals_the_per_voxel_test_of_every_grid_centre(kind):
+    from SpineLabelerLib.image import lps_to_index
+
+    rng = np.random.default_rng({"axial": 1, "permuted": 2, "oblique": 3}[kind])
+    if kind == "axial":
+        direction = np.eye(3)
+    elif kind == "permuted":
+        direction = np.eye(3)[[2, 0, 1]] * np.array([1, -1, 1])
+    else:
+        q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        direction = q
+    ct = Image(np.zeros((17, 23, 31), np.int16), (0.7, 1.3, 2.5), (4.0, -9.0, 2.0), direction)
+    lo, hi = preprocess.physical_bounds_lps(ct)
+    grid = preprocess.canonical_grid(ct, 1.0, (lo - 3.0, hi + 2.0))
+    kji = np.argwhere(np.ones(grid.array.shape, bool))
+    ijk = lps_to_index(ct, index_to_lps(grid, kji[:, ::-1].astype(float)))
+    inside = np.all((ijk >= -0.5) & (ijk <= np.array(ct.size_ijk) - 0.5), axis=1)
+    mask = pipeline.fov_mask(ct, grid, chunk=5)
+    assert np.mean(mask.ravel() == inside) > 0.999 and 0 < mask.sum() < mask.size
+
+
 def test_fov_mask_and_covering_subimage_on_an_oblique_grid():
     c, s = np.cos(np.radians(20)), np.sin(np.radians(20))
     ct = Image(
@@ -507,3 +529,16 @@ def test_a_bottom_l6_with_a_fraction_of_the_column_s_support_is_the_sacrum():
     assert not pipeline.is_sacrum_called_l6(walk, votes, named("L1", "L2", "L3", "L4", "L5"), 0.35)
     votes[-1] = (0, 0, 6000)  # a true L6, as much spine as its neighbours
     assert not pipeline.is_sacrum_called_l6(walk, votes, named("L2", "L3", "L4", "L5", "L6"), 0.35)
+
+
+def test_stage_one_votes_count_each_instance_s_region_voxels():
+    instances = np.zeros((6, 5, 4), np.int16)
+    classes = np.zeros((6, 5, 4), np.uint8)
+    instances[0:2], classes[0:2, :, :3], classes[0:2, :, 3] = 3, 1, 2  # 30 C + 10 T
+    instances[3:5], classes[3:5] = 7, 3  # 40 L
+    classes[5] = 2  # thoracic voxels outside every instance count for nobody
+    assert pipeline._votes(instances, classes, [7, 3, 5]) == [
+        (0.0, 0.0, 40.0),
+        (30.0, 10.0, 0.0),
+        (0.0, 0.0, 0.0),
+    ]
