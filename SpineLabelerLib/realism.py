@@ -487,6 +487,40 @@ class ImageQuality:
     n_profiles_thick: int
 
 
+@dataclass(frozen=True)
+class EdgeLayers:
+    """Median HU of the voxel layers across the vertebra masks' surface: ``outside[0]`` is the
+    layer touching the mask, ``inside[0]`` the mask's own outermost layer, each next one a
+    voxel further (one binary erosion / dilation step, the same grid rule for every case).
+
+    Why: it shows where an annotation puts the edge of the bone the image shows, and how
+    thick the bright shell is; a net trained on labels drawn one way learns to put its edge
+    there, so phantoms and real masks must agree on it."""
+
+    outside: tuple[float, ...]
+    inside: tuple[float, ...]
+
+
+def edge_layers(ct: Image, labels: Image, n_inside: int = 5, n_outside: int = 3) -> EdgeLayers:
+    """:class:`EdgeLayers` of all vertebra masks together."""
+    _check_pair(ct, labels)
+    box = _box(np.asarray(labels.array) > 0, labels, 2.0 * max(n_outside, 1) * max(ct.spacing_mm))
+    ct, labels = _crop(ct, box), _crop(labels, box)
+    hu = np.asarray(ct.array, float)
+    mask = np.asarray(labels.array) > 0
+
+    def medians(shrink: bool, n: int) -> tuple[float, ...]:
+        out, cur = [], mask
+        for _ in range(n):
+            nxt = ndi.binary_erosion(cur) if shrink else ndi.binary_dilation(cur)
+            layer = (cur & ~nxt) if shrink else (nxt & ~cur)
+            out.append(float(np.median(hu[layer])) if layer.any() else math.nan)
+            cur = nxt
+        return tuple(out)
+
+    return EdgeLayers(outside=medians(False, n_outside), inside=medians(True, n_inside))
+
+
 def noise_hu(ct: Image, labels: Image, region: np.ndarray | None = None) -> float:
     """Median local standard deviation (HU) over homogeneous muscle-like voxels.
 

@@ -212,3 +212,17 @@ def test_shape_on_an_oblique_grid():
         assert s.canal_lr_mm == pytest.approx(22.0, abs=2.0)
         assert s.volume_ml == pytest.approx(shapes[LEVELS[0]].volume_ml, rel=0.05)
     assert shapes[20].disc_gap_below_mm == pytest.approx(10.0, abs=2.0)
+
+
+def test_edge_layers_read_each_voxel_layer_across_the_mask_surface():
+    mask = np.zeros((30, 32, 34), bool)
+    mask[6:24, 7:25, 8:26] = True
+    layer2 = ndi.binary_erosion(mask)
+    core = ndi.binary_erosion(layer2)
+    halo = ndi.binary_dilation(mask) & ~mask
+    ct = np.zeros(mask.shape, np.float32)
+    ct[halo], ct[mask], ct[layer2], ct[core] = 50.0, 1000.0, 300.0, 100.0
+    labels = Image(mask.astype(np.uint8) * 20, (1.0, 1.0, 2.0))
+    layers = realism.edge_layers(labels.with_array(ct), labels, n_inside=4, n_outside=2)
+    assert layers.inside == (1000.0, 300.0, 100.0, 100.0)
+    assert layers.outside == (50.0, 0.0)
