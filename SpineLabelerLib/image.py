@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -145,7 +146,9 @@ def resample_to_spacing(
     # Keep the outer corner of voxel 0 fixed so that the extent is unchanged.
     corner = index_to_lps(image, [-0.5, -0.5, -0.5])[0]
     origin = corner + image.direction @ (0.5 * spacing)
-    reference = Image(np.zeros(size[::-1], np.uint8), tuple(spacing), tuple(origin), image.direction)
+    reference = Image(
+        np.zeros(size[::-1], np.uint8), tuple(spacing), tuple(origin), image.direction
+    )
     return resample_onto(image, reference, nearest=nearest, fill=fill)
 
 
@@ -167,4 +170,13 @@ def resample_onto(
     if float32:
         f.SetOutputPixelType(sitk.sitkFloat32)
     out = f.Execute(to_sitk(image))
-    return Image(sitk.GetArrayFromImage(out), reference.spacing_mm, reference.origin_lps, reference.direction)
+    return Image(
+        sitk.GetArrayFromImage(out), reference.spacing_mm, reference.origin_lps, reference.direction
+    )
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """Index slices of the box holding a bool array's True voxels, or None if there are none:
+    work on a mask that fills a few per cent of its array is done inside this box."""
+    found = ndimage.find_objects(mask.view(np.uint8))
+    return found[0] if found else None

@@ -27,11 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from SpineLabelerLib import anatomy, identify, preprocess, ribs, stage1, stage2
 from SpineLabelerLib.evaluation.centroids import centroids_from_labels
-from SpineLabelerLib.image import Image, ijk_to_lps_matrix, index_to_lps, lps_to_index
+from SpineLabelerLib.image import (
+    Image,
+    bounding_box,
+    ijk_to_lps_matrix,
+    index_to_lps,
+    lps_to_index,
+)
 from SpineLabelerLib.io.checks import check_ct
 from SpineLabelerLib.progress import CancelFlag, ProgressCallback, report
 
@@ -207,11 +212,10 @@ def labels_to_input_grid(labels_crop: Image, ct: Image) -> tuple[Image, Image]:
     ~200 M voxels, the spine a few per cent of them); the rest is 0.
     """
     out = np.zeros(ct.array.shape[:3], np.uint8)
-    found = ndimage.find_objects((labels_crop.array > 0).astype(np.uint8))
-    if not found or found[0] is None:
+    bbox = bounding_box(labels_crop.array > 0)
+    if bbox is None:
         empty = subimage(ct, tuple(slice(0, 1) for _ in range(3)))  # type: ignore[arg-type]
         return ct.with_array(out), empty.with_array(out[:1, :1, :1])
-    bbox = found[0]
     lo_kji = np.array([sl.start for sl in bbox], float) - 0.5
     hi_kji = np.array([sl.stop - 1 for sl in bbox], float) + 0.5
     corners = index_to_lps(labels_crop, np.array([lo_kji[::-1], hi_kji[::-1]]))
@@ -225,8 +229,8 @@ def fov_mask(ct: Image, grid: Image, chunk: int = 64) -> np.ndarray:
     """Bool ``(K, J, I)`` on ``grid``: True where a voxel centre lies inside ``ct``'s voxels.
 
     Each CT index is an affine function of the grid index; it is evaluated only over the grid
-    axes it depends on (an axis-aligned CT's index along one axis is a single row), which makes
-    the usual case ~10 times faster than a full per-voxel map (1.2 s on a clinical crop)."""
+    axes it depends on (an axis-aligned CT's index along one axis is a single row): 0.03 s
+    instead of 0.8 s for a full per-voxel map of a clinical crop, with the same floats."""
     n = np.array(ct.size_ijk, float)
     # grid index (i, j, k) -> ct continuous index, one affine map.
     a = np.linalg.inv(ijk_to_lps_matrix(ct)) @ ijk_to_lps_matrix(grid)
@@ -301,14 +305,14 @@ def trim_unsupported_ends(
     stays: stage 1's coarse grid hardly sees a few slices at the edge of the view, and the
     top of the sacrum is as large as a vertebra.
     """
-    voxel_ml = float(np.prod(walk.instances.spacing_mm)) / 1000.0
     if not walk.vertebrae:
         return
-    sliver_ml = sliver_fraction * float(np.median([v.volume_ml for v in walk.vertebrae]))
+    voxel_ml = float(np.prod(walk.instances.spacing_mm)) / 1000.0
+    small_ml = sliver_fraction * float(np.median([v.volume_ml for v in walk.vertebrae]))
 
     def unsupported(vote: tuple, v: stage2.WalkedVertebra) -> bool:
-        is_sliver = v.partial and v.volume_ml < sliver_ml
-        return not is_sliver and _stage1_share(vote, v, voxel_ml) < min_support
+        small_and_cut = v.partial and v.volume_ml < small_ml
+        return not small_and_cut and _stage1_share(vote, v, voxel_ml) < min_support
 
     while walk.vertebrae and unsupported(votes[-1], walk.vertebrae[-1]):
         votes.pop()

@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage
 
-from SpineLabelerLib.image import Image, index_to_lps, lps_to_index
+from SpineLabelerLib.image import Image, bounding_box, index_to_lps, lps_to_index
 from SpineLabelerLib.progress import CancelFlag, ProgressCallback, report
 from SpineLabelerLib.stage1 import Centerline
 
@@ -94,13 +94,6 @@ def _patch_slices(center_kji: np.ndarray, patch: tuple[int, int, int], shape: tu
     return tuple(src), tuple(dst)
 
 
-def _bbox(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """The bounding box of a bool array's True voxels, or None: the walk's per-patch work is
-    done inside it (a vertebra fills a few per cent of a patch)."""
-    found = ndimage.find_objects(mask.view(np.uint8))
-    return found[0] if found else None
-
-
 def _extract(volume: np.ndarray, slices, patch, fill: float) -> np.ndarray:
     out = np.full(patch, fill, np.float32)
     src, dst = slices
@@ -153,7 +146,7 @@ class _Walker:
         inside = np.zeros(patch, bool)
         inside[dst] = True
         candidates = (prob >= self.settings.threshold) & (memory < 0.5) & inside
-        box = _bbox(candidates)
+        box = bounding_box(candidates)
         if box is None:
             return None
         comp, _ = ndimage.label(candidates[box])  # every component lies in the box

@@ -90,3 +90,13 @@ def test_resample_to_spacing_keeps_physical_positions(tiny_labels):
 def test_with_array_refuses_other_shape(tiny_ct):
     with pytest.raises(ValueError, match="does not match grid"):
         tiny_ct.with_array(np.zeros((2, 2, 2)))
+
+
+def test_bounding_box_of_a_mask_and_of_none():
+    from SpineLabelerLib.image import bounding_box
+
+    mask = np.zeros((5, 6, 7), bool)
+    assert bounding_box(mask) is None
+    mask[1, 2:4, 3] = mask[3, 2, 5] = True
+    assert bounding_box(mask) == (slice(1, 4), slice(2, 4), slice(3, 6))
+    assert bounding_box(mask[:, :, 1::2]) == (slice(1, 4), slice(2, 4), slice(1, 3))  # a view

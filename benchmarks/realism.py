@@ -133,6 +133,19 @@ def _mean_of(values) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
+def _spread(real_value: float, phantom_values: list[float]) -> dict:
+    """A real figure against the phantoms' mean and range (NaN phantom values left out)."""
+    values = [v for v in phantom_values if not math.isnan(v)]
+    lo, hi = (min(values), max(values)) if values else (math.nan, math.nan)
+    return {
+        "real": real_value,
+        "phantom_mean": float(np.mean(values)) if values else math.nan,
+        "phantom_min": lo,
+        "phantom_max": hi,
+        "in_spread": None if not values or math.isnan(real_value) else bool(lo <= real_value <= hi),
+    }
+
+
 def hu_rows(real: dict, phantoms: list[dict]) -> list[dict]:
     rows = []
     for tissue in realism.TISSUES:
@@ -167,19 +180,15 @@ def shape_rows(real: dict, phantoms: list[dict]) -> list[dict]:
         rs = real["shape"].get(label)
         ps = [p["shape"][label] for p in phantoms if label in p["shape"]]
         for key, _ in SHAPE_FIGURES:
-            values = [float(getattr(s, key)) for s in ps if not math.isnan(getattr(s, key))]
-            rv = float(getattr(rs, key)) if rs else math.nan
-            lo, hi = (min(values), max(values)) if values else (math.nan, math.nan)
             rows.append(
                 {
                     "level": anatomy.BY_LABEL[label].name,
                     "figure": key,
-                    "real": rv,
                     "real_at_border": bool(rs.at_border) if rs else None,
-                    "phantom_mean": float(np.mean(values)) if values else math.nan,
-                    "phantom_min": lo,
-                    "phantom_max": hi,
-                    "in_spread": None if not values or math.isnan(rv) else bool(lo <= rv <= hi),
+                    **_spread(
+                        float(getattr(rs, key)) if rs else math.nan,
+                        [float(getattr(s, key)) for s in ps],
+                    ),
                 }
             )
     return rows
@@ -203,27 +212,15 @@ def quality_rows(real: dict, phantoms: list[dict]) -> list[dict]:
 
 
 def edge_rows(real: dict, phantoms: list[dict]) -> list[dict]:
-    """One row per voxel layer across the mask surface, outermost outside layer first."""
+    """One row per voxel layer across the mask surface, from the farthest outside inwards."""
     rows = []
-    for side in ("outside", "inside"):
-        n = len(getattr(real["edge"], side))
-        for i in range(n):
+    for side, order in (("outside", reversed), ("inside", iter)):
+        for i in order(range(len(getattr(real["edge"], side)))):
             values = [getattr(p["edge"], side)[i] for p in phantoms]
-            values = [v for v in values if not math.isnan(v)]
-            rv = getattr(real["edge"], side)[i]
-            lo, hi = (min(values), max(values)) if values else (math.nan, math.nan)
             rows.append(
-                {
-                    "layer": f"{side} {i + 1}",
-                    "real": rv,
-                    "phantom_mean": float(np.mean(values)) if values else math.nan,
-                    "phantom_min": lo,
-                    "phantom_max": hi,
-                    "in_spread": None if not values or math.isnan(rv) else bool(lo <= rv <= hi),
-                }
+                {"layer": f"{side} {i + 1}", **_spread(getattr(real["edge"], side)[i], values)}
             )
-    outside = [r for r in rows if r["layer"].startswith("outside")][::-1]
-    return outside + [r for r in rows if r["layer"].startswith("inside")]
+    return rows
 
 
 def format_report(
