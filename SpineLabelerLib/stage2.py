@@ -294,8 +294,8 @@ def _walk_one_way(
             return found, _end(walker, far)
         if not walker.inside_fov(center) and not walker.inside_fov(
             _next_center(walker, prev, 0.5 * step, direction)
-        ):
-            return found, "fov"  # a cut vertebra would still show half a step on
+        ):  # a cut vertebra would still show half a step on, but for a process's tip
+            return _with_last_look(walker, prev, step, direction, found, on_found), "fov"
         vertebra = walker.segment_at(center)
         if vertebra is None and walker.inside_fov(far):
             vertebra = walker.segment_at(far)  # a second look one full step on
@@ -344,7 +344,38 @@ def _walk_one_way(
         if vertebra.partial and not walker.inside_fov(
             _next_center(walker, prev, 0.5 * step, direction)
         ):
-            return found, "fov"
+            return _with_last_look(walker, prev, step, direction, found, on_found), "fov"
+
+
+def _with_last_look(
+    walker: _Walker,
+    prev: WalkedVertebra,
+    step: float,
+    direction: int,
+    found: list[WalkedVertebra],
+    on_found: Callable[[WalkedVertebra], None],
+) -> list[WalkedVertebra]:
+    """``found`` and, where the field of view's edge cuts the next vertebra to what lies
+    outside the next patch centre, that piece.
+
+    The walk ends where the next centre falls outside the view, but a vertebra reaches
+    further than its centre: a thoracic spinous process hangs a whole level down, so a view
+    that ends above T9's body still shows the tip of T8's process behind it. One more
+    prediction at the next centre (its patch still holds the view's edge) finds it; only a
+    piece cut by the edge, beyond the last vertebra, counts, and never after a sliver (two
+    scraps side by side are one vertebra's).
+    """
+    if walker.is_sliver(prev):
+        return found
+    piece = walker.segment_at(_next_center(walker, prev, walker.settings.lead * step, direction))
+    if piece is None:
+        return found
+    advance = direction * float(piece.centroid_lps[2] - prev.centroid_lps[2])
+    if not piece.partial or advance <= 0:
+        walker.drop(piece)
+        return found
+    on_found(piece)
+    return found + [piece]
 
 
 def walk(

@@ -191,3 +191,25 @@ def test_a_sliver_left_by_an_oblique_field_of_view_edge_is_kept():
     assert top.centroid_lps[2] - below.centroid_lps[2] < 0.9 * 20.0  # it really was a "stall"
     assert np.all(labels[result.instances.array == top.index] == 10)
     assert result.end_above == "fov"
+
+
+def test_the_tip_of_a_process_below_the_view_edge_is_found_past_the_last_body():
+    # Vertebra 10 (body k 218-233, out of view) has a process behind the boxes (j 30-36)
+    # that hangs down to k 204, beside vertebra 9's body (k 196-211), as a thoracic spinous
+    # process does. The view ends at k 214: the next centre and the half step lie outside
+    # it, but the process's tip (k 204-213, ~1 ml) is in view and is vertebra 10's.
+    ct, labels = scene()
+    i = int(12 + 0.1 * 218)
+    labels[204:234, 30:37, i : i + 14] = 10
+    valid = np.ones(SHAPE, bool)
+    valid[214:] = False
+    cut = ct.with_array(np.where(valid, labels / 100.0, 0.0).astype(np.float32))
+    result = run(cut, valid=valid)
+    assert len(result.vertebrae) == 10 and result.end_above == "fov"
+    top = result.vertebrae[0]
+    assert top.partial and top.volume_ml == pytest.approx(10 * 7 * 14 / 1000)
+    assert np.all(labels[result.instances.array == top.index] == 10)
+    # without the process the walk ends at vertebra 9 and adds nothing
+    plain = ct.with_array(np.where(valid, ct.array, 0.0).astype(np.float32))
+    result = run(plain, valid=valid)
+    assert len(result.vertebrae) == 9 and not result.vertebrae[0].partial
