@@ -16,7 +16,7 @@ from SpineLabelerLib.phantom import FOVS, VARIANTS, generate_case
 from SpineLabelerLib.phantom import tissues as T
 from SpineLabelerLib.phantom.body import build_body
 from SpineLabelerLib.phantom.layout import build_layout
-from SpineLabelerLib.phantom.scan import MAX_VOXELS, draw_scan
+from SpineLabelerLib.phantom.scan import MAX_VOXELS, draw_scan, fov_z_range
 from SpineLabelerLib.phantom.subject import draw_subject
 
 
@@ -171,6 +171,20 @@ def test_clinical_scan_draws_stay_in_clinical_ranges():
     assert {"axial", "flipped", "permuted", "oblique"} <= kinds
 
 
+def test_a_lumbar_crop_is_tight_and_cuts_the_top_of_the_sacrum():
+    rng = np.random.default_rng(1)
+    subject = draw_subject(rng)
+    layout = build_layout(subject, rng)
+    body = build_body(subject, layout, rng)
+    s1 = next(p for p in layout.sacrum if p.name == "S1")
+    l1 = next(p for p in layout.poses if p.name == "L1")
+    for _ in range(20):
+        bottom, top = fov_z_range("lumbar-crop", layout, body, rng)
+        assert s1.frame.origin[2] <= bottom <= s1.frame.origin[2] + 0.5 * s1.height_mm
+        assert top >= l1.frame.origin[2] - 0.5 * l1.height_mm
+        assert draw_scan(rng, "lumbar-crop", layout, body, None, None, None).tight
+
+
 @pytest.mark.slow
 def test_clinical_case_has_the_drawn_geometry():
     case = generate_case(2, "lumbar")
@@ -188,7 +202,7 @@ def test_float_hu_and_bad_input():
         generate_case(1, "whole", "T13")
     with pytest.raises(ValueError, match="not in"):
         generate_case(1, "whole", "normal", crop_around_label=25)
-    assert set(FOVS) == {"whole", "head-neck", "chest", "abdomen", "lumbar", "leg"}
+    assert set(FOVS) == {"whole", "head-neck", "chest", "abdomen", "lumbar", "lumbar-crop", "leg"}
     assert anatomy.vertebra(25).name == "L6"
 
 

@@ -4,7 +4,8 @@ Each entry is (case id, seed, fov, variant, spacing_mm). ``spacing_mm=None`` mea
 clinical draw of ``generate_case`` for that seed (0.3-1.0 mm in-plane, 0.5-3 mm slices,
 a share with flipped, permuted or oblique axes and tight crops), which the seed fixes,
 so the benchmark can regenerate any case without the disk: ``generate_case(seed, fov,
-variant, spacing_mm)``. 48 cases: every field of view, every variant (>= 6 each), 6 legs.
+variant, spacing_mm)``. 54 cases: every field of view, every variant (>= 6 each), 6 legs,
+6 tight lumbar crops that cut the sacrum.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ _PLAN: dict[str, tuple[str, ...]] = {
     "leg": ("leg",) * 6,
 }  # fmt: skip
 
+# Added after the plan above (their seeds follow its 48): tight lumbar crops whose lower edge
+# cuts the top of the sacrum, as VerSe's scans do, where a cut sacrum can pass for a vertebra.
+_SACRUM_CUT: tuple[tuple[str, str], ...] = (
+    ("normal", "lumbar-crop"), ("normal", "lumbar-crop"), ("normal", "lumbar-crop"),
+    ("L6", "lumbar-crop"), ("sacralized-L5", "lumbar-crop"), ("normal", "lumbar-crop"),
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class CaseSpec:
@@ -36,12 +44,11 @@ class CaseSpec:
 
 
 def benchmark_set_specs() -> list[CaseSpec]:
-    """The fixed list of benchmark cases (48), in a stable order."""
+    """The fixed list of benchmark cases (54), in a stable order."""
     specs = []
     n = 0
-    for variant, fovs in _PLAN.items():
-        for fov in fovs:
-            seed = BENCHMARK_SEED_BASE + n
-            specs.append(CaseSpec(f"bench{n:03d}", seed, fov, "normal" if variant == "leg" else variant))
-            n += 1
+    pairs = [(variant, fov) for variant, fovs in _PLAN.items() for fov in fovs]
+    for n, (variant, fov) in enumerate(pairs + list(_SACRUM_CUT)):
+        seed = BENCHMARK_SEED_BASE + n
+        specs.append(CaseSpec(f"bench{n:03d}", seed, fov, "normal" if variant == "leg" else variant))
     return specs

@@ -17,7 +17,7 @@ from SpineLabelerLib.phantom.body import BodyModel
 from SpineLabelerLib.phantom.field import Grid
 from SpineLabelerLib.phantom.layout import SpineLayout
 
-FOVS: tuple[str, ...] = ("whole", "head-neck", "chest", "abdomen", "lumbar", "leg")
+FOVS: tuple[str, ...] = ("whole", "head-neck", "chest", "abdomen", "lumbar", "lumbar-crop", "leg")
 MAX_VOXELS = 64_000_000  # clinical draws keep a case under ~256 MB of float32
 
 
@@ -66,6 +66,10 @@ def fov_z_range(fov: str, layout: SpineLayout, body: BodyModel, rng: np.random.G
     if fov == "lumbar":
         return (_level_z(layout, _pick(rng, ["S1", "S2", "S3"], layout), rng),
                 _level_z(layout, _pick(rng, ["T11", "T12", "L1"], layout), rng))
+    if fov == "lumbar-crop":  # a spine-only lumbar reconstruction that cuts the sacrum's top
+        s1 = next(p for p in layout.sacrum if p.name == "S1")
+        bottom = float(s1.frame.origin[2] + rng.uniform(0.0, 0.45) * s1.height_mm)
+        return bottom, _level_z(layout, _pick(rng, ["T11", "T12", "L1"], layout), rng)
     if fov == "leg":
         top = zb["crotch"] - rng.uniform(10, 120)
         return top - rng.uniform(200, 450), top
@@ -144,7 +148,7 @@ def draw_scan(
         zm = 0.5 * (z0 + z1)
         a, b, back, _ = body.at(zm)
         spine = layout.point_at_z(np.array([zm]))[0]
-        tight = fov != "leg" and fov != "whole" and rng.random() < 0.2
+        tight = fov == "lumbar-crop" or (fov not in ("leg", "whole") and rng.random() < 0.2)
         if tight:  # a spine-only reconstruction (VerSe style): tight around the vertebrae
             cx, cy = spine[0] + rng.uniform(-8, 8), spine[1] + rng.uniform(5, 25)
             ex, ey = rng.uniform(90, 170), rng.uniform(100, 170)
