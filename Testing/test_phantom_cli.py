@@ -56,3 +56,5 @@ def test_benchmark_set_covers_every_fov_and_variant():
     assert set(per_variant) == set(VARIANTS) and min(per_variant.values()) >= 4
     assert sum(s.fov == "leg" for s in specs) >= 4
     assert specs == benchmark_set_specs()  # fixed
+    # cases are only ever appended: the first 48 keep the seeds their figures were quoted on
+    assert [s.fov for s in specs[42:49]] == ["leg"] * 6 + ["lumbar-crop"]

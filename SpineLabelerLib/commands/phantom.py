@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--spacing", type=float, nargs=3, metavar=("I", "J", "K"),
                    help="voxel spacing mm on an axial grid (default: a clinical spacing drawn per case)")
     p.add_argument("--no-physics", action="store_true", help="no blur, noise, bias or streaks")
-    p.add_argument("--benchmark-set", action="store_true", help="write the fixed benchmark set (48 cases)")
+    p.add_argument("--benchmark-set", action="store_true", help="write the fixed benchmark set (54 cases)")
     p.add_argument("--preview", action="store_true", help="also write a PNG preview per case")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(func=run)
