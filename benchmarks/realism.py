@@ -80,7 +80,7 @@ def crop_to_levels(ct: Image, labels: Image, *others: Image, levels=LEVELS) -> t
 
 # The generator's tissue class (phantom.tissues) and drawn-HU field behind each measured tissue.
 GENERATOR_TISSUE = {
-    "cortical": ("CORTEX", "vertebra_shell"),
+    "cortical": ("CORTEX", "cortex"),
     "cancellous": ("CANCELLOUS", "cancellous"),
     "disc": ("DISC", "disc"),
     "muscle": ("MUSCLE", "muscle"),

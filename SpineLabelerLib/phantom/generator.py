@@ -23,7 +23,7 @@ from SpineLabelerLib.phantom.layout import build_layout
 from SpineLabelerLib.phantom.scan import FOVS, ScanGeometry, draw_scan
 from SpineLabelerLib.phantom.skeleton import SpinePainter
 from SpineLabelerLib.phantom.subject import VARIANTS, draw_subject
-from SpineLabelerLib.phantom.tissues import VERTEBRA_SHELL, TissueHU
+from SpineLabelerLib.phantom.tissues import TissueHU
 from SpineLabelerLib.progress import CancelFlag, ProgressCallback, report
 
 
@@ -168,10 +168,7 @@ def generate_case(
         "direction": np.round(geo.direction, 6).tolist(),
         "tight_crop": geo.tight,
         "physics": ph.as_dict() if physics else None,
-        "tissue_hu": {
-            **{k: (round(v, 1) if isinstance(v, float) else v) for k, v in hu.__dict__.items()},
-            "vertebra_shell": round(hu.cortex * VERTEBRA_SHELL, 1),
-        },
+        "tissue_hu": {k: (round(v, 1) if isinstance(v, float) else v) for k, v in hu.__dict__.items()},
         "joint_mm": painter.joint_mm,
         "dtype": "float32" if float_hu else "int16",
     }

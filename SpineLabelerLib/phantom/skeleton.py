@@ -214,8 +214,7 @@ class SpinePainter:
             c.tissue[f.box][joint] = T.CARTILAGE
             ribs[joint] = 0
         core = self.hu.cancellous + (60.0 if sh.fracture else 0.0)
-        shell_hu = self.hu.cortex * T.VERTEBRA_SHELL
-        c.paint_bone(f, shell_hu, self.core_hu(core), sh.cortex_mm, (T.CORTEX, T.CANCELLOUS), label=sh.label)
+        c.paint_bone(f, self.hu.cortex, self.core_hu(core), sh.cortex_mm, (T.CORTEX, T.CANCELLOUS), label=sh.label)
         return f, raw
 
 

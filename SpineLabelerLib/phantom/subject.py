@@ -156,10 +156,7 @@ def draw_subject(rng: np.random.Generator, variant: str = "normal") -> Subject:
     names = level_names(variant)
     ribs = rib_levels(variant)
     scale = rng.uniform(0.9, 1.1)
-    # The vertebra's shell as a CT shows it: a real cortex is well under a millimetre, but
-    # blurred into a two-voxel bright rim at 1 mm that the expert's mask includes (the bone
-    # edge layers of benchmarks/realism.py); drawn that thick and dimmer (tissues.VERTEBRA_SHELL).
-    cortex = rng.uniform(1.8, 2.8)
+    cortex = rng.uniform(0.5, 1.1)  # the body's shell is thin; thin processes are mostly cortex
     levels = []
     for name in names:
         label = anatomy.vertebra(name).label

@@ -23,12 +23,6 @@ TISSUE_NAMES: dict[int, str] = {
     GAS: "bowel gas", BRAIN: "brain",
 }  # fmt: skip
 
-# The vertebra's shell is drawn 1.8-2.8 mm thick (subject.draw_subject), the thickness a CT
-# shows a sub-millimetre cortex at, so at this fraction of ``TissueHU.cortex``: the bone-edge
-# layers then match the real VerSe case (two bright voxel layers of ~330 HU inside the mask's
-# edge) and the 2-mm rim median stays where it was measured (benchmarks/realism.py).
-VERTEBRA_SHELL = 0.42
-
 
 @dataclass(frozen=True)
 class TissueHU:
