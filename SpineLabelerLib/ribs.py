@@ -11,7 +11,8 @@ in front of its centroid to ``band_posterior_mm`` behind it, and laterally from
 side (the tip of its transverse process, where a rib leaves it). Bone there that is not
 within ``clearance_mm`` of any vertebra mask counts, if it belongs to a piece of bone shorter
 than ``max_piece_mm`` cranio-caudally (a rib crossing the band; the ilium and the scapula are
-long plates and do not count). A side scores that bone volume over
+long plates and do not count), and not cut by the end of the crop or the field of view (its
+length unknown: the ilium in a crop that cuts the pelvis). A side scores that bone volume over
 ``rib_bone_mm3`` (capped at 1); the vertebra scores the mean of its measured sides. A side whose
 band lies less than ``min_inside`` inside the crop and the field of view is not measured (a
 tight crop around the spine shows no ribs: that is not evidence of none); a vertebra with no
@@ -113,10 +114,25 @@ def _side_score(bone, valid, kji: np.ndarray, side: int, mm: float, s: RibSettin
         return 0.0
     lengths = np.array([sl[0].stop - sl[0].start for sl in ndimage.find_objects(pieces)])
     rib_like = np.concatenate([[False], lengths * mm < s.max_piece_mm])
+    rib_like[_cut_short(pieces, valid[wide], wide[0], shape[0])] = False
     offset = band[0].start - wide[0].start
     inside = pieces[offset : offset + band[0].stop - band[0].start]
     voxels = int(rib_like[inside].sum())
     return float(min(1.0, voxels * mm**3 / s.rib_bone_mm3))
+
+
+def _cut_short(pieces: np.ndarray, valid: np.ndarray, ks: slice, n_k: int) -> np.ndarray:
+    """Labels of the pieces that reach the end of what the CT shows cranio-caudally (the
+    crop's first or last slice, or the field of view's edge): their length is unknown, so they
+    cannot count as short. The ilium beside the lowest lumbar vertebra of a crop that cuts the
+    pelvis is such a piece; a rib crossing the band is whole."""
+    edge = np.zeros(pieces.shape, bool)
+    edge[0] = ks.start == 0
+    edge[-1] |= ks.stop == n_k
+    outside = ~valid
+    edge[1:] |= outside[:-1]
+    edge[:-1] |= outside[1:]
+    return np.unique(pieces[edge & (pieces > 0)])
 
 
 def _clip(ks, js, is_, shape) -> tuple[slice, slice, slice] | None:

@@ -55,6 +55,22 @@ def test_a_long_plate_beside_the_vertebra_is_not_a_rib():
     assert _score(ct, instances) == 0.0
 
 
+def test_a_plate_the_view_cuts_short_is_not_a_rib():
+    # The ilium beside the lowest lumbar vertebra of a crop that ends in the pelvis: only
+    # 40 mm of it show (the crop's first slice, or the field of view's edge, cuts it), short
+    # as a rib, but its length is unknown.
+    ct, instances = _volume()
+    k, j, i = CENTRE
+    for side in (slice(i + 33, i + 50), slice(i - 50, i - 33)):
+        ct[: k + 10, j - 15 : j - 5, side] = 900.0
+    assert _score(ct, instances) == 0.0
+    valid = np.ones(SHAPE, bool)
+    valid[:5] = False  # the field of view ends five slices into the crop
+    assert _score(ct, instances, valid) == 0.0
+    _add_ribs(ct)  # whole ribs beside it still count
+    assert _score(ct, instances, valid) == pytest.approx(1.0)
+
+
 def test_a_band_outside_the_field_of_view_is_not_measured():
     ct, instances = _volume()
     _add_ribs(ct)
