@@ -11,7 +11,10 @@
    above the sacrum for a lumbar-only view), else mid-column. A walk that finds fewer than
    half the vertebrae the spine box could hold (a wrong anchor: it stalls on one fragment)
    is tried again from mid-column, and the longer walk is kept (``restart_below``).
-3. identification (identify.py) from the walk, the stage-1 votes and how the walk ended.
+3. the column cleaned: a piece cut off a vertebra (an inner one, under a quarter of both
+   neighbours) folded back into it (``merge_fragments``); end vertebrae stage 1 does not call
+   spine dropped (``trim_unsupported_ends``); then identification (identify.py) from the
+   walk, the stage-1 votes, the ribs and how the walk ended.
 4. labels back to the CT's own grid (nearest neighbour); centroids and volumes from those
    final masks.
 
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from SpineLabelerLib import anatomy, identify, preprocess, ribs, stage1, stage2
 from SpineLabelerLib.evaluation.centroids import centroids_from_labels
@@ -71,6 +75,7 @@ class SegmentSettings:
     # a bottom "L6" that stage 1 calls spine less than this times the column's median is sacrum
     sacrum_relative_support: float = 0.35
     sliver_fraction: float = 0.25  # a cut end vertebra this small (x median) needs no stage 1
+    fragment_fraction: float = 0.25  # an inner vertebra this small (x both neighbours) is a piece
     # a walk that found fewer than this share of the vertebrae the spine box could hold (at
     # the longest typical step) is tried again from the box's middle; the longer walk is kept
     restart_below: float = 0.5
@@ -292,6 +297,45 @@ def _stage1_share(
     return sum(vote) / max(v.volume_ml / voxel_ml, 1.0)
 
 
+def merge_fragments(walk: stage2.WalkResult, votes: list, fraction: float) -> int:
+    """Fold each inner vertebra of the column that is a piece of a neighbour into it (in
+    place); returns how many were folded.
+
+    Neighbouring levels differ in volume by well under two times, so a whole vertebra is
+    never a small fraction of both its neighbours; but a stage-2 net can cut a spinous
+    process off and walk on from it, and the piece then takes a level of its own and shifts
+    every name below it (seen with an unshipped checkpoint on the real case). An inner
+    vertebra the field of view did not cut, under ``fraction`` of both neighbours' volumes,
+    joins the neighbour its mask touches most (voxels, stage-1 votes, volume-weighted
+    centroid); one that touches neither is dropped.
+    """
+    folded = 0
+    n = 1
+    while n < len(walk.vertebrae) - 1:
+        above, piece, below = walk.vertebrae[n - 1 : n + 2]
+        if piece.partial or piece.volume_ml >= fraction * min(above.volume_ml, below.volume_ml):
+            n += 1
+            continue
+        instances = walk.instances.array
+        mine = instances == piece.index
+        rim = ndimage.binary_dilation(mine) & ~mine
+        touching = [int(np.count_nonzero(instances[rim] == v.index)) for v in (above, below)]
+        instances[mine] = 0
+        if max(touching) > 0:
+            pos = n - 1 if touching[0] >= touching[1] else n + 1
+            owner = walk.vertebrae[pos]
+            instances[mine] = owner.index
+            total = owner.volume_ml + piece.volume_ml
+            owner.centroid_lps = (
+                owner.centroid_lps * owner.volume_ml + piece.centroid_lps * piece.volume_ml
+            ) / total
+            owner.volume_ml = total
+            votes[pos] = tuple(a + b for a, b in zip(votes[pos], votes[n]))
+        del walk.vertebrae[n], votes[n]
+        folded += 1
+    return folded
+
+
 def trim_unsupported_ends(
     walk: stage2.WalkResult, votes: list, min_support: float, sliver_fraction: float
 ) -> None:
@@ -430,6 +474,7 @@ def segment_spine(
     report(progress, "identify", _SPANS["identify"][0], "naming the vertebrae")
     classes_on_crop = preprocess.labels_onto(s1.classes, crop).array
     votes = _votes(walk.instances.array, classes_on_crop, [v.index for v in walk.vertebrae])
+    merge_fragments(walk, votes, settings.fragment_fraction)
     trim_unsupported_ends(walk, votes, settings.min_stage1_support, settings.sliver_fraction)
     if not walk.vertebrae:
         timings["total"] = time.perf_counter() - t_all

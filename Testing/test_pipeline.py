@@ -5,6 +5,8 @@ oracle runners can read the truth back from the very patches the pipeline hands 
 whole pipeline (grids, crop, walk, identification, resampling back) runs for real.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -508,6 +510,41 @@ def test_a_sliver_the_field_of_view_cut_stays_though_stage_one_hardly_sees_it():
     walk = WalkResult(grid, column[:3] + [whole_but_unsupported], end_below="spine")
     pipeline.trim_unsupported_ends(walk, list(votes), 0.1, sliver_fraction=0.25)
     assert [v.index for v in walk.vertebrae] == [1, 2, 3]
+
+
+def test_a_piece_cut_off_a_vertebra_is_folded_back_not_counted():
+    from SpineLabelerLib.stage2 import WalkedVertebra, WalkResult
+
+    inst = np.zeros((60, 20, 20), np.int16)  # 1 mm voxels
+    inst[40:55, 2:12, 2:12] = 1  # 1.5 ml
+    inst[22:36, 2:12, 2:12] = 3  # 1.4 ml
+    inst[20:24, 12:16, 5:9] = 2  # 0.064 ml: a process tip hanging off vertebra 3's arch
+    inst[2:16, 2:12, 2:12] = 4
+    vol = {i: float((inst == i).sum()) / 1000 for i in range(1, 5)}
+    column = [
+        WalkedVertebra(i, np.array([0.0, 0.0, float(i)]), vol[i], False, 1, True)
+        for i in range(1, 5)
+    ]
+    walk = WalkResult(Image(inst.copy()), list(column))
+    votes = [(0, 0, 100), (0, 5, 7), (0, 0, 90), (0, 0, 80)]
+    assert pipeline.merge_fragments(walk, votes, 0.25) == 1
+    assert [v.index for v in walk.vertebrae] == [1, 3, 4] and votes[1] == (0, 5, 97)
+    owner = walk.vertebrae[1]
+    assert owner.volume_ml == pytest.approx(vol[3] + vol[2])
+    np.testing.assert_array_equal(walk.instances.array == 3, (inst == 3) | (inst == 2))
+    # loose in the gap (touching no neighbour): dropped
+    loose = inst.copy()
+    loose[loose == 2] = 0
+    loose[37:39, 5:7, 5:7] = 2
+    walk = WalkResult(Image(loose), list(column))
+    assert pipeline.merge_fragments(walk, list(votes), 0.25) == 1
+    assert not (walk.instances.array == 2).any() and len(walk.vertebrae) == 3
+    # cut by the field of view, or not small against both neighbours: a vertebra
+    cut = [replace(v, partial=v.index == 2) for v in column]
+    assert pipeline.merge_fragments(WalkResult(Image(inst.copy()), cut), list(votes), 0.25) == 0
+    small_neighbour = [replace(v, volume_ml=0.2) if v.index == 1 else v for v in column]
+    walk = WalkResult(Image(inst.copy()), small_neighbour)
+    assert pipeline.merge_fragments(walk, list(votes), 0.25) == 0
 
 
 def test_a_bottom_l6_with_a_fraction_of_the_column_s_support_is_the_sacrum():
