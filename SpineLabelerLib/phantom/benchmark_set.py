@@ -46,7 +46,6 @@ class CaseSpec:
 def benchmark_set_specs() -> list[CaseSpec]:
     """The fixed list of benchmark cases (54), in a stable order."""
     specs = []
-    n = 0
     pairs = [(variant, fov) for variant, fovs in _PLAN.items() for fov in fovs]
     for n, (variant, fov) in enumerate(pairs + list(_SACRUM_CUT)):
         seed = BENCHMARK_SEED_BASE + n
