@@ -644,7 +644,12 @@ def _records(
 ) -> list[VertebraRecord]:
     """Records from the final masks on the input grid (``labels``: the part holding them)."""
     centroids = centroids_from_labels(labels)
-    counts = np.bincount(labels.array.ravel(), minlength=anatomy.MAX_LABEL + 1)
+    boxes = ndimage.find_objects(labels.array)  # per-label boxes: no copy of the grid's view
+    counts = {
+        n + 1: int(np.count_nonzero(labels.array[box] == n + 1))
+        for n, box in enumerate(boxes)
+        if box is not None
+    }
     voxel_ml = float(np.prod(labels.spacing_mm)) / 1000.0
     records = []
     for v, label, conf, ev in zip(walk.vertebrae, names.labels, names.confidences, evidence):

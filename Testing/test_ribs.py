@@ -94,3 +94,30 @@ def test_phantom_levels_with_and_without_ribs(level, has_ribs):
     (score,) = rib_scores(preprocess.normalize_hu(grid.array), valid, labels, [label], 1.0)
     assert score is not None
     assert (score > 0.5) if has_ribs else (score < 0.2), score
+
+
+def test_the_work_region_gives_the_whole_crops_floats(monkeypatch):
+    # rib_scores smooths and dilates only the (j, i) box of the vertebrae and their bands,
+    # grown by the filters' reach: every score must be the float the whole crop gives.
+    from SpineLabelerLib import ribs
+
+    ct, instances = _volume()
+    k, j, i = CENTRE
+    # In the left band (i 113-125 here) bone just under the threshold (0.7 x 400 HU), and
+    # outside the band dense bone whose blur lifts the band's last voxels over it.
+    ct[k - 4 : k + 4, j + 5 : j + 15, i + 33 : i + 46] = 270.0
+    ct[k - 4 : k + 4, j + 5 : j + 15, i + 46 : i + 56] = 1000.0
+    instances[k - 12 : k + 12, 60:75, 20:35] = 2
+    unsaturated = ribs.RibSettings(rib_bone_mm3=1e5)  # scores below 1 show every voxel
+    args = (preprocess.normalize_hu(ct), np.ones(SHAPE, bool), instances, [1, 2], 1.0, unsaturated)
+    boxed = rib_scores(*args)
+    assert ribs._work_region([np.argwhere(instances > 0)], SHAPE, 4, 1.0, ribs.RibSettings())[
+        1:
+    ] != (
+        slice(0, SHAPE[1]),
+        slice(0, SHAPE[2]),
+    )  # the box is smaller than the crop here
+    monkeypatch.setattr(
+        ribs, "_work_region", lambda voxels, shape, *a: tuple(slice(0, n) for n in shape)
+    )
+    assert boxed == rib_scores(*args) and 0.0 < boxed[0] < 1.0
