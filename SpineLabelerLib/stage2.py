@@ -295,20 +295,11 @@ def _walk_one_way(
         if not walker.inside_fov(center) and not walker.inside_fov(
             _next_center(walker, prev, 0.5 * step, direction)
         ):  # a cut vertebra would still show half a step on, but for a process's tip
-            return _with_last_look(walker, prev, step, direction, found, on_found), "fov"
+            return _with_last_look(walker, prev, step, direction, box_z, found, on_found), "fov"
         vertebra = walker.segment_at(center)
         if vertebra is None and walker.inside_fov(far):
             vertebra = walker.segment_at(far)  # a second look one full step on
-        outside_box = (
-            not (
-                box_z[0] - s.box_tolerance_mm
-                <= vertebra.centroid_lps[2]
-                <= box_z[1] + s.box_tolerance_mm
-            )
-            if vertebra is not None
-            else False
-        )
-        if vertebra is None or outside_box:
+        if vertebra is None or _beyond_box(vertebra, box_z, s.box_tolerance_mm):
             if vertebra is not None:  # e.g. the sacrum: stage 1 saw no spine there
                 walker.drop(vertebra)
             return found, _end(walker, far)
@@ -344,7 +335,13 @@ def _walk_one_way(
         if vertebra.partial and not walker.inside_fov(
             _next_center(walker, prev, 0.5 * step, direction)
         ):
-            return _with_last_look(walker, prev, step, direction, found, on_found), "fov"
+            return _with_last_look(walker, prev, step, direction, box_z, found, on_found), "fov"
+
+
+def _beyond_box(vertebra: WalkedVertebra, box_z: tuple[float, float], tolerance: float) -> bool:
+    """True where a centroid lies further than ``tolerance`` (mm) outside the S range of
+    stage 1's spine voxels: stage 1 saw no spine there (the sacrum, the skull base)."""
+    return not (box_z[0] - tolerance <= vertebra.centroid_lps[2] <= box_z[1] + tolerance)
 
 
 def _with_last_look(
@@ -352,6 +349,7 @@ def _with_last_look(
     prev: WalkedVertebra,
     step: float,
     direction: int,
+    box_z: tuple[float, float],
     found: list[WalkedVertebra],
     on_found: Callable[[WalkedVertebra], None],
 ) -> list[WalkedVertebra]:
@@ -362,8 +360,9 @@ def _with_last_look(
     further than its centre: a thoracic spinous process hangs a whole level down, so a view
     that ends above T9's body still shows the tip of T8's process behind it. One more
     prediction at the next centre (its patch still holds the view's edge) finds it; only a
-    piece cut by the edge, beyond the last vertebra, counts, and never after a sliver (two
-    scraps side by side are one vertebra's).
+    piece cut by the edge, beyond the last vertebra and inside stage 1's box (as every
+    vertebra of the walk), counts, and never after a sliver (two scraps side by side are one
+    vertebra's).
     """
     if walker.is_sliver(prev):
         return found
@@ -371,7 +370,8 @@ def _with_last_look(
     if piece is None:
         return found
     advance = direction * float(piece.centroid_lps[2] - prev.centroid_lps[2])
-    if not piece.partial or advance <= 0:
+    beyond = _beyond_box(piece, box_z, walker.settings.box_tolerance_mm)
+    if not piece.partial or advance <= 0 or beyond:
         walker.drop(piece)
         return found
     on_found(piece)

@@ -213,3 +213,20 @@ def test_the_tip_of_a_process_below_the_view_edge_is_found_past_the_last_body():
     plain = ct.with_array(np.where(valid, ct.array, 0.0).astype(np.float32))
     result = run(plain, valid=valid)
     assert len(result.vertebrae) == 9 and not result.vertebrae[0].partial
+
+
+def test_the_last_look_past_the_view_edge_keeps_to_stage_one_box():
+    # Vertebra 10's process reaches down to k 210, the view ends at k 214: the piece in view
+    # (k 210-213) has its centroid at k 211.5. Stage 1's spine box ending at k 210 leaves it
+    # out (the main walk refuses such a centroid too); a box ending at k 213 keeps it.
+    ct, labels = scene()
+    i = int(12 + 0.1 * 218)
+    labels[210:234, 30:37, i : i + 14] = 10
+    valid = np.ones(SHAPE, bool)
+    valid[214:] = False
+    cut = ct.with_array(np.where(valid, labels / 100.0, 0.0).astype(np.float32))
+    bottom = ct.origin_lps[2]
+    result = run(cut, valid=valid, box_z=(bottom, bottom + 210))
+    assert len(result.vertebrae) == 9 and not (result.instances.array[labels == 10]).any()
+    result = run(cut, valid=valid, box_z=(bottom, bottom + 213))
+    assert len(result.vertebrae) == 10 and result.vertebrae[0].partial
