@@ -23,7 +23,17 @@ log-score, the sum of:
    look lumbar, L1 (lumbar rib) may look thoracic. A boundary seen in the votes therefore
    fixes the count, but one odd vertebra at a boundary costs little. Stage 1 is trained to
    call each level by its region whatever its ribs (its classes come from the labels), so
-   the soft levels are only mildly soft (10 % the other region).
+   the soft levels are only mildly soft: 5 % the other region at the thoracolumbar
+   boundary, 10 % at the cervicothoracic one, where stage 1 is weakest (validation Dice
+   of its cervical class 0.84, against 0.91 and 0.93) and where C1 under the skull anchors
+   the count anyway. Measured (benchmarks/stage1_votes.py, 23 calibration phantoms of
+   every variant, none of the benchmark's): stage 1 gives a whole T12 or L1 on average 1 %
+   or less to the neighbouring region (at worst 9 %), a C7 3 % (at worst 22 %), and never
+   the majority; the margins leave room for the real CTs it has not seen. The
+   thoracolumbar share decides between a visible boundary and a variant at the sacrum (an
+   L1 called thoracic vs a sacralized L5, a T12 called lumbar vs an L6): at 10 % the
+   boundary's shift cost (~2 nats) barely passed the variant's prior (1.5), and crisp,
+   correct votes lost to the prior.
 2. **Ribs** (measured by ribs.py on the stage-2 crop, 0..1 per vertebra, or None where the
    crop shows nothing beside the vertebra): thoracic levels expect ribs, the others do not;
    T12 and C7/L1 again only weakly. Weighted as much as the votes: where stage 1 calls the
@@ -49,7 +59,7 @@ one out, such as a rib-less T12).
 Known limit: when neither C1 nor the cervicothoracic boundary is in view, a six-lumbar
 spine and an 11-rib spine whose T12 stage 1 calls lumbar look the same (some thoracic
 vertebrae, then six lumbar-looking ones above the sacrum). The rule trusts the votes and
-names an L6 (an L6 prior of 1.5 against a T12-looks-lumbar cost of about 2.4); the
+names an L6 (an L6 prior of 1.5 against a T12-looks-lumbar cost of about 2.8); the
 confidence of the vertebra at the boundary shows the call was close. Likewise an L1 that
 stage 1 calls thoracic above the sacrum (a lumbar rib) against a sacralized L5.
 """
@@ -75,9 +85,15 @@ _TYPICAL_STEP_MM: dict[str, float] = {
 }
 
 
+# Share of a boundary level's look given to the next region (see the module doc).
+CERVICOTHORACIC_SOFTNESS = 0.1
+THORACOLUMBAR_SOFTNESS = 0.05
+
+
 def _region_prior(name: str) -> tuple[float, float, float]:
     """pi(level, region): how likely a level looks cervical / thoracic / lumbar to stage 1."""
-    soft = {"C7": (0.9, 0.1, 0.0), "T12": (0.0, 0.9, 0.1), "L1": (0.0, 0.1, 0.9)}
+    c, t = CERVICOTHORACIC_SOFTNESS, THORACOLUMBAR_SOFTNESS
+    soft = {"C7": (1.0 - c, c, 0.0), "T12": (0.0, 1.0 - t, t), "L1": (0.0, t, 1.0 - t)}
     if name in soft:
         return soft[name]
     region = anatomy.vertebra(name).region
