@@ -216,6 +216,11 @@ class LevelShape:
     canal_ap_mm: float
     canal_lr_mm: float
     disc_gap_below_mm: float  # to the next level caudally, along the body-centre line
+    # The posterior arch (all of the mask behind the canal's back wall: laminae, articular
+    # and spinous processes): its cranio-caudal extent, and how far it reaches behind the
+    # canal. NaN where no canal is enclosed.
+    arch_height_mm: float = math.nan
+    arch_reach_mm: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -280,6 +285,20 @@ def _body_dimensions(parts: _LevelParts) -> tuple[float, float, float]:
     coronal = slab & (np.abs(j - cj) <= half)  # keeps processes behind the body centre out
     sagittal = slab & (np.abs(i - ci) <= half)
     return _extent_mm(k[column]), _extent_mm(i[coronal]), _extent_mm(j[sagittal])
+
+
+def _arch_dimensions(parts: _LevelParts) -> tuple[float, float]:
+    """(height, reach) mm of what lies behind the canal's back wall (median over slices)."""
+    canal, mask = parts.canal, np.asarray(parts.grid.array, bool)
+    if not canal.any():
+        return math.nan, math.nan
+    back = int(np.median([np.nonzero(canal[k].any(axis=1))[0].min() for k in _slices(canal)]))
+    arch = mask.copy()
+    arch[:, back:, :] = False  # j runs anterior: smaller j is further behind
+    if not arch.any():
+        return math.nan, math.nan
+    k, j, _ = np.nonzero(arch)
+    return _extent_mm(k), float(back - j.min()) * LOCAL_STEP_MM
 
 
 def _canal_dimensions(canal: np.ndarray) -> tuple[float, float, float]:
@@ -359,6 +378,7 @@ def shape_per_level(labels: Image) -> dict[int, LevelShape]:
             *_body_dimensions(p),
             *_canal_dimensions(p.canal),
             gap,
+            *_arch_dimensions(p),
         )
     return out
 

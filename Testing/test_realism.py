@@ -113,6 +113,8 @@ def test_shape_of_boxes(toy):
         assert s.canal_lr_mm == pytest.approx(22.0, abs=step)
         assert s.canal_ap_mm == pytest.approx(16.0, abs=step)
         assert s.canal_area_mm2 == pytest.approx(22 * 16, rel=0.06)
+        assert s.arch_height_mm == pytest.approx(24.0, abs=step)  # the ring's back wall
+        assert s.arch_reach_mm == pytest.approx(WALL, abs=step)
     assert shapes[20].disc_gap_below_mm == pytest.approx(10.0, abs=0.3)
     assert shapes[21].disc_gap_below_mm == pytest.approx(10.0, abs=0.3)
     assert math.isnan(shapes[22].disc_gap_below_mm)

@@ -46,6 +46,8 @@ SHAPE_FIGURES = (
     ("canal_ap_mm", "canal AP"),
     ("canal_lr_mm", "canal LR"),
     ("disc_gap_below_mm", "disc gap"),
+    ("arch_height_mm", "arch height"),
+    ("arch_reach_mm", "arch reach"),
 )
 
 
