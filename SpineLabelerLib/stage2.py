@@ -53,6 +53,9 @@ class WalkSettings:
     lead: float = 0.75  # the next patch centre lies this many steps on from the last centroid
     gap_factor: float = 1.6  # a longer step than this (x the usual one) hides a missed vertebra
     box_tolerance_mm: float = 0.0  # a centroid past stage 1's spine box is no vertebra
+    # a second piece of the prediction at least this share of the largest, level with it, is
+    # the same vertebra (an arch that thin pedicles no longer join to its body)
+    min_piece_fraction: float = 0.2
     max_vertebrae: int = 28
     step_limits_mm: tuple[float, float] = (10.0, 50.0)
 
@@ -151,13 +154,13 @@ class _Walker:
             return None
         comp, _ = ndimage.label(candidates[box])  # every component lies in the box
         sizes = np.bincount(comp.ravel())[1:]
-        largest = int(np.argmax(sizes))
+        keep = _pieces_of_one_vertebra(comp, sizes, self.settings.min_piece_fraction)
         mask = np.zeros(patch, bool)
-        mask[box] = comp == largest + 1
-        own = ndimage.find_objects(comp, max_label=largest + 1)[largest]
+        mask[box] = keep[comp]
+        own = bounding_box(mask[box])
         mask_box = tuple(slice(b.start + o.start, b.start + o.stop) for b, o in zip(box, own))
         found = mask, slices, mask_box
-        volume_ml = float(sizes[largest]) * self.voxel_ml
+        volume_ml = float(sizes[keep[1:]].sum()) * self.voxel_ml
         if volume_ml < self.settings.min_volume_ml and (
             volume_ml < self.settings.min_partial_volume_ml or not self.touches_fov_edge(*found)
         ):
@@ -249,6 +252,23 @@ class _Walker:
     def drop(self, vertebra: WalkedVertebra) -> None:
         region = self.instances[self.regions.pop(vertebra.index)]
         region[region == vertebra.index] = 0
+
+
+def _pieces_of_one_vertebra(comp: np.ndarray, sizes: np.ndarray, fraction: float) -> np.ndarray:
+    """Lookup (component label -> kept) for a labelled prediction: the largest piece, and
+    every piece at least ``fraction`` of its size whose cranio-caudal extent (axis 0) lies at
+    least half within the largest's: a body and its arch are level, a neighbour is not."""
+    keep = np.zeros(len(sizes) + 1, bool)
+    largest = int(np.argmax(sizes)) + 1
+    keep[largest] = True
+    boxes = ndimage.find_objects(comp)
+    k0, k1 = boxes[largest - 1][0].start, boxes[largest - 1][0].stop
+    for label, box in enumerate(boxes, start=1):
+        if box is None or keep[label] or sizes[label - 1] < fraction * sizes[largest - 1]:
+            continue
+        overlap = min(box[0].stop, k1) - max(box[0].start, k0)
+        keep[label] = overlap >= 0.5 * (box[0].stop - box[0].start)
+    return keep
 
 
 def _next_center(

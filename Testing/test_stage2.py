@@ -230,3 +230,22 @@ def test_the_last_look_past_the_view_edge_keeps_to_stage_one_box():
     assert len(result.vertebrae) == 9 and not (result.instances.array[labels == 10]).any()
     result = run(cut, valid=valid, box_z=(bottom, bottom + 213))
     assert len(result.vertebrae) == 10 and result.vertebrae[0].partial
+
+
+def test_an_arch_cut_off_its_body_stays_with_it_but_a_neighbour_does_not():
+    # One prediction, four pieces (axis 0 superior): a body (k 10-29), its arch level with
+    # it and half its size but not joined to it, a neighbour's body above (k 34-49), and a
+    # speck. The body and its arch are one vertebra; the rest is not.
+    from scipy import ndimage
+
+    pred = np.zeros((64, 40, 40), bool)
+    pred[10:30, 5:20, 10:30] = True  # body, 6000 voxels
+    pred[12:30, 25:35, 12:28] = True  # arch, 2880
+    pred[34:50, 5:20, 10:30] = True  # the next body, cut by the patch
+    pred[2:4, 30:32, 2:4] = True  # speck
+    comp, _ = ndimage.label(pred)
+    sizes = np.bincount(comp.ravel())[1:]
+    keep = stage2._pieces_of_one_vertebra(comp, sizes, 0.2)
+    kept = keep[comp]
+    assert kept[20, 10, 20] and kept[20, 30, 20]
+    assert not kept[40, 10, 20] and not kept[3, 31, 3]
