@@ -193,17 +193,24 @@ def test_a_sliver_left_by_an_oblique_field_of_view_edge_is_kept():
     assert result.end_above == "fov"
 
 
+def process_tip_scene(tip_k: int):
+    """The scene with vertebra 10's process (behind the boxes, j 30-36) hanging down to
+    ``tip_k`` and the view ending at k 214: (ct, labels, the cut ct, the view mask)."""
+    ct, labels = scene()
+    i = int(12 + 0.1 * 218)
+    labels[tip_k:234, 30:37, i : i + 14] = 10
+    valid = np.ones(SHAPE, bool)
+    valid[214:] = False
+    cut = ct.with_array(np.where(valid, labels / 100.0, 0.0).astype(np.float32))
+    return ct, labels, cut, valid
+
+
 def test_the_tip_of_a_process_below_the_view_edge_is_found_past_the_last_body():
     # Vertebra 10 (body k 218-233, out of view) has a process behind the boxes (j 30-36)
     # that hangs down to k 204, beside vertebra 9's body (k 196-211), as a thoracic spinous
     # process does. The view ends at k 214: the next centre and the half step lie outside
     # it, but the process's tip (k 204-213, ~1 ml) is in view and is vertebra 10's.
-    ct, labels = scene()
-    i = int(12 + 0.1 * 218)
-    labels[204:234, 30:37, i : i + 14] = 10
-    valid = np.ones(SHAPE, bool)
-    valid[214:] = False
-    cut = ct.with_array(np.where(valid, labels / 100.0, 0.0).astype(np.float32))
+    ct, labels, cut, valid = process_tip_scene(204)
     result = run(cut, valid=valid)
     assert len(result.vertebrae) == 10 and result.end_above == "fov"
     top = result.vertebrae[0]
@@ -219,12 +226,7 @@ def test_the_last_look_past_the_view_edge_keeps_to_stage_one_box():
     # Vertebra 10's process reaches down to k 210, the view ends at k 214: the piece in view
     # (k 210-213) has its centroid at k 211.5. Stage 1's spine box ending at k 210 leaves it
     # out (the main walk refuses such a centroid too); a box ending at k 213 keeps it.
-    ct, labels = scene()
-    i = int(12 + 0.1 * 218)
-    labels[210:234, 30:37, i : i + 14] = 10
-    valid = np.ones(SHAPE, bool)
-    valid[214:] = False
-    cut = ct.with_array(np.where(valid, labels / 100.0, 0.0).astype(np.float32))
+    ct, labels, cut, valid = process_tip_scene(210)
     bottom = ct.origin_lps[2]
     result = run(cut, valid=valid, box_z=(bottom, bottom + 210))
     assert len(result.vertebrae) == 9 and not (result.instances.array[labels == 10]).any()
