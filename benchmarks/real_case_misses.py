@@ -27,9 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from realism import ATTRIBUTION, REAL_DIR, WINDOW_HU, _views, read_real  # noqa: E402
+from realism import ATTRIBUTION, LEVELS, REAL_DIR, WINDOW_HU, _views, read_real  # noqa: E402
 
-LEVELS = tuple(range(19, 25))  # T12, L1-L5: the expert's mask
 OVERLAY = {1: (40, 200, 40), 2: (230, 30, 30), 3: (40, 110, 255)}  # covered, missed, extra
 
 

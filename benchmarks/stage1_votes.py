@@ -36,6 +36,7 @@ def level_votes(rounds: int, say) -> list[dict]:
     import torch
 
     from SpineLabelerLib import anatomy, phantom, pipeline, preprocess
+    from SpineLabelerLib.evaluation.centroids import label_values
 
     torch.set_num_threads(2)
     settings = pipeline.SegmentSettings(device="cpu", threads=2)
@@ -49,14 +50,13 @@ def level_votes(rounds: int, say) -> list[dict]:
             s1 = pipeline.run_stage1(case.ct, run1, settings)
             classes = preprocess.labels_onto(s1.classes, case.labels).array
             labels = case.labels.array
-            counts = np.zeros((int(labels.max()) + 1, 4))
-            np.add.at(counts, (labels.ravel(), classes.ravel()), 1)
+            present = label_values(labels)
             cut = set(case.meta.get("partial_labels", []))
-            for label in range(1, len(counts)):
-                name = anatomy.vertebra(label).name if counts[label].sum() else None
+            for label, counts in zip(present, pipeline._votes(labels, classes, present)):
+                name = anatomy.vertebra(label).name
                 if name not in LEVELS or label in cut:
                     continue
-                votes = counts[label, 1:] / max(counts[label, 1:].sum(), 1.0)
+                votes = np.asarray(counts) / max(sum(counts), 1.0)
                 own = anatomy.REGIONS.index(anatomy.vertebra(label).region)
                 rows.append(dict(seed=seed, variant=variant, name=name, own=float(votes[own])))
             say(f"seed {seed} {fov:9s} {variant:13s} {time.perf_counter() - t:5.1f} s")

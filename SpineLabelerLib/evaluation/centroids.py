@@ -15,11 +15,11 @@ from SpineLabelerLib.image import Image, index_to_lps
 Centroids = dict[int, np.ndarray]  # VerSe label -> (3,) LPS mm
 
 
-def label_values(array: np.ndarray) -> list[int]:
-    """Sorted non-zero values of an integer ``(K, J, I)`` labelmap.
+def _label_boxes(array: np.ndarray) -> tuple[np.ndarray, list]:
+    """The labelmap as integers and ``find_objects``' box per value (None where absent).
 
-    One pass of ``find_objects`` over the array as it is: no copy, also of a view into a
-    clinical grid (a bincount would flatten it first, five times slower)."""
+    One pass over the array as it is: no copy, also of a view into a clinical grid (a
+    bincount would flatten it first, five times slower)."""
     array = np.asarray(array)
     if array.dtype.kind == "f":
         if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
@@ -30,10 +30,15 @@ def label_values(array: np.ndarray) -> list[int]:
     if array.dtype.kind not in "iu":
         raise ValueError(f"labelmap must hold integers, got {array.dtype}")
     if not array.size:
-        return []
+        return array, []
     if array.dtype.kind == "i" and array.min() < 0:
         raise ValueError(f"labelmap holds negative values (min {array.min()})")
-    return [n + 1 for n, box in enumerate(ndi.find_objects(array)) if box is not None]
+    return array, ndi.find_objects(array)
+
+
+def label_values(array: np.ndarray) -> list[int]:
+    """Sorted non-zero values of an integer ``(K, J, I)`` labelmap."""
+    return [n + 1 for n, box in enumerate(_label_boxes(array)[1]) if box is not None]
 
 
 def centroids_from_labels(labels: Image) -> Centroids:
@@ -42,18 +47,13 @@ def centroids_from_labels(labels: Image) -> Centroids:
     ``labels.array`` is an integer ``(K, J, I)`` map (VerSe values, 0 = background).
     Labels are returned in ascending order; an all-background map gives ``{}``.
     """
-    array = np.asarray(labels.array)
-    if array.ndim != 3:
-        raise ValueError(f"labelmap must be 3D (K, J, I), got shape {array.shape}")
-    values = label_values(array)
-    if not values:
-        return {}
-    if array.dtype.kind not in "iu":
-        array = array.astype(np.int64)
-    boxes = ndi.find_objects(array, max_label=values[-1])
+    if np.ndim(labels.array) != 3:
+        raise ValueError(f"labelmap must be 3D (K, J, I), got shape {np.shape(labels.array)}")
+    array, boxes = _label_boxes(labels.array)
     out = {}
-    for value in values:
-        box = boxes[value - 1]
+    for value, box in enumerate(boxes, start=1):
+        if box is None:
+            continue
         kji = np.argwhere(array[box] == value).mean(axis=0) + [s.start for s in box]
         out[value] = index_to_lps(labels, kji[::-1])[0]
     return out
