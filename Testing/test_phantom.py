@@ -149,8 +149,9 @@ def test_crop_is_the_same_patient_as_the_full_case():
     assert np.linalg.norm(full.centroids_lps[20] - crop.centroids_lps[20]) < 1.0
     centre_idx = lps_to_index(crop.labels, crop.centroids_lps[20])[0]
     # the crop is centred on the body; the centroid lies a little behind it (arch, spinous)
+    # and, in this lordotic axial crop, a little below it (the arch hangs to the disc below)
     offset = centre_idx - (np.array(crop.labels.size_ijk) - 1) / 2
-    assert abs(offset[0]) < 5 and 0 < offset[1] < 25 and abs(offset[2]) < 5, offset
+    assert abs(offset[0]) < 5 and 0 < offset[1] < 25 and abs(offset[2]) < 8, offset
 
 
 def test_clinical_scan_draws_stay_in_clinical_ranges():
