@@ -50,7 +50,7 @@ NOISE_WINDOW_MM = 5.0
 HOMOGENEOUS_HU = (10.0, 90.0)  # smoothed HU of a muscle region used for noise
 EDGE_MIN_CONTRAST_HU = 200.0
 EDGE_CONE_DEG = 25.0
-TISSUES: tuple[str, ...] = ("cortical", "cancellous", "disc", "muscle", "fat", "canal")
+TISSUES: tuple[str, ...] = ("cortical", "cancellous", "disc", "muscle", "fat", "canal", "arch")
 _ANTERIOR_LPS = np.array([0.0, -1.0, 0.0])
 _SUPERIOR_LPS = np.array([0.0, 0.0, 1.0])
 
@@ -287,12 +287,20 @@ def _body_dimensions(parts: _LevelParts) -> tuple[float, float, float]:
     return _extent_mm(k[column]), _extent_mm(i[coronal]), _extent_mm(j[sagittal])
 
 
+def _canal_back(canal: np.ndarray) -> int | None:
+    """Local-grid j index of the canal's back wall (median over slices; smaller j lies
+    further behind), None where no canal is enclosed."""
+    if not canal.any():
+        return None
+    return int(np.median([np.nonzero(canal[k].any(axis=1))[0].min() for k in _slices(canal)]))
+
+
 def _arch_dimensions(parts: _LevelParts) -> tuple[float, float]:
     """(height, reach) mm of what lies behind the canal's back wall (median over slices)."""
-    canal, mask = parts.canal, np.asarray(parts.grid.array, bool)
-    if not canal.any():
+    mask = np.asarray(parts.grid.array, bool)
+    back = _canal_back(parts.canal)
+    if back is None:
         return math.nan, math.nan
-    back = int(np.median([np.nonzero(canal[k].any(axis=1))[0].min() for k in _slices(canal)]))
     arch = mask.copy()
     arch[:, back:, :] = False  # j runs anterior: smaller j is further behind
     if not arch.any():
@@ -456,8 +464,25 @@ def _paraspinal_region(labels: Image, frames: dict[int, LevelFrame], bone_distan
     return region
 
 
+def _arch_mask(labels: Image, parts: dict[int, _LevelParts]) -> np.ndarray:
+    """Each level's mask voxels behind its canal's back wall: laminae, articular, spinous
+    and the back of the transverse processes, which are mostly compact bone in a real CT."""
+    array = np.asarray(labels.array)
+    arch = np.zeros(array.shape, bool)
+    for label, p in parts.items():
+        back = _canal_back(p.canal)
+        if back is None:
+            continue
+        kji = np.argwhere(array == label)
+        lps = index_to_lps(labels, kji[:, ::-1].astype(float))
+        j = (lps - np.asarray(p.grid.origin_lps)) @ p.grid.direction[:, 1] / LOCAL_STEP_MM
+        behind = kji[j < back]
+        arch[behind[:, 0], behind[:, 1], behind[:, 2]] = True
+    return arch
+
+
 def tissue_masks(ct: Image, labels: Image) -> dict[str, np.ndarray]:
-    """Boolean ``(K, J, I)`` masks of the six tissues of :data:`TISSUES` on the CT grid."""
+    """Boolean ``(K, J, I)`` masks of the tissues of :data:`TISSUES` on the CT grid."""
     _check_pair(ct, labels)
     box = _box(np.asarray(labels.array) > 0, labels, PARASPINAL_BAND_MM[1] + 5.0)
     masks = _tissue_masks_in(_crop(ct, box), _crop(labels, box))
@@ -482,6 +507,7 @@ def _tissue_masks_in(ct: Image, labels: Image) -> dict[str, np.ndarray]:
         "muscle": para & (hu >= MUSCLE_HU[0]) & (hu <= MUSCLE_HU[1]),
         "fat": para & (hu >= FAT_HU[0]) & (hu <= FAT_HU[1]),
         "canal": _canal_mask(labels, parts),
+        "arch": _arch_mask(labels, parts),
     }
 
 

@@ -261,3 +261,17 @@ def test_preview_of_a_scoliotic_phantom_shows_every_vertebra_in_both_views():
     assert np.array_equal(
         np.asarray(picture)[: overview.height, : overview.width], np.asarray(overview)
     )
+
+
+def test_posterior_arch_is_drawn_as_compact_bone():
+    from SpineLabelerLib import realism
+    from SpineLabelerLib.phantom.skeleton import ARCH_DENSITY
+
+    case = generate_case(3, "whole", spacing_mm=(1.0, 1.0, 1.0), physics=False,
+                         crop_around_label=21, roi_size_mm=(120.0, 140.0, 110.0))
+    hu, core = np.asarray(case.ct.array), np.asarray(case.tissues.array) == T.CANCELLOUS
+    masks = realism.tissue_masks(case.ct, case.labels)
+    arch_core, body_core = np.median(hu[masks["arch"] & core]), np.median(hu[masks["cancellous"] & core])
+    drawn = case.meta["tissue_hu"]
+    # the arch's core lies ARCH_DENSITY of the way from cancellous to cortical HU
+    assert arch_core - body_core == pytest.approx(ARCH_DENSITY * (drawn["cortex"] - drawn["cancellous"]), rel=0.2)

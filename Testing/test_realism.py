@@ -84,6 +84,17 @@ def test_tissue_medians_are_the_drawn_hu(toy):
     assert stats["fat"].median == HU["fat"]
 
 
+def test_arch_is_the_mask_behind_the_canal(toy):
+    ct, labels = toy
+    masks = realism.tissue_masks(ct, labels)
+    expected = np.zeros(SHAPE_KJI, bool)
+    for n in range(len(LEVELS)):
+        k0, k1 = level_k(n)
+        expected[k0:k1, RING_J[1] - WALL : RING_J[1], RING_I[0] : RING_I[1]] = True  # the back wall
+    assert np.array_equal(masks["arch"], expected)
+    assert realism.tissue_hu(ct, labels)["arch"].median == HU["cortex"]  # 4 mm thin: all shell
+
+
 def test_disc_lies_between_bodies(toy):
     ct, labels = toy
     disc = realism.tissue_masks(ct, labels)["disc"]

@@ -108,6 +108,8 @@ def rule_precision(ct: Image, labels: Image, tissues: Image) -> dict[str, float]
     truth = np.asarray(tissues.array)
     out = {}
     for name, mask in realism.tissue_masks(ct, labels).items():
+        if name not in GENERATOR_TISSUE:  # the arch: cortex and core, no tissue of its own
+            continue
         wanted = getattr(classes, GENERATOR_TISSUE[name][0])
         out[name] = float(np.mean(truth[mask] == wanted)) if mask.any() else math.nan
     return out
@@ -238,7 +240,8 @@ def format_report(
         f"rules: cortical = mask voxels <= {realism.SHELL_MM:g} mm deep; cancellous = deeper than "
         f"{realism.CORE_MM:g} mm; disc/canal >= {realism.BONE_MARGIN_MM:g} mm from bone;",
         f"muscle {realism.MUSCLE_HU}, fat {realism.FAT_HU} HU (smoothed) in a band "
-        f"{realism.PARASPINAL_BAND_MM} mm from bone behind and beside the spine",
+        f"{realism.PARASPINAL_BAND_MM} mm from bone behind and beside the spine; arch = mask behind",
+        "its level's canal (laminae, processes)",
         f"{'tissue':<11}{'real':>22}{'phantom':>22}{'W1 HU':>8}  target{'drawn':>8}{'rule ok':>9}",
     ]
     for row in hu:
