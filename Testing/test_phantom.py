@@ -149,9 +149,8 @@ def test_crop_is_the_same_patient_as_the_full_case():
     assert np.linalg.norm(full.centroids_lps[20] - crop.centroids_lps[20]) < 1.0
     centre_idx = lps_to_index(crop.labels, crop.centroids_lps[20])[0]
     # the crop is centred on the body; the centroid lies a little behind it (arch, spinous)
-    # and, in this lordotic axial crop, a little below it (the arch hangs to the disc below)
     offset = centre_idx - (np.array(crop.labels.size_ijk) - 1) / 2
-    assert abs(offset[0]) < 5 and 0 < offset[1] < 25 and abs(offset[2]) < 8, offset
+    assert abs(offset[0]) < 5 and 0 < offset[1] < 25 and abs(offset[2]) < 5, offset
 
 
 def test_clinical_scan_draws_stay_in_clinical_ranges():
@@ -261,17 +260,3 @@ def test_preview_of_a_scoliotic_phantom_shows_every_vertebra_in_both_views():
     assert np.array_equal(
         np.asarray(picture)[: overview.height, : overview.width], np.asarray(overview)
     )
-
-
-def test_posterior_arch_is_drawn_as_compact_bone():
-    from SpineLabelerLib import realism
-    from SpineLabelerLib.phantom.skeleton import ARCH_DENSITY
-
-    case = generate_case(3, "whole", spacing_mm=(1.0, 1.0, 1.0), physics=False,
-                         crop_around_label=21, roi_size_mm=(120.0, 140.0, 110.0))
-    hu, core = np.asarray(case.ct.array), np.asarray(case.tissues.array) == T.CANCELLOUS
-    masks = realism.tissue_masks(case.ct, case.labels)
-    arch_core, body_core = np.median(hu[masks["arch"] & core]), np.median(hu[masks["cancellous"] & core])
-    drawn = case.meta["tissue_hu"]
-    # the arch's core lies ARCH_DENSITY of the way from cancellous to cortical HU
-    assert arch_core - body_core == pytest.approx(ARCH_DENSITY * (drawn["cortex"] - drawn["cancellous"]), rel=0.2)

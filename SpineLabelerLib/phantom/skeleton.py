@@ -27,14 +27,10 @@ from SpineLabelerLib.phantom.sdf import (
     RoundBox,
     VertebralBody,
 )
-from SpineLabelerLib.phantom.subject import LevelShape, Subject
+from SpineLabelerLib.phantom.subject import Subject
 from SpineLabelerLib.phantom.tissues import TissueHU
 from SpineLabelerLib.phantom.vertebra import canal_centre_v, vertebra_parts
 
-# Share of the way from cancellous to cortical HU that the posterior arch's core is drawn
-# at, reached ARCH_RAMP_MM behind the body's back wall (see SpinePainter.vertebra_core_hu).
-ARCH_DENSITY = 0.3
-ARCH_RAMP_MM = 6.0
 _IDENTITY = Frame(origin=np.zeros(3), axes=np.eye(3))
 
 
@@ -65,22 +61,6 @@ class SpinePainter:
 
         def value(idx: tuple[np.ndarray, ...]) -> np.ndarray:
             return np.float32(base) + sd * tex[idx[0] % n, idx[1] % n, idx[2] % n]
-
-        return value
-
-    def vertebra_core_hu(self, f: Field, shape: LevelShape, base: float):
-        """Core HU of a vertebra: cancellous in the body; behind the body's back wall the
-        pedicles, laminae and processes are mostly compact bone. verse008's posterior arch
-        has a median of 300-390 HU where the body has 130-220 (benchmarks/realism.py); a
-        cancellous arch made the phantoms' arch 90-170 HU, and the nets trained on them
-        leave the real laminae and spinous processes out."""
-        texture = self.core_hu(base)
-        dense = np.float32(ARCH_DENSITY * (self.hu.cortex - base))
-        back = 0.85 * shape.body_d / 2
-
-        def value(idx: tuple[np.ndarray, ...]) -> np.ndarray:
-            behind = np.clip((f.coordinate_at(idx, 1) - back) / ARCH_RAMP_MM, 0.0, 1.0)
-            return texture(idx) + behind * dense
 
         return value
 
@@ -234,8 +214,7 @@ class SpinePainter:
             c.tissue[f.box][joint] = T.CARTILAGE
             ribs[joint] = 0
         core = self.hu.cancellous + (60.0 if sh.fracture else 0.0)
-        c.paint_bone(f, self.hu.cortex, self.vertebra_core_hu(f, sh, core), sh.cortex_mm, (T.CORTEX, T.CANCELLOUS),
-                     label=sh.label)
+        c.paint_bone(f, self.hu.cortex, self.core_hu(core), sh.cortex_mm, (T.CORTEX, T.CANCELLOUS), label=sh.label)
         return f, raw
 
 

@@ -15,10 +15,6 @@ import numpy as np
 from SpineLabelerLib import anatomy
 
 VARIANTS: tuple[str, ...] = ("normal", "L6", "11-ribs", "13-ribs", "cervical-rib", "sacralized-L5")
-# Per-level jitter of a shape parameter, as a factor range (default 0.95-1.05). Spinous
-# processes differ more between people than bodies do (verse008's lumbar ones reach 36-42 mm
-# behind the canal; benchmarks/realism.py).
-JITTER: dict[str, tuple[float, float]] = {"sp_len": (0.88, 1.12)}
 
 
 @dataclass
@@ -116,7 +112,7 @@ def _mean_shape(label: int) -> dict:
     span = [74, 80, 90, 86, 84][n - 1]
     return dict(kind="lumbar", body_w=_lerp(42, 50, t), body_d=_lerp(30, 35, t), body_h=_lerp(25, 27, t),
                 canal_w=_lerp(21, 24, t), canal_d=_lerp(15.5, 16.5, t), pedicle_w=_lerp(9, 12, t),
-                lamina_t=8.5, tp_span=span, tp_r=4.8, sp_len=31, sp_slope_deg=5, sp_r=4.0)
+                lamina_t=8.5, tp_span=span, tp_r=4.8, sp_len=30, sp_slope_deg=5, sp_r=4.0)
 
 
 def _gap_below(name: str) -> float:
@@ -166,7 +162,7 @@ def draw_subject(rng: np.random.Generator, variant: str = "normal") -> Subject:
         label = anatomy.vertebra(name).label
         m = _mean_shape(label)
         jitter = {
-            k: float(v) * scale * rng.uniform(*JITTER.get(k, (0.95, 1.05)))
+            k: float(v) * scale * rng.uniform(0.95, 1.05)
             for k, v in m.items()
             if isinstance(v, (float, int)) and k != "sp_slope_deg"
         }

@@ -66,7 +66,7 @@ def _arch_parts(sh: LevelShape, vc: float) -> list[Primitive]:
             inner=(sh.canal_w / 2, sh.canal_d / 2),
             outer=(sh.canal_w / 2 + sh.pedicle_w, sh.canal_d / 2 + sh.lamina_t),
             outer_cv=vc + 0.5,
-            wc=(-0.02 if sh.kind == "lumbar" else 0.12) * h,  # lumbar laminae start below the facets
+            wc=0.12 * h,
             h=(0.37 if sh.kind == "lumbar" else 0.33) * h + 1.5,  # lumbar laminae are tall
             slope=slope,
             v_min=0.85 * sh.body_d / 2 - 1.0,  # joins the body at its back wall, never above it
@@ -76,45 +76,21 @@ def _arch_parts(sh: LevelShape, vc: float) -> list[Primitive]:
     ]
 
 
-def _lumbar_facet_plate(sh: LevelShape, vc: float, side: int, superior: bool) -> Primitive:
-    """A lumbar-type articular process: a plate thin across the sagittal facet joint. The
-    upper vertebra's inferior plate lies medial to the lower one's superior plate, so the
-    renderer's trim leaves both whole; they stand level with the canal's back wall, and
-    the inferior ones reach past the disc to the lower vertebra's pedicles (verse008: the
-    arch spans 50-53 mm, 26-30 mm of it below the body's middle; benchmarks/realism.py)."""
-    h = sh.body_h
-    ua = sh.canal_w / 2 + 0.6 * sh.pedicle_w
-    va = vc + 0.45 * sh.canal_d
-    shift, thin, wide = 4.5, 3.5, 6.5  # across the joint; half-thickness; half-width along it
-    if superior:
-        root, tip = (side * ua, va, 0.1 * h), (side * (ua + shift), va - 1.0, h / 2 + sh.gap_above / 2 + 6.0 - wide)
-    else:
-        root, tip = (side * ua, va, 0.0), (side * (ua - shift), va + 1.0, -(h / 2 + sh.gap_below / 2 + 9.0) + wide)
-    return FlatCapsule(root, tip, r1=thin, r2=wide, n1=(1.0, 0.0, 0.0))
-
-
 def _articular_parts(sh: LevelShape, vc: float) -> list[Primitive]:
-    """Superior and inferior articular processes (pillars in the neck). T12 is the
-    transitional vertebra: thoracic above, lumbar-type inferior processes below."""
+    """Superior and inferior articular processes (pillars in the neck)."""
     h = sh.body_h
     ua = sh.canal_w / 2 + 0.6 * sh.pedicle_w
     va = vc + 0.15 * sh.canal_d
-    r = 4.5 if sh.kind == "thoracic" else 5.0
+    r = {"lumbar": 6.5, "thoracic": 4.5}.get(sh.kind, 5.0)
     up = h / 2 + sh.gap_above / 2 + 6.0
     down = h / 2 + sh.gap_below / 2 + 6.0
     # the lower vertebra's superior process lies lateral/anterior to the upper's inferior one
-    du, dv = (0.5, 3.5) if sh.kind == "thoracic" else (0.0, 4.0)
-    lumbar_below = sh.kind == "lumbar" or sh.name == "T12"
+    du, dv = {"lumbar": (4.0, 1.0), "thoracic": (0.5, 3.5), "cervical": (0.0, 4.0), "C7": (0.0, 4.0), "C2": (0.0, 4.0)}.get(sh.kind, (0.0, 3.0))
     parts: list[Primitive] = []
     for side in (-1, 1):
-        if sh.kind == "lumbar":
-            parts.append(_lumbar_facet_plate(sh, vc, side, superior=True))
-        elif sh.kind != "C2":
+        if sh.kind != "C2":
             parts.append(Capsule((side * ua, va, 0.1 * h), (side * (ua + du / 2), va - dv / 2, up - r), r))
-        if lumbar_below:
-            parts.append(_lumbar_facet_plate(sh, vc, side, superior=False))
-        else:
-            parts.append(Capsule((side * ua, va, 0.0), (side * (ua - du / 2), va + dv / 2, -down + r), r))
+        parts.append(Capsule((side * ua, va, 0.0), (side * (ua - du / 2), va + dv / 2, -down + r), r))
     return parts
 
 
@@ -149,10 +125,8 @@ def _spinous_parts(sh: LevelShape, vc: float) -> list[Primitive]:
     start = np.array([0.0, v0, w0])
     tip = start + sh.sp_len * direction
     if sh.kind == "lumbar":
-        # the "hatchet" hangs from the laminae to the disc below (verse008: to 20-25 mm
-        # below the body's middle, benchmarks/realism.py)
-        c = start + 0.5 * sh.sp_len * direction - (0.0, 0.0, 0.3 * sh.body_h)
-        return [RoundBox(tuple(c), (3.8, sh.sp_len / 2, 0.45 * sh.body_h), 2.5, tilt_deg=sh.sp_slope_deg)]
+        c = start + 0.5 * sh.sp_len * direction
+        return [RoundBox(tuple(c), (3.8, sh.sp_len / 2, 0.4 * sh.body_h), 2.5, tilt_deg=sh.sp_slope_deg)]
     if sh.kind in ("C2", "cervical"):
         fork = start + 0.6 * sh.sp_len * direction
         parts: list[Primitive] = [Capsule(tuple(start), tuple(fork), sh.sp_r)]
