@@ -33,7 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from SpineLabelerLib import anatomy, identify, preprocess, ribs, stage1, stage2
-from SpineLabelerLib.evaluation.centroids import centroids_from_labels
+from SpineLabelerLib.evaluation.centroids import centroids_and_counts
 from SpineLabelerLib.image import (
     Image,
     bounding_box,
@@ -643,13 +643,7 @@ def _records(
     evidence: list[identify.VertebraEvidence],
 ) -> list[VertebraRecord]:
     """Records from the final masks on the input grid (``labels``: the part holding them)."""
-    centroids = centroids_from_labels(labels)
-    boxes = ndimage.find_objects(labels.array)  # per-label boxes: no copy of the grid's view
-    counts = {
-        n + 1: int(np.count_nonzero(labels.array[box] == n + 1))
-        for n, box in enumerate(boxes)
-        if box is not None
-    }
+    centroids, counts = centroids_and_counts(labels)
     voxel_ml = float(np.prod(labels.spacing_mm)) / 1000.0
     records = []
     for v, label, conf, ev in zip(walk.vertebrae, names.labels, names.confidences, evidence):

@@ -19,6 +19,7 @@ from SpineLabelerLib.evaluation import (
     surface_distances_mm,
     write_tables,
 )
+from SpineLabelerLib.evaluation.centroids import centroids_and_counts
 from SpineLabelerLib.image import Image
 
 N = 10  # cube edge, voxels
@@ -120,6 +121,7 @@ def test_centroids_from_labels_known_point():
     np.testing.assert_allclose(got[20], [16.0, 6.0, 4.0])
     np.testing.assert_allclose(got[21], [10.0, 0.0, 2.0])
     assert centroids_from_labels(Image(np.zeros((2, 2, 2), np.uint8))) == {}
+    assert centroids_and_counts(Image(a, (2.0, 3.0, 4.0)))[1] == {20: 1, 21: 2}
     with pytest.raises(ValueError, match="non-integer"):
         centroids_from_labels(Image(np.full((2, 2, 2), 0.5)))
 

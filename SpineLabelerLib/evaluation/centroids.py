@@ -47,13 +47,21 @@ def centroids_from_labels(labels: Image) -> Centroids:
     ``labels.array`` is an integer ``(K, J, I)`` map (VerSe values, 0 = background).
     Labels are returned in ascending order; an all-background map gives ``{}``.
     """
+    return centroids_and_counts(labels)[0]
+
+
+def centroids_and_counts(labels: Image) -> tuple[Centroids, dict[int, int]]:
+    """:func:`centroids_from_labels` and each label's voxel count, from the same one pass
+    (the pipeline's records need both of a clinical-size grid)."""
     if np.ndim(labels.array) != 3:
         raise ValueError(f"labelmap must be 3D (K, J, I), got shape {np.shape(labels.array)}")
     array, boxes = _label_boxes(labels.array)
-    out = {}
+    centroids, counts = {}, {}
     for value, box in enumerate(boxes, start=1):
         if box is None:
             continue
-        kji = np.argwhere(array[box] == value).mean(axis=0) + [s.start for s in box]
-        out[value] = index_to_lps(labels, kji[::-1])[0]
-    return out
+        points = np.argwhere(array[box] == value)
+        kji = points.mean(axis=0) + [s.start for s in box]
+        centroids[value] = index_to_lps(labels, kji[::-1])[0]
+        counts[value] = len(points)
+    return centroids, counts
