@@ -154,10 +154,9 @@ class _Walker:
             return None
         comp, _ = ndimage.label(candidates[box])  # every component lies in the box
         sizes = np.bincount(comp.ravel())[1:]
-        keep = _pieces_of_one_vertebra(comp, sizes, self.settings.min_piece_fraction)
+        keep, own = _pieces_of_one_vertebra(comp, sizes, self.settings.min_piece_fraction)
         mask = np.zeros(patch, bool)
         mask[box] = keep[comp]
-        own = bounding_box(mask[box])
         mask_box = tuple(slice(b.start + o.start, b.start + o.stop) for b, o in zip(box, own))
         found = mask, slices, mask_box
         volume_ml = float(sizes[keep[1:]].sum()) * self.voxel_ml
@@ -254,10 +253,13 @@ class _Walker:
         region[region == vertebra.index] = 0
 
 
-def _pieces_of_one_vertebra(comp: np.ndarray, sizes: np.ndarray, fraction: float) -> np.ndarray:
-    """Lookup (component label -> kept) for a labelled prediction: the largest piece, and
-    every piece at least ``fraction`` of its size whose cranio-caudal extent (axis 0) lies at
-    least half within the largest's: a body and its arch are level, a neighbour is not."""
+def _pieces_of_one_vertebra(
+    comp: np.ndarray, sizes: np.ndarray, fraction: float
+) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Lookup (component label -> kept) for a labelled prediction, and the kept pieces'
+    bounding box in ``comp``: the largest piece, and every piece at least ``fraction`` of
+    its size whose cranio-caudal extent (axis 0) lies at least half within the largest's:
+    a body and its arch are level, a neighbour is not."""
     keep = np.zeros(len(sizes) + 1, bool)
     largest = int(np.argmax(sizes)) + 1
     keep[largest] = True
@@ -268,7 +270,12 @@ def _pieces_of_one_vertebra(comp: np.ndarray, sizes: np.ndarray, fraction: float
             continue
         overlap = min(box[0].stop, k1) - max(box[0].start, k0)
         keep[label] = overlap >= 0.5 * (box[0].stop - box[0].start)
-    return keep
+    kept = [boxes[label - 1] for label in np.flatnonzero(keep)]
+    union = tuple(
+        slice(min(b[axis].start for b in kept), max(b[axis].stop for b in kept))
+        for axis in range(comp.ndim)
+    )
+    return keep, union
 
 
 def _next_center(

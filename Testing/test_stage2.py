@@ -247,7 +247,8 @@ def test_an_arch_cut_off_its_body_stays_with_it_but_a_neighbour_does_not():
     pred[2:4, 30:32, 2:4] = True  # speck
     comp, _ = ndimage.label(pred)
     sizes = np.bincount(comp.ravel())[1:]
-    keep = stage2._pieces_of_one_vertebra(comp, sizes, 0.2)
+    keep, box = stage2._pieces_of_one_vertebra(comp, sizes, 0.2)
     kept = keep[comp]
     assert kept[20, 10, 20] and kept[20, 30, 20]
     assert not kept[40, 10, 20] and not kept[3, 31, 3]
+    assert box == (slice(10, 30), slice(5, 35), slice(10, 30))  # body and arch together
