@@ -40,6 +40,7 @@ from SpineLabelerLib.image import (
     ijk_to_lps_matrix,
     index_to_lps,
     lps_to_index,
+    resample_onto,
 )
 from SpineLabelerLib.io.checks import check_ct
 from SpineLabelerLib.progress import CancelFlag, ProgressCallback, report
@@ -210,24 +211,69 @@ def covering_subimage(
     return subimage(ct, covering_slices(ct, box_lps, pad_voxels))
 
 
-def labels_to_input_grid(labels_crop: Image, ct: Image) -> tuple[Image, Image]:
-    """Crop labels onto the CT's own grid (nearest neighbour): (whole grid, the covered part).
+def labels_to_input_grid(
+    labels_crop: Image, ct: Image, probability: Image | None = None
+) -> tuple[Image, Image]:
+    """Crop labels onto the CT's own grid: (whole grid, the covered part).
 
-    Only the part of the CT grid around the labelled voxels is resampled (a clinical CT has
-    ~200 M voxels, the spine a few per cent of them); the rest is 0.
+    With the walk's ``probability`` (``stage2.WalkResult``) each boundary lies where the
+    label's probability, linearly interpolated, crosses 0.5, between the 1 mm voxels: on a
+    0.6 mm CT, copying 1 mm voxels by nearest neighbour costs a perfect mask 3-5 Dice
+    points. Without it, nearest neighbour. Only the part of the CT grid around the labelled
+    voxels is resampled (a clinical CT has ~200 M voxels, the spine a few per cent of them);
+    the rest is 0.
     """
     out = np.zeros(ct.array.shape[:3], np.uint8)
     bbox = bounding_box(labels_crop.array > 0)
     if bbox is None:
         empty = subimage(ct, tuple(slice(0, 1) for _ in range(3)))  # type: ignore[arg-type]
         return ct.with_array(out), empty.with_array(out[:1, :1, :1])
-    lo_kji = np.array([sl.start for sl in bbox], float) - 0.5
-    hi_kji = np.array([sl.stop - 1 for sl in bbox], float) + 0.5
-    corners = index_to_lps(labels_crop, np.array([lo_kji[::-1], hi_kji[::-1]]))
-    slices = covering_slices(ct, (corners.min(axis=0), corners.max(axis=0)))
-    part = preprocess.to_input_grid(labels_crop, subimage(ct, slices))
-    out[slices] = part.array
-    return ct.with_array(out), part.with_array(out[slices])
+    slices = covering_slices(ct, _physical_box(labels_crop, bbox))
+    target = subimage(ct, slices)
+    if probability is None:
+        out[slices] = preprocess.to_input_grid(labels_crop, target).array
+    else:
+        out[slices] = _interpolated_labels(labels_crop, probability, target)
+    return ct.with_array(out), target.with_array(out[slices])
+
+
+def _physical_box(image: Image, box: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The LPS box (mm) that the voxels of ``box`` (index slices of ``image``) cover."""
+    lo_kji = np.array([sl.start for sl in box], float) - 0.5
+    hi_kji = np.array([sl.stop - 1 for sl in box], float) + 0.5
+    corners = index_to_lps(image, np.array([lo_kji[::-1], hi_kji[::-1]]))
+    return corners.min(axis=0), corners.max(axis=0)
+
+
+def _interpolated_labels(
+    labels_crop: Image, probability: Image, target: Image, rim: int = 2
+) -> np.ndarray:
+    """Labels on ``target`` from each label's field: its probability on its own voxels
+    (>= 0.5), below 0.5 on the free voxels around them, 0 on other labels' voxels; linearly
+    resampled, a voxel takes the label whose field is highest there, if at least 0.5 (half
+    way between a voxel in and one out counts in). At the crop's voxel centres this gives
+    back the crop's labels."""
+    labels, stored = labels_crop.array, probability.array
+    out = np.zeros(target.array.shape[:3], np.uint8)
+    best = np.zeros(out.shape, np.float32)
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        grown = tuple(
+            slice(max(b.start - rim, 0), min(b.stop + rim, n)) for b, n in zip(box, labels.shape)
+        )
+        here, value = labels[grown], stored[grown]
+        mine = here == label
+        field = np.minimum(value, 127).astype(np.float32)
+        field[mine] = np.maximum(value[mine], 128)
+        field[(here != 0) & ~mine] = 0.0
+        where = covering_slices(target, _physical_box(labels_crop, grown), pad_voxels=1)
+        onto = subimage(target, where)
+        sampled = resample_onto(subimage(labels_crop, grown).with_array(field), onto).array
+        wins = (sampled >= 127.5) & (sampled > best[where])  # 0.5 on the stored x 255 scale
+        out[where][wins] = label
+        best[where][wins] = sampled[wins]
+    return out
 
 
 def fov_mask(ct: Image, grid: Image, chunk: int = 64) -> np.ndarray:
@@ -512,7 +558,7 @@ def segment_spine(
     for v, label in zip(walk.vertebrae, names.labels):
         lut[v.index] = label
     labels_crop = walk.instances.with_array(lut[walk.instances.array])
-    labels, covered = labels_to_input_grid(labels_crop, ct)
+    labels, covered = labels_to_input_grid(labels_crop, ct, walk.probability)
     records = _records(covered, walk, names, evidence)
     timings["output"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_all

@@ -22,7 +22,7 @@ A mask that touches the edge of the CT's field of view is flagged ``partial``. A
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -82,6 +82,10 @@ class WalkResult:
     end_below: str = "none"
     predictions: int = 0
     start: str = ""  # where the walk began and why (set by the caller, for the report)
+    # uint8 (K, J, I): the net's probability x 255 on and around each accepted mask (0 where
+    # never predicted); >= 128 on every instance voxel. The output is resampled from it so that
+    # a boundary falls between the 1 mm voxels (``pipeline.labels_to_input_grid``).
+    probability: Image | None = None
 
 
 def _patch_slices(center_kji: np.ndarray, patch: tuple[int, int, int], shape: tuple[int, ...]):
@@ -95,6 +99,15 @@ def _patch_slices(center_kji: np.ndarray, patch: tuple[int, int, int], shape: tu
         src.append(slice(a, b))
         dst.append(slice(a - lo, b - lo))
     return tuple(src), tuple(dst)
+
+
+class _Prediction(NamedTuple):
+    """One prediction of the next vertebra, on the patch grid."""
+
+    mask: np.ndarray  # bool: the kept pieces
+    slices: tuple  # (source slices into the crop, target slices into the patch)
+    box: tuple[slice, ...]  # the mask's bounding box in the patch
+    probability: np.ndarray  # float32: the net's output over the whole patch
 
 
 def _extract(volume: np.ndarray, slices, patch, fill: float) -> np.ndarray:
@@ -116,6 +129,7 @@ class _Walker:
 
     def __post_init__(self) -> None:
         self.instances = np.zeros(self.ct.array.shape, np.int16)
+        self.probability = np.zeros(self.ct.array.shape, np.uint8)
         self.voxel_ml = float(np.prod(self.ct.spacing_mm)) / 1000.0
         self.count = 0
         self.regions: dict[int, tuple[slice, ...]] = {}  # instance -> crop slices holding it
@@ -133,10 +147,9 @@ class _Walker:
             and bool(self.valid[k, j, i])
         )
 
-    def predict_mask(self, center_lps: np.ndarray) -> tuple[np.ndarray, tuple, tuple] | None:
-        """The predicted next-vertebra mask near ``center_lps``: (patch mask, slices, the
-        mask's bounding box in the patch) or None. The box is where the rest of the walk's
-        per-patch work is done: a vertebra fills a few per cent of a patch."""
+    def predict_mask(self, center_lps: np.ndarray) -> _Prediction | None:
+        """The predicted next-vertebra mask near ``center_lps``, or None. Its box is where the
+        rest of the walk's per-patch work is done: a vertebra fills a few per cent of a patch."""
         patch = self.settings.patch_kji
         slices = _patch_slices(self.to_kji(center_lps), patch, self.ct.array.shape)
         if slices is None:
@@ -158,16 +171,16 @@ class _Walker:
         mask = np.zeros(patch, bool)
         mask[box] = keep[comp]
         mask_box = tuple(slice(b.start + o.start, b.start + o.stop) for b, o in zip(box, own))
-        found = mask, slices, mask_box
+        found = _Prediction(mask, slices, mask_box, prob)
         volume_ml = float(sizes[keep[1:]].sum()) * self.voxel_ml
         if volume_ml < self.settings.min_volume_ml and (
-            volume_ml < self.settings.min_partial_volume_ml or not self.touches_fov_edge(*found)
+            volume_ml < self.settings.min_partial_volume_ml or not self.touches_fov_edge(found)
         ):
             return None  # a small blob inside the view is noise; at its edge, a cut vertebra
         return found
 
-    def centroid_lps(self, mask: np.ndarray, slices, box) -> np.ndarray:
-        src, dst = slices
+    def centroid_lps(self, found: _Prediction) -> np.ndarray:
+        mask, (src, dst), box = found.mask, found.slices, found.box
         points = np.argwhere(mask[box])  # the box lies inside dst: the mask is cut to it
         # integer sums: the same float mean as over the whole patch, at a fraction of the work
         total = points.sum(axis=0) + len(points) * np.array(
@@ -176,10 +189,10 @@ class _Walker:
         kji = total / len(points) + np.array([s.start for s in src])
         return index_to_lps(self.ct, kji[::-1][None])[0]
 
-    def touches_patch_border(self, mask: np.ndarray, slices, box, margin: int = 2) -> bool:
+    def touches_patch_border(self, found: _Prediction, margin: int = 2) -> bool:
         """Whether the mask reaches a patch face that lies inside the crop (so it may be cut
         by the patch, not by the field of view)."""
-        src, dst = slices
+        (src, dst), box = found.slices, found.box
         for axis in range(3):
             if src[axis].start > 0 and box[axis].start < dst[axis].start + margin:
                 return True
@@ -188,10 +201,10 @@ class _Walker:
                 return True
         return False
 
-    def touches_fov_edge(self, mask: np.ndarray, slices, box) -> bool:
+    def touches_fov_edge(self, found: _Prediction) -> bool:
         """Whether the mask touches a voxel next to the outside of the CT's field of view
         (looked at in the mask's box grown by the one voxel a neighbour can be away)."""
-        src, dst = slices
+        mask, (src, dst), box = found.mask, found.slices, found.box
         offset = [s.start - d.start for s, d in zip(src, dst)]  # patch -> crop index
         shape = self.valid.shape
         grown = tuple(
@@ -220,37 +233,59 @@ class _Walker:
             if found is None:
                 break
             best = found
-            new_center = self.centroid_lps(*found)
+            new_center = self.centroid_lps(found)
             moved = float(np.linalg.norm(new_center - center_lps))
             center_lps = new_center
             if moved < s.converge_mm or (
-                moved < s.accept_mm and not self.touches_patch_border(*found)
+                moved < s.accept_mm and not self.touches_patch_border(found)
             ):
                 converged = True
                 break
         if best is None:
             return None
-        mask, (src, dst), _ = best
+        mask, (src, dst) = best.mask, best.slices
+        self.keep_probability(best)
         self.count += 1
         index = self.count
         self.instances[src][mask[dst]] = index
         self.regions[index] = src
         return WalkedVertebra(
             index=index,
-            centroid_lps=self.centroid_lps(*best),
+            centroid_lps=self.centroid_lps(best),
             volume_ml=float(mask.sum()) * self.voxel_ml,
-            partial=self.touches_fov_edge(*best),
+            partial=self.touches_fov_edge(best),
             iterations=iterations,
             converged=converged,
         )
+
+    def keep_probability(self, found: _Prediction, rim: int = 2) -> None:
+        """Store the probability on the accepted mask and in ``rim`` voxels around it (before
+        the mask enters memory): where the output grid is finer than 1 mm, the boundary is
+        placed between voxels by interpolating it. Voxels of other vertebrae keep theirs; on
+        free voxels near two masks the higher value stays (it is below 0.5 for both)."""
+        (src, dst), box = found.slices, found.box
+        patch_part, crop_part = [], []
+        for b, s, d in zip(box, src, dst):
+            lo, hi = max(b.start - rim, d.start), min(b.stop + rim, d.stop)
+            patch_part.append(slice(lo, hi))
+            crop_part.append(slice(s.start + lo - d.start, s.start + hi - d.start))
+        value = np.round(found.probability[tuple(patch_part)] * 255.0).astype(np.uint8)
+        mine = found.mask[tuple(patch_part)]
+        stored = self.probability[tuple(crop_part)]
+        free = (self.instances[tuple(crop_part)] == 0) & ~mine
+        stored[free] = np.maximum(stored[free], value[free])
+        stored[mine] = np.maximum(value[mine], 128)
 
     def is_sliver(self, vertebra: WalkedVertebra) -> bool:
         """A piece kept only because the field of view's edge cut it (``min_partial_volume_ml``)."""
         return vertebra.partial and vertebra.volume_ml < self.settings.min_volume_ml
 
     def drop(self, vertebra: WalkedVertebra) -> None:
-        region = self.instances[self.regions.pop(vertebra.index)]
-        region[region == vertebra.index] = 0
+        where = self.regions.pop(vertebra.index)
+        region = self.instances[where]
+        gone = region == vertebra.index
+        region[gone] = 0
+        self.probability[where][gone] = 0
 
 
 def _pieces_of_one_vertebra(
@@ -322,7 +357,9 @@ def _walk_one_way(
         if not walker.inside_fov(center) and not walker.inside_fov(
             _next_center(walker, prev, 0.5 * step, direction)
         ):  # a cut vertebra would still show half a step on, but for a process's tip
-            return _with_last_look(walker, prev, step, direction, box_z, found, on_found), "fov"
+            return _with_last_look(
+                walker, prev, step, direction, box_z, found, budget, on_found
+            ), "fov"
         vertebra = walker.segment_at(center)
         if vertebra is None and walker.inside_fov(far):
             vertebra = walker.segment_at(far)  # a second look one full step on
@@ -338,10 +375,12 @@ def _walk_one_way(
                 # two slivers that close are scraps of one vertebra: the second is not counted.
                 if walker.is_sliver(prev) and walker.is_sliver(vertebra):
                     walker.drop(vertebra)
-                else:
-                    found.append(vertebra)
-                    on_found(vertebra)
-                return found, "fov"
+                    return found, "fov"
+                found.append(vertebra)
+                on_found(vertebra)
+                return _with_last_look(
+                    walker, vertebra, step, direction, box_z, found, budget, on_found
+                ), "fov"
             walker.drop(vertebra)
             return found, "stalled"
         measured = float(np.linalg.norm(vertebra.centroid_lps - prev.centroid_lps))
@@ -362,7 +401,9 @@ def _walk_one_way(
         if vertebra.partial and not walker.inside_fov(
             _next_center(walker, prev, 0.5 * step, direction)
         ):
-            return _with_last_look(walker, prev, step, direction, box_z, found, on_found), "fov"
+            return _with_last_look(
+                walker, prev, step, direction, box_z, found, budget, on_found
+            ), "fov"
 
 
 def _beyond_box(vertebra: WalkedVertebra, box_z: tuple[float, float], tolerance: float) -> bool:
@@ -378,31 +419,36 @@ def _with_last_look(
     direction: int,
     box_z: tuple[float, float],
     found: list[WalkedVertebra],
+    budget: int,
     on_found: Callable[[WalkedVertebra], None],
 ) -> list[WalkedVertebra]:
-    """``found`` and, where the field of view's edge cuts the next vertebra to what lies
-    outside the next patch centre, that piece.
+    """``found`` and, where the field of view's edge cuts the next vertebrae to what lies
+    outside the next patch centre, those pieces.
 
     The walk ends where the next centre falls outside the view, but a vertebra reaches
     further than its centre: a thoracic spinous process hangs a whole level down, so a view
     that ends above T9's body still shows the tip of T8's process behind it. One more
     prediction at the next centre (its patch still holds the view's edge) finds it; only a
     piece cut by the edge, beyond the last vertebra and inside stage 1's box (as every
-    vertebra of the walk), counts, and never after a sliver (two scraps side by side are one
-    vertebra's).
+    vertebra of the walk), counts. An oblique edge leaves a piece of each of several
+    vertebrae, their centroids a few mm apart: the look is repeated from each piece found,
+    but never after a sliver (two scraps side by side are one vertebra's).
     """
-    if walker.is_sliver(prev):
-        return found
-    piece = walker.segment_at(_next_center(walker, prev, walker.settings.lead * step, direction))
-    if piece is None:
-        return found
-    advance = direction * float(piece.centroid_lps[2] - prev.centroid_lps[2])
-    beyond = _beyond_box(piece, box_z, walker.settings.box_tolerance_mm)
-    if not piece.partial or advance <= 0 or beyond:
-        walker.drop(piece)
-        return found
-    on_found(piece)
-    return found + [piece]
+    found = list(found)
+    while len(found) < budget and not walker.is_sliver(prev):
+        center = _next_center(walker, prev, walker.settings.lead * step, direction)
+        piece = walker.segment_at(center)
+        if piece is None:
+            break
+        advance = direction * float(piece.centroid_lps[2] - prev.centroid_lps[2])
+        beyond = _beyond_box(piece, box_z, walker.settings.box_tolerance_mm)
+        if not piece.partial or advance <= 0 or beyond:
+            walker.drop(piece)
+            break
+        on_found(piece)
+        found.append(piece)
+        prev = piece
+    return found
 
 
 def walk(
@@ -461,6 +507,7 @@ def walk(
     )
     result.vertebrae = list(reversed(above)) + [start] + below
     result.instances = ct.with_array(walker.instances)
+    result.probability = ct.with_array(walker.probability)
     result.predictions = walker.predictions
     report(progress, "stage2", 1.0, f"{len(result.vertebrae)} vertebrae")
     return result

@@ -483,6 +483,39 @@ def test_labels_go_back_to_the_input_grid_like_a_full_resampling():
     )
 
 
+def _ramp_crop(edge_i: float):
+    """A 1 mm crop with label 5 up to column i = ``edge_i`` (between voxels) and label 6
+    right after it; the probability of 5 falls linearly across its edge, 0.5 at ``edge_i``."""
+    crop = Image(np.zeros((6, 6, 24), np.uint8), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    i = np.arange(24, dtype=float)
+    prob = np.clip(0.5 + 0.25 * (edge_i - i), 0.0, 1.0)
+    labels = np.zeros(crop.array.shape, np.uint8)
+    labels[:, :, 4:20] = np.where(prob[4:20] >= 0.5, 5, 0)
+    labels[:, :, 14:20] = np.where(labels[:, :, 14:20] == 0, 6, 0)
+    stored = np.round(255 * np.broadcast_to(prob, labels.shape)).astype(np.uint8)
+    stored[labels == 6] = 255
+    return crop.with_array(labels), crop.with_array(stored)
+
+
+def test_output_boundary_lies_where_the_probability_crosses_one_half():
+    labels, probability = _ramp_crop(edge_i=10.3)
+    fine = Image(np.zeros((6, 6, 241), np.uint8), (0.1, 1.0, 1.0), (0.0, 0.0, 0.0))
+    row = pipeline.labels_to_input_grid(labels, fine, probability)[0].array[3, 3]
+    x = np.arange(241) * 0.1
+    # label 5 ends at 10.3 mm (between the voxels at 10 and 11), not half-way (10.5) as
+    # nearest neighbour puts it; the free gap up to label 6 (from 14 mm) is split at 13.5
+    assert abs(x[row == 5].max() - 10.3) < 0.06
+    assert abs(x[row == 6].min() - 13.5) < 0.06
+    nearest = pipeline.labels_to_input_grid(labels, fine)[0].array[3, 3]
+    assert abs(x[nearest == 5].max() - 10.45) < 0.06  # the half-way point, ties either way
+
+
+def test_interpolated_output_gives_back_the_crop_labels_on_the_crop_grid():
+    labels, probability = _ramp_crop(edge_i=9.8)
+    out = pipeline.labels_to_input_grid(labels, labels.with_array(labels.array * 0), probability)
+    np.testing.assert_array_equal(out[0].array, labels.array)
+
+
 def test_end_vertebrae_stage_one_does_not_call_spine_are_dropped():
     from SpineLabelerLib.stage2 import WalkedVertebra, WalkResult
 
