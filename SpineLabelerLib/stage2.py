@@ -50,6 +50,8 @@ class WalkSettings:
     min_volume_ml: float = 2.0  # a smaller prediction counts as empty (C1 is ~8 ml)
     min_partial_volume_ml: float = 0.3  # ... unless the field of view's edge cuts it
     min_advance: float = 0.4  # a new centroid must move on at least this many steps
+    # ... but a sliver cut by the view's edge, apart from every mask, may lie this far behind
+    level_steps: float = 0.25
     lead: float = 0.75  # the next patch centre lies this many steps on from the last centroid
     gap_factor: float = 1.6  # a longer step than this (x the usual one) hides a missed vertebra
     box_tolerance_mm: float = 0.0  # a centroid past stage 1's spine box is no vertebra
@@ -280,6 +282,20 @@ class _Walker:
         """A piece kept only because the field of view's edge cut it (``min_partial_volume_ml``)."""
         return vertebra.partial and vertebra.volume_ml < self.settings.min_volume_ml
 
+    def stands_apart(self, vertebra: WalkedVertebra, gap: int = 2) -> bool:
+        """Whether no other vertebra's voxel lies within ``gap`` voxels of this one's mask."""
+        region = self.instances[self.regions[vertebra.index]]
+        box = bounding_box(region == vertebra.index)
+        if box is None:
+            return True
+        grown = tuple(
+            slice(max(b.start - gap, 0), min(b.stop + gap, n)) for b, n in zip(box, region.shape)
+        )
+        near = region[grown]
+        mine = near == vertebra.index
+        reach = ndimage.binary_dilation(mine, np.ones((3, 3, 3), bool), iterations=gap)
+        return not (reach & (near != 0) & ~mine).any()
+
     def drop(self, vertebra: WalkedVertebra) -> None:
         where = self.regions.pop(vertebra.index)
         region = self.instances[where]
@@ -369,7 +385,7 @@ def _walk_one_way(
             return found, _end(walker, far)
         advance = direction * float(vertebra.centroid_lps[2] - prev.centroid_lps[2])
         if advance < s.min_advance * step:
-            if vertebra.partial and prev.partial and advance > 0:
+            if prev.partial and _next_piece_at_edge(walker, vertebra, advance, step):
                 # An oblique edge of the field of view cuts several vertebrae: what is left
                 # of the next one is a sliver whose centroid lies close to the last one's;
                 # two slivers that close are scraps of one vertebra: the second is not counted.
@@ -404,6 +420,22 @@ def _walk_one_way(
             return _with_last_look(
                 walker, prev, step, direction, box_z, found, budget, on_found
             ), "fov"
+
+
+def _next_piece_at_edge(
+    walker: _Walker, piece: WalkedVertebra, advance: float, step: float
+) -> bool:
+    """Whether ``piece``, found ``advance`` mm past the last vertebra, is what the view's edge
+    left of the next one: cut by the edge, and its centroid further on, or level with the last
+    (within ``level_steps`` of a step) where it is a sliver that touches no other vertebra.
+    An oblique edge can leave the next vertebra's arch tip level with the last one's cut body,
+    while a scrap of the last vertebra itself lies against it."""
+    if not piece.partial:
+        return False
+    if advance > 0:
+        return True
+    level = advance > -walker.settings.level_steps * step
+    return level and walker.is_sliver(piece) and walker.stands_apart(piece)
 
 
 def _beyond_box(vertebra: WalkedVertebra, box_z: tuple[float, float], tolerance: float) -> bool:
@@ -442,7 +474,8 @@ def _with_last_look(
             break
         advance = direction * float(piece.centroid_lps[2] - prev.centroid_lps[2])
         beyond = _beyond_box(piece, box_z, walker.settings.box_tolerance_mm)
-        if not piece.partial or advance <= 0 or beyond:
+        level_ok = prev.partial or advance > 0  # level pieces: only beside a cut vertebra
+        if not (level_ok and _next_piece_at_edge(walker, piece, advance, step)) or beyond:
             walker.drop(piece)
             break
         on_found(piece)
