@@ -255,7 +255,7 @@ def _interpolated_labels(
     back the crop's labels."""
     labels, stored = labels_crop.array, probability.array
     out = np.zeros(target.array.shape[:3], np.uint8)
-    best = np.zeros(out.shape, np.float32)
+    best = np.zeros(out.shape, np.uint8)  # the winning field, rounded: as small as ``out``
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
@@ -272,7 +272,7 @@ def _interpolated_labels(
         sampled = resample_onto(subimage(labels_crop, grown).with_array(field), onto).array
         wins = (sampled >= 127.5) & (sampled > best[where])  # 0.5 on the stored x 255 scale
         out[where][wins] = label
-        best[where][wins] = sampled[wins]
+        best[where][wins] = np.round(sampled[wins])
     return out
 
 
