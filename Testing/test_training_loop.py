@@ -129,6 +129,20 @@ def test_init_starts_a_new_run_from_a_weight_file(tmp_path):
               init_weights=tmp_path / "a" / "stage1.pt")  # fmt: skip
 
 
+def test_frozen_batch_norms_keep_their_statistics_while_the_weights_learn(tmp_path):
+    train("stage2", _cfg(steps=2), tmp_path / "a", sources=_sources())
+    start = nets.load_model(tmp_path / "a" / "stage2.pt", "stage2").state_dict()
+    cfg = _cfg(steps=3, freeze_batchnorm=True, val_every=2)  # a validation in between
+    tuned = train(
+        "stage2", cfg, tmp_path / "b", sources=_sources(), init_weights=tmp_path / "a" / "stage2.pt"
+    )
+    state = tuned["model"].state_dict()
+    statistics = [n for n in start if "running" in n]
+    assert statistics and all(torch.equal(start[n].float(), state[n].float()) for n in statistics)
+    learned = [n for n in start if n.endswith("weight") and not torch.equal(start[n], state[n])]
+    assert len(learned) > len(statistics) // 2  # convolutions and batch-norm scales moved
+
+
 def test_disk_cache_round_trip_keeps_arrays_and_centroids(tmp_path):
     from SpineLabelerLib.training.data import CasePreparer
 

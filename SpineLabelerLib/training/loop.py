@@ -45,6 +45,9 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 2
     lr: float = 1e-3
+    # keep the batch-norm statistics the run starts with (--init): fine-tuning with a small
+    # batch otherwise replaces them with noisy batch-of-2 estimates
+    freeze_batchnorm: bool = False
     spacing_mm: float = 3.0
     size_kji: tuple[int, int, int] = (64, 64, 64)  # crop (stage 1) / patch (stage 2), voxels
     net: dict[str, Any] = field(default_factory=dict)  # NetConfig settings
@@ -167,7 +170,7 @@ def validate(
     (p(background) < 0.5). Stage 2: mean Dice of the predicted mask per patch (an empty
     prediction of an empty target counts 1), and the same over non-empty targets only.
     """
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     device = next(model.parameters()).device
     try:
@@ -202,7 +205,8 @@ def validate(
             "dice_nonempty": float(np.mean(filled)) if filled else float("nan"),
         }
     finally:
-        model.train(was_training)
+        for module, mode in modes:  # as they were: frozen batch norms stay frozen
+            module.train(mode)
 
 
 def _out_of_time(t0: float, limit_s: float, run: _Run, device: torch.device) -> bool:
@@ -225,6 +229,16 @@ def hardware_description(device: torch.device) -> str:
     except OSError:
         pass
     return f"CPU {name}, {torch.get_num_threads()} threads of {os.cpu_count()} cores"
+
+
+def set_training(model: torch.nn.Module, freeze_batchnorm: bool) -> None:
+    """Training mode; with ``freeze_batchnorm`` the batch norms normalise with, and keep, their
+    running statistics (their scale and shift still learn)."""
+    model.train()
+    if freeze_batchnorm:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
 
 def train(
@@ -380,7 +394,7 @@ def train(
     last_val: dict[str, float] | None = None
     last_val_step = step
     report(progress, f"train {stage}", step / max(total_steps, 1), f"step {step}/{total_steps}")
-    net.train()
+    set_training(net, cfg.freeze_batchnorm)
     for x, y in loader:
         if cancel is not None and cancel.is_set:
             save(last_val, weights=False)
