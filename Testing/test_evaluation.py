@@ -218,6 +218,8 @@ def test_evaluate_shift_one_slice_and_missed_extra():
     assert rows["L1"].loc_error_mm == pytest.approx(2.5)
     assert not rows["L4"].predicted and not rows["L4"].identified
     assert ev.extra_predicted_labels == [24]
+    voxel_ml = float(np.prod(ref.spacing_mm)) / 1000.0  # the missed L4 is still measured
+    assert rows["L4"].reference_ml == pytest.approx(np.sum(ref.array == 23) * voxel_ml)
 
 
 def test_write_tables_refuses_overwrite(tmp_path):
