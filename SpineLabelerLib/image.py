@@ -180,3 +180,10 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     work on a mask that fills a few per cent of its array is done inside this box."""
     found = ndimage.find_objects(mask.view(np.uint8))
     return found[0] if found else None
+
+
+def grow_box(box: tuple[slice, ...], voxels: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """``box`` grown by ``voxels`` on every side, kept inside an array of ``shape``."""
+    return tuple(
+        slice(max(b.start - voxels, 0), min(b.stop + voxels, n)) for b, n in zip(box, shape)
+    )

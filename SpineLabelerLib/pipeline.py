@@ -37,6 +37,7 @@ from SpineLabelerLib.evaluation.centroids import centroids_and_counts
 from SpineLabelerLib.image import (
     Image,
     bounding_box,
+    grow_box,
     ijk_to_lps_matrix,
     index_to_lps,
     lps_to_index,
@@ -259,9 +260,7 @@ def _interpolated_labels(
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
-        grown = tuple(
-            slice(max(b.start - rim, 0), min(b.stop + rim, n)) for b, n in zip(box, labels.shape)
-        )
+        grown = grow_box(box, rim, labels.shape)
         here, value = labels[grown], stored[grown]
         mine = here == label
         field = np.minimum(value, 127).astype(np.float32)

@@ -27,7 +27,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 from scipy import ndimage
 
-from SpineLabelerLib.image import Image, bounding_box, index_to_lps, lps_to_index
+from SpineLabelerLib.image import Image, bounding_box, grow_box, index_to_lps, lps_to_index
 from SpineLabelerLib.progress import CancelFlag, ProgressCallback, report
 from SpineLabelerLib.stage1 import Centerline
 
@@ -288,10 +288,7 @@ class _Walker:
         box = bounding_box(region == vertebra.index)
         if box is None:
             return True
-        grown = tuple(
-            slice(max(b.start - gap, 0), min(b.stop + gap, n)) for b, n in zip(box, region.shape)
-        )
-        near = region[grown]
+        near = region[grow_box(box, gap, region.shape)]
         mine = near == vertebra.index
         reach = ndimage.binary_dilation(mine, np.ones((3, 3, 3), bool), iterations=gap)
         return not (reach & (near != 0) & ~mine).any()
@@ -385,7 +382,7 @@ def _walk_one_way(
             return found, _end(walker, far)
         advance = direction * float(vertebra.centroid_lps[2] - prev.centroid_lps[2])
         if advance < s.min_advance * step:
-            if prev.partial and _next_piece_at_edge(walker, vertebra, advance, step):
+            if prev.partial and _next_piece_at_edge(walker, prev, vertebra, advance, step):
                 # An oblique edge of the field of view cuts several vertebrae: what is left
                 # of the next one is a sliver whose centroid lies close to the last one's;
                 # two slivers that close are scraps of one vertebra: the second is not counted.
@@ -423,18 +420,18 @@ def _walk_one_way(
 
 
 def _next_piece_at_edge(
-    walker: _Walker, piece: WalkedVertebra, advance: float, step: float
+    walker: _Walker, prev: WalkedVertebra, piece: WalkedVertebra, advance: float, step: float
 ) -> bool:
-    """Whether ``piece``, found ``advance`` mm past the last vertebra, is what the view's edge
-    left of the next one: cut by the edge, and its centroid further on, or level with the last
-    (within ``level_steps`` of a step) where it is a sliver that touches no other vertebra.
-    An oblique edge can leave the next vertebra's arch tip level with the last one's cut body,
-    while a scrap of the last vertebra itself lies against it."""
+    """Whether ``piece``, found ``advance`` mm past ``prev``, is what the view's edge left of
+    the next vertebra: cut by the edge, and its centroid further on, or, beside a cut ``prev``,
+    level with it (within ``level_steps`` of a step) where it is a sliver that touches no other
+    vertebra. An oblique edge can leave the next vertebra's arch tip level with the last one's
+    cut body, while a scrap of the last vertebra itself lies against it."""
     if not piece.partial:
         return False
     if advance > 0:
         return True
-    level = advance > -walker.settings.level_steps * step
+    level = prev.partial and advance > -walker.settings.level_steps * step
     return level and walker.is_sliver(piece) and walker.stands_apart(piece)
 
 
@@ -474,8 +471,7 @@ def _with_last_look(
             break
         advance = direction * float(piece.centroid_lps[2] - prev.centroid_lps[2])
         beyond = _beyond_box(piece, box_z, walker.settings.box_tolerance_mm)
-        level_ok = prev.partial or advance > 0  # level pieces: only beside a cut vertebra
-        if not (level_ok and _next_piece_at_edge(walker, piece, advance, step)) or beyond:
+        if not _next_piece_at_edge(walker, prev, piece, advance, step) or beyond:
             walker.drop(piece)
             break
         on_found(piece)

@@ -92,6 +92,13 @@ def test_with_array_refuses_other_shape(tiny_ct):
         tiny_ct.with_array(np.zeros((2, 2, 2)))
 
 
+def test_grow_box_stays_inside_the_array():
+    from SpineLabelerLib.image import grow_box
+
+    box = (slice(0, 3), slice(4, 6), slice(7, 10))
+    assert grow_box(box, 2, (20, 20, 11)) == (slice(0, 5), slice(2, 8), slice(5, 11))
+
+
 def test_bounding_box_of_a_mask_and_of_none():
     from SpineLabelerLib.image import bounding_box
 
