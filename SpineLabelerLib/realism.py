@@ -178,8 +178,7 @@ def level_frames(labels: Image) -> dict[int, LevelFrame]:
 
 def _local_grid(labels: Image, frame: LevelFrame, margin_mm: float = 3.0) -> Image:
     """An empty grid in ``frame``'s axes (step ``LOCAL_STEP_MM``) covering the level's mask."""
-    kji = np.argwhere(labels.array == frame.label)
-    lps = index_to_lps(labels, kji[:, ::-1].astype(float))
+    _, lps = _grid_points_lps(labels, labels.array == frame.label)
     q = (lps - frame.centroid_lps) @ frame.axes
     lo = q.min(axis=0) - margin_mm - max(labels.spacing_mm) / 2
     hi = q.max(axis=0) + margin_mm + max(labels.spacing_mm) / 2
@@ -473,8 +472,7 @@ def _arch_mask(labels: Image, parts: dict[int, _LevelParts]) -> np.ndarray:
         back = _canal_back(p.canal)
         if back is None:
             continue
-        kji = np.argwhere(array == label)
-        lps = index_to_lps(labels, kji[:, ::-1].astype(float))
+        kji, lps = _grid_points_lps(labels, array == label)
         j = (lps - np.asarray(p.grid.origin_lps)) @ p.grid.direction[:, 1] / LOCAL_STEP_MM
         behind = kji[j < back]
         arch[behind[:, 0], behind[:, 1], behind[:, 2]] = True
