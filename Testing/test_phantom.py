@@ -260,18 +260,3 @@ def test_preview_of_a_scoliotic_phantom_shows_every_vertebra_in_both_views():
     assert np.array_equal(
         np.asarray(picture)[: overview.height, : overview.width], np.asarray(overview)
     )
-
-
-def test_arch_density_brightens_the_arch_and_nothing_else():
-    """The training option draws the posterior arch as compact bone; the body stays cancellous."""
-    kw = dict(crop_around_label=20, roi_size_mm=(96.0, 96.0, 64.0), spacing_mm=(1.0, 1.0, 1.0), physics=False)
-    plain, dense = generate_case(7, **kw), generate_case(7, arch_density=0.6, **kw)
-    mask = plain.labels.array == 20
-    np.testing.assert_array_equal(mask, dense.labels.array == 20)
-    j = np.arange(mask.shape[1])[None, :, None]
-    centre_j = np.argwhere(mask)[:, 1].mean()
-    arch, body = mask & (j > centre_j + 20), mask & (j < centre_j)
-    assert np.median(dense.ct.array[arch]) > np.median(plain.ct.array[arch]) + 300
-    assert np.median(dense.ct.array[body]) == pytest.approx(np.median(plain.ct.array[body]), abs=5)
-    with pytest.raises(ValueError, match="arch_density"):
-        generate_case(7, arch_density=1.5, **kw)

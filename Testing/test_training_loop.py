@@ -287,20 +287,3 @@ def test_every_shipped_config_is_valid(path):
     cfg = TrainConfig.from_file(path)
     Stage2Sampling(**cfg.stage2_sampling)
     assert cfg.lr > 0 and cfg.steps > 0
-
-
-def test_phantom_source_draws_arch_density_per_seed_after_the_other_draws():
-    """``arch_density: [p, lo, hi]`` gives some seeds a compact-bone arch in [lo, hi] and
-    leaves every other per-seed draw (level, variant) as it was without the option."""
-    from SpineLabelerLib.training.data import PhantomSource
-
-    base = {"crop_labels": [1, 24], "variants": ["normal", "L6"]}
-    plain = PhantomSource(range(40), base)
-    dense = PhantomSource(range(40), {**base, "arch_density": [0.5, 0.2, 0.6]})
-    drawn = []
-    for n in range(40):
-        a, b = plain.case_settings(n), dense.case_settings(n)
-        assert {k: v for k, v in b.items() if k != "arch_density"} == a
-        drawn.append(b["arch_density"])
-    dense_ones = [d for d in drawn if d > 0]
-    assert 10 <= len(dense_ones) <= 30 and all(0.2 <= d <= 0.6 for d in dense_ones)

@@ -90,13 +90,6 @@ class Field:
             for rk, rj, ri in self._ramps
         )
 
-    def coordinate_at(self, idx: tuple[np.ndarray, np.ndarray, np.ndarray], component: int) -> np.ndarray:
-        """One local coordinate (0 u, 1 v, 2 w; mm) of voxels given by global (k, j, i)
-        index arrays that lie in this field's box."""
-        rk, rj, ri = self._ramps[component]
-        k, j, i = (a - s.start for a, s in zip(idx, self.box))
-        return rk[k] + rj[j] + ri[i]
-
     @classmethod
     def around(cls, grid: Grid, frame: Frame, parts: list[Primitive], margin: float = 4.0) -> Field | None:
         """A field whose box holds every part (plus margin); None if it misses the grid."""

@@ -76,7 +76,6 @@ def generate_case(
     roi_lps: tuple[np.ndarray, np.ndarray] | None = None,
     crop_around_label: int | None = None,
     roi_size_mm: tuple[float, float, float] = (128.0, 128.0, 96.0),
-    arch_density: float = 0.0,
     progress: ProgressCallback | None = None,
     cancel: CancelFlag | None = None,
 ) -> PhantomCase:
@@ -90,8 +89,6 @@ def generate_case(
     roi_lps=(centre, size) (LPS mm, (x, y, z) size) or crop_around_label=L: generate only
     that box (axis-aligned, ``roi_size_mm`` around the vertebra's centre) - the fast path
     for training patches; the patient is the same as the full case of the same seed.
-    arch_density (0-1): how far the posterior arch's core goes from cancellous to cortical
-    HU (a training option for compact-bone laminae and processes; the benchmark draws 0).
     """
     if fov not in FOVS:
         raise ValueError(f"unknown field of view {fov!r}; expected one of {', '.join(FOVS)}")
@@ -99,8 +96,6 @@ def generate_case(
         raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     if orientation not in (None, "random", "axial"):
         raise ValueError(f"orientation must be None, 'random' or 'axial', got {orientation!r}")
-    if not 0.0 <= arch_density <= 1.0:
-        raise ValueError(f"arch_density must lie in [0, 1], got {arch_density}")
     root = np.random.default_rng(seed)
     anat_rng, scan_rng, phys_rng = root.spawn(3)
     report(progress, "phantom", 0.0, "drawing the subject")
@@ -128,7 +123,7 @@ def generate_case(
     if cancel:
         cancel.check()
     report(progress, "phantom", 0.4, "painting the skeleton")
-    painter = SpinePainter(canvas, subject, layout, body, hu, painter_rng, arch_density)
+    painter = SpinePainter(canvas, subject, layout, body, hu, painter_rng)
     painter.paint_all()
     if cancel:
         cancel.check()
@@ -160,7 +155,6 @@ def generate_case(
         "rib_labels": subject.rib_labels,
         "fractures": subject.fractures,
         "osteoporotic": subject.osteoporotic,
-        "arch_density": float(arch_density),
         "curvature_deg": {
             "cervical_lordosis": subject.lordosis_cervical_deg,
             "thoracic_kyphosis": subject.kyphosis_thoracic_deg,

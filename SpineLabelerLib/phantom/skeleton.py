@@ -27,13 +27,10 @@ from SpineLabelerLib.phantom.sdf import (
     RoundBox,
     VertebralBody,
 )
-from SpineLabelerLib.phantom.subject import LevelShape, Subject
+from SpineLabelerLib.phantom.subject import Subject
 from SpineLabelerLib.phantom.tissues import TissueHU
 from SpineLabelerLib.phantom.vertebra import canal_centre_v, vertebra_parts
 
-# The posterior arch's core reaches its density (see SpinePainter.vertebra_core_hu) this far
-# behind the body's back wall.
-ARCH_RAMP_MM = 6.0
 _IDENTITY = Frame(origin=np.zeros(3), axes=np.eye(3))
 
 
@@ -50,9 +47,8 @@ class SpinePainter:
     """Paints one subject's spine and ribs onto a canvas."""
 
     def __init__(self, canvas: Canvas, subject: Subject, layout: SpineLayout, body: BodyModel,
-                 hu: TissueHU, rng: np.random.Generator, arch_density: float = 0.0) -> None:
+                 hu: TissueHU, rng: np.random.Generator) -> None:
         self.canvas, self.subject, self.layout, self.body, self.hu = canvas, subject, layout, body, hu
-        self.arch_density = float(arch_density)
         self.joint_mm = float(rng.uniform(1.0, 2.0))
         self.texture = _texture(rng)
         self.cancellous_sd = float(rng.uniform(15, 45))
@@ -65,23 +61,6 @@ class SpinePainter:
 
         def value(idx: tuple[np.ndarray, ...]) -> np.ndarray:
             return np.float32(base) + sd * tex[idx[0] % n, idx[1] % n, idx[2] % n]
-
-        return value
-
-    def vertebra_core_hu(self, f: Field, shape: LevelShape, base: float):
-        """Core HU of a vertebra: cancellous in the body; behind the body's back wall it rises
-        ``arch_density`` of the way to cortical HU. Real laminae and spinous processes are
-        mostly compact bone (verse008's reach 600-1000 HU), and the shipped nets leave such
-        bright processes out; 0 keeps the arch cancellous, as the benchmark set draws it."""
-        texture = self.core_hu(base)
-        if self.arch_density <= 0.0:
-            return texture
-        dense = np.float32(self.arch_density * (self.hu.cortex - base))
-        back = 0.85 * shape.body_d / 2
-
-        def value(idx: tuple[np.ndarray, ...]) -> np.ndarray:
-            behind = np.clip((f.coordinate_at(idx, 1) - back) / ARCH_RAMP_MM, 0.0, 1.0)
-            return texture(idx) + behind * dense
 
         return value
 
@@ -235,8 +214,7 @@ class SpinePainter:
             c.tissue[f.box][joint] = T.CARTILAGE
             ribs[joint] = 0
         core = self.hu.cancellous + (60.0 if sh.fracture else 0.0)
-        c.paint_bone(f, self.hu.cortex, self.vertebra_core_hu(f, sh, core), sh.cortex_mm, (T.CORTEX, T.CANCELLOUS),
-                     label=sh.label)
+        c.paint_bone(f, self.hu.cortex, self.core_hu(core), sh.cortex_mm, (T.CORTEX, T.CANCELLOUS), label=sh.label)
         return f, raw
 
 

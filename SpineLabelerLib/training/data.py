@@ -120,9 +120,6 @@ class PhantomSource:
         if s.get("crop_labels"):
             lo, hi = s["crop_labels"]
             kwargs["crop_around_label"] = int(rng.integers(lo, hi + 1))
-        if s.get("arch_density"):  # drawn last: the draws above stay what they were without it
-            p, lo, hi = s["arch_density"]
-            kwargs["arch_density"] = float(rng.uniform(lo, hi)) if rng.random() < p else 0.0
         if "spacing_mm" in kwargs and kwargs["spacing_mm"] is not None:
             kwargs["spacing_mm"] = tuple(float(v) for v in kwargs["spacing_mm"])
         if "roi_size_mm" in kwargs:
