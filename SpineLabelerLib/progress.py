@@ -36,7 +36,9 @@ class CancelFlag:
             raise Cancelled("cancelled by the user")
 
 
-def report(progress: ProgressCallback | None, stage: str, fraction: float, message: str = "") -> None:
+def report(
+    progress: ProgressCallback | None, stage: str, fraction: float, message: str = ""
+) -> None:
     """Call ``progress`` if there is one, with the fraction clamped to [0, 1]."""
     if progress is not None:
         progress(stage, min(max(float(fraction), 0.0), 1.0), message)

@@ -89,7 +89,9 @@ def test_tissue_hu_in_range_without_physics(whole3):
         T.CANCELLOUS: (40, 360), T.CORTEX: (400, 1900),
     }  # fmt: skip
     for cls, (lo, hi) in ranges.items():
-        inside = ndimage.binary_erosion(tis == cls) if cls in (T.FAT, T.MUSCLE, T.LUNG) else tis == cls
+        inside = (
+            ndimage.binary_erosion(tis == cls) if cls in (T.FAT, T.MUSCLE, T.LUNG) else tis == cls
+        )
         assert inside.sum() > 20, T.TISSUE_NAMES[cls]
         med = float(np.median(ct[inside]))
         assert lo <= med <= hi, (T.TISSUE_NAMES[cls], med)
@@ -107,8 +109,14 @@ def test_physics_adds_noise_in_the_drawn_range():
 @pytest.mark.parametrize(("upper", "region"), [(4, "cervical"), (13, "thoracic"), (22, "lumbar")])
 def test_neighbours_never_overlap_but_nearly_touch(upper, region):
     """At 1 mm, the closest voxel centres of two neighbours lie a joint space apart."""
-    case = generate_case(41, "whole", spacing_mm=(1.0, 1.0, 1.0), physics=False,
-                         crop_around_label=upper, roi_size_mm=(110.0, 110.0, 90.0))
+    case = generate_case(
+        41,
+        "whole",
+        spacing_mm=(1.0, 1.0, 1.0),
+        physics=False,
+        crop_around_label=upper,
+        roi_size_mm=(110.0, 110.0, 90.0),
+    )
     lab = case.labels.array
     a, b = lab == upper, lab == upper + 1
     assert a.sum() > 500 and b.sum() > 500
@@ -141,10 +149,23 @@ def test_fov_cuts_are_reported_and_touch_the_border():
 
 
 def test_crop_is_the_same_patient_as_the_full_case():
-    full = generate_case(8, "whole", spacing_mm=(1.0, 1.0, 1.0), physics=False, orientation="axial",
-                         crop_around_label=20, roi_size_mm=(160.0, 160.0, 200.0))
-    crop = generate_case(8, "whole", spacing_mm=(1.0, 1.0, 1.0), physics=False,
-                         crop_around_label=20, roi_size_mm=(140.0, 170.0, 90.0))
+    full = generate_case(
+        8,
+        "whole",
+        spacing_mm=(1.0, 1.0, 1.0),
+        physics=False,
+        orientation="axial",
+        crop_around_label=20,
+        roi_size_mm=(160.0, 160.0, 200.0),
+    )
+    crop = generate_case(
+        8,
+        "whole",
+        spacing_mm=(1.0, 1.0, 1.0),
+        physics=False,
+        crop_around_label=20,
+        roi_size_mm=(140.0, 170.0, 90.0),
+    )
     assert 20 in crop.centroids_lps and 20 not in crop.meta["partial_labels"]
     assert np.linalg.norm(full.centroids_lps[20] - crop.centroids_lps[20]) < 1.0
     centre_idx = lps_to_index(crop.labels, crop.centroids_lps[20])[0]
@@ -220,11 +241,18 @@ def test_flipped_permuted_and_oblique_grids_hold_the_same_patient():
             continue
         seen.add(kind)
         assert np.allclose(other.ct.direction.T @ other.ct.direction, np.eye(3), atol=1e-6)
-        whole = set(axial.centroids_lps) - set(axial.meta["partial_labels"]) - set(other.meta["partial_labels"])
+        whole = (
+            set(axial.centroids_lps)
+            - set(axial.meta["partial_labels"])
+            - set(other.meta["partial_labels"])
+        )
         assert whole, kind
         for lab in whole:
             tol = 1.5 if kind != "oblique" else 2.5  # voxelized on other axes / resampled
-            assert np.linalg.norm(axial.centroids_lps[lab] - other.centroids_lps[lab]) < tol, (kind, lab)
+            assert np.linalg.norm(axial.centroids_lps[lab] - other.centroids_lps[lab]) < tol, (
+                kind,
+                lab,
+            )
         if seen >= {"flipped", "permuted", "oblique"}:
             break
     assert seen >= {"flipped", "permuted", "oblique"}

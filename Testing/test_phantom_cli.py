@@ -39,9 +39,11 @@ def test_same_seed_same_bytes_and_no_silent_overwrite(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert main([*ARGS, "-o", str(a)]) == 0
     assert main([*ARGS, "-o", str(b)]) == 0
-    for rel in ("rawdata/sub-ph000005/sub-ph000005_ct.nii.gz",
-                "derivatives/sub-ph000005/sub-ph000005_seg-vert_msk.nii.gz",
-                "derivatives/sub-ph000005/sub-ph000005_seg-subreg_ctd.json"):
+    for rel in (
+        "rawdata/sub-ph000005/sub-ph000005_ct.nii.gz",
+        "derivatives/sub-ph000005/sub-ph000005_seg-vert_msk.nii.gz",
+        "derivatives/sub-ph000005/sub-ph000005_seg-subreg_ctd.json",
+    ):
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
     assert main([*ARGS, "-o", str(a)]) == 2
     assert main([*ARGS, "-o", str(a), "--force"]) == 0

@@ -40,8 +40,10 @@ def test_ellipsoid_and_flat_capsule_are_zero_on_their_surface():
 
 def test_round_box_and_column_hold_their_points_within_their_bounds():
     rng = np.random.default_rng(0)
-    for prim in (RoundBox((1.0, 2.0, 3.0), (4.0, 10.0, 6.0), 1.0, tilt_deg=30.0),
-                 EllipticColumn(0.0, 5.0, 8.0, 4.0, -3.0, 9.0)):
+    for prim in (
+        RoundBox((1.0, 2.0, 3.0), (4.0, 10.0, 6.0), 1.0, tilt_deg=30.0),
+        EllipticColumn(0.0, 5.0, 8.0, 4.0, -3.0, 9.0),
+    ):
         lo, hi = prim.bounds()
         pts = rng.uniform(lo - 10, hi + 10, size=(20000, 3)).astype(np.float32)
         inside = prim(pts[:, 0], pts[:, 1], pts[:, 2]) < 0
@@ -69,7 +71,9 @@ def test_field_unions_parts_and_narrow_band_matches_full_evaluation():
     assert np.array_equal(full.sdf < 0, band.sdf < 0)
     near = np.abs(full.sdf) < 1.0
     assert np.allclose(full.sdf[near], band.sdf[near], atol=1e-5)
-    two = Field.around(grid, frame, [Capsule((0, 0, 0), (0, 0, 20), 3.0), Capsule((10, 0, 0), (10, 0, 20), 3.0)])
+    two = Field.around(
+        grid, frame, [Capsule((0, 0, 0), (0, 0, 20), 3.0), Capsule((10, 0, 0), (10, 0, 20), 3.0)]
+    )
     two.add(Capsule((0.0, 0.0, 0.0), (0.0, 0.0, 20.0), 3.0))
     two.add(Capsule((10.0, 0.0, 0.0), (10.0, 0.0, 20.0), 3.0))
     assert (two.sdf < 0).sum() > 2 * 500 and two.sdf.max() <= FAR_MM

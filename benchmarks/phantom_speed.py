@@ -32,11 +32,15 @@ def time_case(**kwargs) -> tuple[float, tuple[int, int, int]]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--spacing", type=float, default=1.0, help="isotropic spacing mm (default 1)")
     ap.add_argument("--repeats", type=int, default=3, help="seeds per field of view (default 3)")
     ap.add_argument("--crop", action="store_true", help="also time crop_around_label patches")
-    ap.add_argument("--save", action="store_true", help="write benchmarks/results/phantom_speed_<s>mm.txt")
+    ap.add_argument(
+        "--save", action="store_true", help="write benchmarks/results/phantom_speed_<s>mm.txt"
+    )
     args = ap.parse_args()
     sp = (args.spacing,) * 3
     lines = [

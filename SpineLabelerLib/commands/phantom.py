@@ -16,16 +16,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from SpineLabelerLib.phantom.scan import FOVS
     from SpineLabelerLib.phantom.subject import VARIANTS
 
-    p = subparsers.add_parser("phantom", help="write synthetic spine CTs with labels (VerSe layout)", description=__doc__)
+    p = subparsers.add_parser(
+        "phantom", help="write synthetic spine CTs with labels (VerSe layout)", description=__doc__
+    )
     p.add_argument("-o", "--output", required=True, help="output folder (VerSe layout)")
     p.add_argument("--fov", default="whole", choices=FOVS, help="field of view (default whole)")
-    p.add_argument("--variant", default="normal", choices=VARIANTS, help="transitional variant (default normal)")
+    p.add_argument(
+        "--variant",
+        default="normal",
+        choices=VARIANTS,
+        help="transitional variant (default normal)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the first case (default 0)")
     p.add_argument("--count", type=int, default=1, help="number of cases, seeds seed..seed+count-1")
-    p.add_argument("--spacing", type=float, nargs=3, metavar=("I", "J", "K"),
-                   help="voxel spacing mm on an axial grid (default: a clinical spacing drawn per case)")
+    p.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        metavar=("I", "J", "K"),
+        help="voxel spacing mm on an axial grid (default: a clinical spacing drawn per case)",
+    )
     p.add_argument("--no-physics", action="store_true", help="no blur, noise, bias or streaks")
-    p.add_argument("--benchmark-set", action="store_true", help="write the fixed benchmark set (54 cases)")
+    p.add_argument(
+        "--benchmark-set", action="store_true", help="write the fixed benchmark set (54 cases)"
+    )
     p.add_argument("--preview", action="store_true", help="also write a PNG preview per case")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(func=run)
@@ -73,9 +87,14 @@ def run(args: argparse.Namespace) -> int:
             print("spinelabeler phantom: --count must be at least 1", file=sys.stderr)
             return 2
         spacing = tuple(args.spacing) if args.spacing else None
-        specs = [CaseSpec(f"ph{s:06d}", s, args.fov, args.variant, spacing) for s in range(args.seed, args.seed + args.count)]
+        specs = [
+            CaseSpec(f"ph{s:06d}", s, args.fov, args.variant, spacing)
+            for s in range(args.seed, args.seed + args.count)
+        ]
     for n, spec in enumerate(specs, 1):
-        case = generate_case(spec.seed, spec.fov, spec.variant, spec.spacing_mm, physics=not args.no_physics)
+        case = generate_case(
+            spec.seed, spec.fov, spec.variant, spec.spacing_mm, physics=not args.no_physics
+        )
         try:
             write_case(args.output, spec.case_id, case, preview=args.preview, force=args.force)
         except FileExistsError as err:
@@ -83,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
             return 2
         names = case.meta["names"]
         span = f"{names[0]}-{names[-1]}" if names else "no vertebra"
-        print(f"[{n}/{len(specs)}] sub-{spec.case_id}: {spec.fov} {spec.variant} {span} "
-              f"spacing {tuple(round(s, 2) for s in case.ct.spacing_mm)} {case.meta['orientation']}", flush=True)
+        print(
+            f"[{n}/{len(specs)}] sub-{spec.case_id}: {spec.fov} {spec.variant} {span} "
+            f"spacing {tuple(round(s, 2) for s in case.ct.spacing_mm)} {case.meta['orientation']}",
+            flush=True,
+        )
     return 0

@@ -86,7 +86,6 @@ def progress_printer(mode: str, stream: TextIO) -> Callable[[str, float, str], N
     if mode == "none":
         return None
     if mode == "lines":
-
         from SpineLabelerLib.childjob import format_progress_line
 
         def lines(stage: str, fraction: float, message: str) -> None:

@@ -49,5 +49,7 @@ def benchmark_set_specs() -> list[CaseSpec]:
     pairs = [(variant, fov) for variant, fovs in _PLAN.items() for fov in fovs]
     for n, (variant, fov) in enumerate(pairs + list(_SACRUM_CUT)):
         seed = BENCHMARK_SEED_BASE + n
-        specs.append(CaseSpec(f"bench{n:03d}", seed, fov, "normal" if variant == "leg" else variant))
+        specs.append(
+            CaseSpec(f"bench{n:03d}", seed, fov, "normal" if variant == "leg" else variant)
+        )
     return specs

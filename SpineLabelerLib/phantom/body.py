@@ -41,7 +41,10 @@ class BodyModel:
         return float(np.interp(z, self.profile_z, self.back_mm))
 
     def at(self, z: float) -> tuple[float, float, float, float]:
-        return tuple(float(np.interp(z, self.profile_z, arr)) for arr in (self.half_width, self.half_depth, self.back_mm, self.fat_factor))  # type: ignore[return-value]
+        return tuple(
+            float(np.interp(z, self.profile_z, arr))
+            for arr in (self.half_width, self.half_depth, self.back_mm, self.fat_factor)
+        )  # type: ignore[return-value]
 
 
 def build_body(subject: Subject, layout: SpineLayout, rng: np.random.Generator) -> BodyModel:
@@ -62,7 +65,9 @@ def build_body(subject: Subject, layout: SpineLayout, rng: np.random.Generator) 
         "diaphragm": zc("T10") + rng.uniform(-15, 15),
         "T12": zc("T12"),
         "L3": zc("L3"),
-        "iliac_crest": 0.5 * (zc("L4") + zc(last if last != "L4" else "L4")) - 10 if last != "L4" else zc("L4") - 15,
+        "iliac_crest": 0.5 * (zc("L4") + zc(last if last != "L4" else "L4")) - 10
+        if last != "L4"
+        else zc("L4") - 15,
         "S1": float(sac[0].frame.origin[2]),
         "hip": float(sac[-1].frame.origin[2]) - 15 * s,
         "crotch": float(sac[-1].frame.origin[2]) - 80 * s,
@@ -107,7 +112,9 @@ def build_body(subject: Subject, layout: SpineLayout, rng: np.random.Generator) 
     )
 
 
-def _layer(hu: np.ndarray, tis: np.ndarray, d: np.ndarray, value: float, cls: int, edge: float) -> None:
+def _layer(
+    hu: np.ndarray, tis: np.ndarray, d: np.ndarray, value: float, cls: int, edge: float
+) -> None:
     """Paint a 2D region ``d < 0`` (soft edge ``edge`` mm) with ``value`` HU, class ``cls``."""
     alpha = np.clip(0.5 - d / np.float32(edge), 0.0, 1.0)
     hu += alpha * (np.float32(value) - hu)
@@ -129,7 +136,9 @@ def _soft_texture(shape: tuple[int, int], seed: int, block: int, px_mm: float) -
 TRUNK_SHIFT = 0.3  # share of a scoliotic spine's lateral shift that the trunk follows
 
 
-def paint_body(canvas: Canvas, body: BodyModel, layout: SpineLayout, subject: Subject, hu: TissueHU) -> None:
+def paint_body(
+    canvas: Canvas, body: BodyModel, layout: SpineLayout, subject: Subject, hu: TissueHU
+) -> None:
     """Paint every axial slice of the canvas (air, table, fat, muscle, organs)."""
     g = canvas.grid
     xs, ys, zs = g.axis_mm(0), g.axis_mm(1), g.axis_mm(2)
@@ -174,16 +183,29 @@ def paint_body(canvas: Canvas, body: BodyModel, layout: SpineLayout, subject: Su
         rows = _index_range(ys, ty - 3.0, ty + 50.0)
         if rows.stop > rows.start:
             Yt, ht, tt = Y[rows], h_full[rows], t_full[rows]
-            dt = np.maximum(np.abs(Yt - (ty + 12 + 0.0004 * (X - mx) ** 2)) - 12, np.abs(X - mx) - 230)
+            dt = np.maximum(
+                np.abs(Yt - (ty + 12 + 0.0004 * (X - mx) ** 2)) - 12, np.abs(X - mx) - 230
+            )
             _layer(ht, tt, dt.astype(np.float32), body.table_hu, T.TABLE, edge)
-            dshell = np.maximum(np.abs(Yt - (ty + 1.5 + 0.0004 * (X - mx) ** 2)) - 1.5, np.abs(X - mx) - 230)
+            dshell = np.maximum(
+                np.abs(Yt - (ty + 1.5 + 0.0004 * (X - mx) ** 2)) - 1.5, np.abs(X - mx) - 230
+            )
             _layer(ht, tt, dshell.astype(np.float32), body.table_hu + 300, T.TABLE, edge)
         # everything else lies inside the body's box (arms beside it when they are down)
         reach = a + (100.0 if not subject.arms_up else 0.0) + 3.0
-        rows, cols = _index_range(ys, y_back - 2 * b - 3.0, y_back + 3.0), _index_range(xs, min(sx, mx) - reach, max(sx, mx) + reach)
+        rows, cols = (
+            _index_range(ys, y_back - 2 * b - 3.0, y_back + 3.0),
+            _index_range(xs, min(sx, mx) - reach, max(sx, mx) + reach),
+        )
         if rows.stop <= rows.start or cols.stop <= cols.start:
             continue
-        h2, t2, Xs, Ys, tx = h_full[rows, cols], t_full[rows, cols], X[:, cols], Y[rows], tex[rows, cols]
+        h2, t2, Xs, Ys, tx = (
+            h_full[rows, cols],
+            t_full[rows, cols],
+            X[:, cols],
+            Y[rows],
+            tex[rows, cols],
+        )
         if z < zb["crotch"]:
             _legs(h2, t2, Xs, Ys, z, mx, y_back, a, b, fat, body, hu, edge)
         else:
@@ -196,10 +218,32 @@ def paint_body(canvas: Canvas, body: BodyModel, layout: SpineLayout, subject: Su
             # finer (the texture's 2x harmonic) in the paraspinal muscles behind the spine
             fine = tx * tx - np.float32(1.0)
             near_spine = (np.abs(Xs - sx) < 70.0) & (Ys > sy)
-            marble = (t2 == T.MUSCLE) & ((tx > 2.4 - fat / 40.0) | (near_spine & (fine > 2.2 - fat / 30.0)))
+            marble = (t2 == T.MUSCLE) & (
+                (tx > 2.4 - fat / 40.0) | (near_spine & (fine > 2.2 - fat / 30.0))
+            )
             h2[marble] = np.float32(hu.fat)
             t2[marble] = T.FAT
-            _interior(h2, t2, Xs, Ys, z, sx, sy, mx, yc, a, b, fat, d_muscle, by_name, body, subject, hu, edge, tx)
+            _interior(
+                h2,
+                t2,
+                Xs,
+                Ys,
+                z,
+                sx,
+                sy,
+                mx,
+                yc,
+                a,
+                b,
+                fat,
+                d_muscle,
+                by_name,
+                body,
+                subject,
+                hu,
+                edge,
+                tx,
+            )
         soft = (t2 == T.MUSCLE) | (t2 == T.FAT)
         h2[soft] += np.float32(8.0) * tx[soft]
 
@@ -232,7 +276,9 @@ def _legs(h2, t2, X, Y, z, sx, y_back, a, b, fat, body, hu, edge) -> None:
             _layer(h2, t2, db + np.float32(min(4.0, 0.35 * br)), hu.marrow, T.BONE_MARROW, edge)
 
 
-def _interior(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, d_muscle, by_name, body, subject, hu, edge, tex) -> None:
+def _interior(
+    h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, d_muscle, by_name, body, subject, hu, edge, tex
+) -> None:
     zb = body.z
     f32 = np.float32
     if z > zb["skull_base"]:
@@ -241,7 +287,9 @@ def _interior(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, d_muscle, by_name, bod
         _layer(h2, t2, d, hu.brain, T.BRAIN, edge)
         return
     if z > zb["T4"]:  # airway in front of the cervical / upper thoracic spine
-        depth = 0.5 * by_name["C5"].shape.body_d if z > zb["T1"] else 0.5 * by_name["T2"].shape.body_d
+        depth = (
+            0.5 * by_name["C5"].shape.body_d if z > zb["T1"] else 0.5 * by_name["T2"].shape.body_d
+        )
         ay = sy - depth - 14.0 - (6.0 if z > zb["C1"] - 30 else 0.0)
         _layer(h2, t2, ellipse2d_distance(X - sx, Y - ay, 8.0, 6.5), hu.air, T.AIR, edge)
     if zb["diaphragm"] - 60 < z < zb["T1"] + 25:
@@ -259,7 +307,9 @@ def _interior(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, d_muscle, by_name, bod
             _layer(h2, t2, dh + f32(3.0), hu.marrow, T.BONE_MARROW, edge)
 
 
-def thorax_cavity(body: BodyModel, z: float, a: float, b: float, fat: float, sy: float) -> tuple[float, float, float]:
+def thorax_cavity(
+    body: BodyModel, z: float, a: float, b: float, fat: float, sy: float
+) -> tuple[float, float, float]:
     """Centre y and semi-axes (mm) of the chest cavity inside the ribs at height z. Its
     back reaches ~40 mm behind the vertebral body centres (the rib angles); the lung
     apices narrow towards the top of the chest."""
@@ -281,14 +331,24 @@ def _thorax(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, by_name, body, hu, edge,
     # the spine and paraspinal gutter: body, arch and the muscles between the rib angles
     d_spine = ellipse2d_distance(X - sx, Y - (sy + 18.0), bw + 20.0, bd + 34.0)
     # mediastinum between spine and sternum, widening at the heart (shifted left)
-    heart = float(np.clip(np.sin(np.pi * (z - zb["diaphragm"] + 10) / max(zb["T4"] - zb["diaphragm"] + 10, 1)), 0, 1))
+    heart = float(
+        np.clip(
+            np.sin(np.pi * (z - zb["diaphragm"] + 10) / max(zb["T4"] - zb["diaphragm"] + 10, 1)),
+            0,
+            1,
+        )
+    )
     front, back_m = cy - cb, sy - bd
     med_cy = 0.5 * (front + back_m)
     med_a = 20.0 + 32.0 * heart
-    d_med = ellipse2d_distance(X - (mx + 0.3 * med_a - 4.0), Y - med_cy, med_a, 0.5 * (back_m - front) + 6.0)
+    d_med = ellipse2d_distance(
+        X - (mx + 0.3 * med_a - 4.0), Y - med_cy, med_a, 0.5 * (back_m - front) + 6.0
+    )
     for side in (-1, 1):
         lx = mx + side * 0.5 * ca
-        dome = zb["diaphragm"] + (18.0 if side < 0 else 8.0) * np.clip(1 - ((X - lx) / (0.5 * ca + 1)) ** 2 - ((Y - cy) / (cb + 1)) ** 2, 0, 1)
+        dome = zb["diaphragm"] + (18.0 if side < 0 else 8.0) * np.clip(
+            1 - ((X - lx) / (0.5 * ca + 1)) ** 2 - ((Y - cy) / (cb + 1)) ** 2, 0, 1
+        )
         d_lung = np.maximum(d_cav, -d_spine)
         d_lung = np.maximum(d_lung, -d_med)
         d_lung = np.maximum(d_lung, (dome - z).astype(np.float32))
@@ -305,7 +365,12 @@ def _thorax(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, by_name, body, hu, edge,
     if zb["diaphragm"] < z < zb["T4"] - 10:  # heart, left-anterior in the lower mediastinum
         frac = (z - zb["diaphragm"]) / max(zb["T4"] - zb["diaphragm"], 1)
         r = 0.9 * (med_a - 15.0) * np.sin(np.pi * np.clip(frac, 0, 1)) + 8.0
-        d = ellipse2d_distance(X - (mx + 0.3 * med_a), Y - (med_cy - 0.1 * (back_m - front)), r, min(0.8 * r, 0.45 * (back_m - front)))
+        d = ellipse2d_distance(
+            X - (mx + 0.3 * med_a),
+            Y - (med_cy - 0.1 * (back_m - front)),
+            r,
+            min(0.8 * r, 0.45 * (back_m - front)),
+        )
         _layer(h2, t2, d, hu.blood, T.VESSEL, edge)
     if z < zb["T4"]:  # descending aorta, left-anterior of the spine
         d = ellipse2d_distance(X - (sx + 18.0), Y - (sy - spine_body.body_d / 2 - 4), 12.0, 12.0)
@@ -325,13 +390,20 @@ def _abdomen(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, body, subject, hu, edge
         organ = np.where(tex > 1.9, f32(hu.air), np.where(tex < -0.8, f32(hu.fat), f32(hu.organ)))
         alpha = np.clip(0.5 - d_cav / f32(edge), 0, 1)
         h2 += alpha * (organ - h2)
-        t2[d_cav < 0] = np.where(tex[d_cav < 0] > 1.9, T.GAS, np.where(tex[d_cav < 0] < -0.8, T.FAT, T.ORGAN))
+        t2[d_cav < 0] = np.where(
+            tex[d_cav < 0] > 1.9, T.GAS, np.where(tex[d_cav < 0] < -0.8, T.FAT, T.ORGAN)
+        )
     # liver: right upper quadrant (patient right = -x in LPS)
     if zb["L3"] + 20 < z < zb["diaphragm"] + 35:
         top = zb["diaphragm"] + 35
         frac = np.clip((top - z) / 120.0, 0, 1)
         r = 0.55 * ca * (1.0 - 0.6 * frac)
-        d = ellipse2d_distance(X - (mx - 0.45 * ca), Y - (cy + 0.05 * cb), max(r, 4), max(0.75 * cb * (1 - 0.3 * frac), 4))
+        d = ellipse2d_distance(
+            X - (mx - 0.45 * ca),
+            Y - (cy + 0.05 * cb),
+            max(r, 4),
+            max(0.75 * cb * (1 - 0.3 * frac), 4),
+        )
         _layer(h2, t2, np.maximum(d, d_cav), hu.liver, T.ORGAN, edge)
     # kidneys beside the spine, T12-L3
     if zb["L3"] - 20 < z < zb["T12"] + 15:
@@ -340,14 +412,32 @@ def _abdomen(h2, t2, X, Y, z, sx, sy, mx, yc, a, b, fat, body, subject, hu, edge
             rz = 0.5 * (zb["T12"] - zb["L3"]) + 25
             s = np.sqrt(max(1 - ((z - kz) / rz) ** 2, 0))
             if s > 0:
-                d = ellipse2d_distance(X - (sx + side * (bw + 45)), Y - (sy + 5), 28 * s + 1, 22 * s + 1)
+                d = ellipse2d_distance(
+                    X - (sx + side * (bw + 45)), Y - (sy + 5), 28 * s + 1, 22 * s + 1
+                )
                 _layer(h2, t2, d, hu.kidney, T.ORGAN, edge)
     # psoas, growing down the lumbar spine
     if z < zb["T12"]:
         grow = np.clip((zb["T12"] - z) / max(zb["T12"] - zb["S1"], 1), 0, 1)
         for side in (-1, 1):
-            d = ellipse2d_distance(X - (sx + side * (bw + 6 + 14 * grow)), Y - (sy + 2), 6 + 16 * grow, 6 + 12 * grow)
+            d = ellipse2d_distance(
+                X - (sx + side * (bw + 6 + 14 * grow)), Y - (sy + 2), 6 + 16 * grow, 6 + 12 * grow
+            )
             _layer(h2, t2, d, hu.muscle, T.MUSCLE, edge)
     if z > zb["iliac_crest"] - 30:  # aorta and vena cava
-        _layer(h2, t2, ellipse2d_distance(X - (sx + 14), Y - (sy - bd - 12), 10.0, 10.0), hu.blood, T.VESSEL, edge)
-        _layer(h2, t2, ellipse2d_distance(X - (sx - 20), Y - (sy - bd - 10), 12.0, 9.0), hu.blood, T.VESSEL, edge)
+        _layer(
+            h2,
+            t2,
+            ellipse2d_distance(X - (sx + 14), Y - (sy - bd - 12), 10.0, 10.0),
+            hu.blood,
+            T.VESSEL,
+            edge,
+        )
+        _layer(
+            h2,
+            t2,
+            ellipse2d_distance(X - (sx - 20), Y - (sy - bd - 10), 12.0, 9.0),
+            hu.blood,
+            T.VESSEL,
+            edge,
+        )

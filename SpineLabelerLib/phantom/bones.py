@@ -49,10 +49,14 @@ class SkullShell(Primitive):
         outer = ellipsoid_distance(u - cu, v - cv, w - cw, self.radii)
         shell = np.abs(outer + f32(self.thickness / 2)) - f32(self.thickness / 2)
         base = f32(self.base_w) - f32(0.35) * v  # the skull base rises towards the face
-        plate = np.maximum(outer, np.abs(w - base - f32(6.0)) - f32(6.0))  # occipital / clivus floor
+        plate = np.maximum(
+            outer, np.abs(w - base - f32(6.0)) - f32(6.0)
+        )  # occipital / clivus floor
         solid = np.minimum(np.maximum(shell, base - w), plate)
         fv, fu, fr = self.foramen
-        hole = np.sqrt((u / f32(fu)) ** 2 + ((v - f32(fv)) / f32(fr)) ** 2) * f32(min(fu, fr)) - f32(min(fu, fr))
+        hole = np.sqrt((u / f32(fu)) ** 2 + ((v - f32(fv)) / f32(fr)) ** 2) * f32(
+            min(fu, fr)
+        ) - f32(min(fu, fr))
         return np.maximum(solid, -hole)
 
 
@@ -75,7 +79,9 @@ class IliacWing(Primitive):
 
     def bounds(self):
         r = self.r + self.thickness
-        return np.array([self.cu - r, self.cv - r, self.w0]), np.array([self.cu + r, self.cv + r, self.w1])
+        return np.array([self.cu - r, self.cv - r, self.w0]), np.array(
+            [self.cu + r, self.cv + r, self.w1]
+        )
 
     def __call__(self, u, v, w):
         x, y = (u - f32(self.cu)) * f32(self.side), v - f32(self.cv)
@@ -97,18 +103,37 @@ def _patient_frame(origin: np.ndarray, yaw_deg: float = 0.0) -> Frame:
 
 
 class ContextBones:
-    def __init__(self, canvas: Canvas, subject: Subject, layout: SpineLayout, body: BodyModel, hu: TissueHU) -> None:
-        self.canvas, self.subject, self.layout, self.body, self.hu = canvas, subject, layout, body, hu
+    def __init__(
+        self, canvas: Canvas, subject: Subject, layout: SpineLayout, body: BodyModel, hu: TissueHU
+    ) -> None:
+        self.canvas, self.subject, self.layout, self.body, self.hu = (
+            canvas,
+            subject,
+            layout,
+            body,
+            hu,
+        )
         self.pose = {p.name: p for p in layout.poses + layout.sacrum}
 
-    def _paint(self, frame: Frame, parts: list[Primitive], cortex_mm: float = 1.5, marrow: float | None = None) -> None:
+    def _paint(
+        self,
+        frame: Frame,
+        parts: list[Primitive],
+        cortex_mm: float = 1.5,
+        marrow: float | None = None,
+    ) -> None:
         f = Field.around(self.canvas.grid, frame, parts)
         if f is None:
             return
         for p in parts:
             f.add(p, narrow_band=True)
-        self.canvas.paint_bone(f, self.hu.cortex * 0.9, self.hu.marrow if marrow is None else marrow,
-                               cortex_mm, (T.BONE_CORTEX, T.BONE_MARROW))
+        self.canvas.paint_bone(
+            f,
+            self.hu.cortex * 0.9,
+            self.hu.marrow if marrow is None else marrow,
+            cortex_mm,
+            (T.BONE_CORTEX, T.BONE_MARROW),
+        )
 
     def paint_all(self) -> None:
         self.skull()
@@ -128,14 +153,29 @@ class ContextBones:
         s = self.subject.size_scale
         o = c1.frame.origin
         frame = _patient_frame(o)
-        vault = SkullShell(center=(0.0, -5.0 * s, 78.0 * s), radii=(70 * s, 88 * s, 78 * s), thickness=7.0,
-                           base_w=22.0 * s, foramen=(10.0, 15.0 * s, 18.0 * s))
-        condyles = [Ellipsoid((side * 13.0 * s, 6.0, 20.5 * s), (7.0, 11.0, 6.0)) for side in (-1, 1)]
+        vault = SkullShell(
+            center=(0.0, -5.0 * s, 78.0 * s),
+            radii=(70 * s, 88 * s, 78 * s),
+            thickness=7.0,
+            base_w=22.0 * s,
+            foramen=(10.0, 15.0 * s, 18.0 * s),
+        )
+        condyles = [
+            Ellipsoid((side * 13.0 * s, 6.0, 20.5 * s), (7.0, 11.0, 6.0)) for side in (-1, 1)
+        ]
         # mandible: rami and body, a U in front of C2-C3
         mand: list[Primitive] = []
         for side in (-1, 1):
-            mand.append(Capsule((side * 48 * s, -22 * s, 30 * s), (side * 46 * s, -32 * s, -22 * s), 6.0, 7.0))
-            mand.append(Capsule((side * 46 * s, -32 * s, -22 * s), (side * 26 * s, -78 * s, -30 * s), 7.0, 8.0))
+            mand.append(
+                Capsule(
+                    (side * 48 * s, -22 * s, 30 * s), (side * 46 * s, -32 * s, -22 * s), 6.0, 7.0
+                )
+            )
+            mand.append(
+                Capsule(
+                    (side * 46 * s, -32 * s, -22 * s), (side * 26 * s, -78 * s, -30 * s), 7.0, 8.0
+                )
+            )
             mand.append(Capsule((side * 26 * s, -78 * s, -30 * s), (0.0, -88 * s, -32 * s), 8.0))
         maxilla = [RoundBox((0.0, -62 * s, 20 * s), (30 * s, 22 * s, 12 * s), 6.0)]
         self._paint(frame, [vault], cortex_mm=2.0)
@@ -153,7 +193,10 @@ class ContextBones:
             p0 = np.array([sx + side * 22, y_front - 4, z1 - 12])
             p1 = np.array([sx + side * 80 * s, y_front - 10, z1 + 2])
             p2 = np.array([sx + side * 140 * s, sy + 5, z1 + 18])
-            self._paint(_patient_frame(np.zeros(3)), [Capsule(tuple(p0), tuple(p1), 8.0, 6.5), Capsule(tuple(p1), tuple(p2), 6.5, 7.5)])
+            self._paint(
+                _patient_frame(np.zeros(3)),
+                [Capsule(tuple(p0), tuple(p1), 8.0, 6.5), Capsule(tuple(p1), tuple(p2), 6.5, 7.5)],
+            )
         # scapulae: plates on the back of the chest, T2-T8, turned to follow the ribs
         z4 = float(t4.frame.origin[2])
         for side in (-1, 1):
@@ -172,33 +215,84 @@ class ContextBones:
         body_top = np.array([sx, cy3 - cb3 - 6, zs[1]])
         body_bot = np.array([sx, cy9 - cb9 - 10, zs[2]])
         parts = [man, Capsule(tuple(body_top), tuple(body_bot), 9.0, 7.5)]
-        self._paint(_patient_frame(np.zeros(3)), parts, cortex_mm=1.2, marrow=self.hu.cancellous * 0.8)
+        self._paint(
+            _patient_frame(np.zeros(3)), parts, cortex_mm=1.2, marrow=self.hu.cancellous * 0.8
+        )
 
     def pelvis(self) -> None:
         sac = self.layout.sacrum
         s1 = sac[1] if self.subject.sacral_transitional else sac[0]
-        s = self.subject.size_scale * self.subject.body_width_scale ** 0.5
+        s = self.subject.size_scale * self.subject.body_width_scale**0.5
         o = s1.frame.origin
         frame = _patient_frame(o)
         last = self.subject.levels[-1]
-        z_crest = float(self.pose[last.name].frame.origin[2] - o[2]) + (0.5 * last.body_h + 4.0 if last.name != "L4" else -0.5 * last.body_h)
+        z_crest = float(self.pose[last.name].frame.origin[2] - o[2]) + (
+            0.5 * last.body_h + 4.0 if last.name != "L4" else -0.5 * last.body_h
+        )
         z_hip = float(self.body.z["hip"] - o[2])
         parts: list[Primitive] = []
         for side in (-1, 1):
-            parts.append(IliacWing(cu=side * 42 * s, cv=-52 * s, r=70 * s, thickness=7.0, a0=0.05, a1=1.9,
-                                   w0=z_hip + 25, w1=z_crest, side=side))
-            parts.append(Capsule((side * 44 * s, 12.0, z_hip + 40), (side * 70 * s, -30.0, z_hip + 12), 14.0, 16.0))
-            parts.append(Capsule((side * 70 * s, -30.0, z_hip + 12), (side * 60 * s, -8.0, z_hip - 40), 14.0, 11.0))  # ischium
-            parts.append(Capsule((side * 70 * s, -45.0, z_hip), (side * 14 * s, -88 * s, z_hip - 18), 10.0, 8.0))  # pubis
+            parts.append(
+                IliacWing(
+                    cu=side * 42 * s,
+                    cv=-52 * s,
+                    r=70 * s,
+                    thickness=7.0,
+                    a0=0.05,
+                    a1=1.9,
+                    w0=z_hip + 25,
+                    w1=z_crest,
+                    side=side,
+                )
+            )
+            parts.append(
+                Capsule(
+                    (side * 44 * s, 12.0, z_hip + 40),
+                    (side * 70 * s, -30.0, z_hip + 12),
+                    14.0,
+                    16.0,
+                )
+            )
+            parts.append(
+                Capsule(
+                    (side * 70 * s, -30.0, z_hip + 12),
+                    (side * 60 * s, -8.0, z_hip - 40),
+                    14.0,
+                    11.0,
+                )
+            )  # ischium
+            parts.append(
+                Capsule(
+                    (side * 70 * s, -45.0, z_hip), (side * 14 * s, -88 * s, z_hip - 18), 10.0, 8.0
+                )
+            )  # pubis
         self._paint(frame, parts, cortex_mm=1.8, marrow=self.hu.cancellous * 0.7)
         femurs: list[Primitive] = []
         for side in (-1, 1):
             head = np.array([side * 88 * s, -40.0, z_hip + 2])
             troch = np.array([side * 120 * s, -28.0, z_hip - 30])
-            femurs += [Ellipsoid(tuple(head), (22.0, 22.0, 22.0)), Capsule(tuple(head), tuple(troch), 15.0, 18.0)]
+            femurs += [
+                Ellipsoid(tuple(head), (22.0, 22.0, 22.0)),
+                Capsule(tuple(head), tuple(troch), 15.0, 18.0),
+            ]
             a, b, back, fat = self.body.at(self.body.z["crotch"])
             r = 0.5 * a - 0.5 * self.body.leg_gap_mm
-            shaft_x = side * (r + 0.5 * self.body.leg_gap_mm + 0.12 * r) + float(self.layout.point_at_z(np.array([self.body.z["crotch"]]))[0, 0] - o[0])
-            shaft_y = float(self.layout.point_at_z(np.array([self.body.z["crotch"]]))[0, 1] + back - b - 0.1 * b - o[1])
-            femurs.append(Capsule(tuple(troch), (shaft_x, shaft_y, float(self.body.z["crotch"] - o[2])), 16.0, 13.0))
+            shaft_x = side * (r + 0.5 * self.body.leg_gap_mm + 0.12 * r) + float(
+                self.layout.point_at_z(np.array([self.body.z["crotch"]]))[0, 0] - o[0]
+            )
+            shaft_y = float(
+                self.layout.point_at_z(np.array([self.body.z["crotch"]]))[0, 1]
+                + back
+                - b
+                - 0.1 * b
+                - o[1]
+            )
+            femurs.append(
+                Capsule(
+                    tuple(troch),
+                    (shaft_x, shaft_y, float(self.body.z["crotch"] - o[2])),
+                    16.0,
+                    13.0,
+                )
+            )
         self._paint(frame, femurs, cortex_mm=3.0)

@@ -72,13 +72,17 @@ class Canvas:
             keep = self.labels[idx] == 0
             idx, d = tuple(a[keep] for a in idx), d[keep]
         core = core_hu(idx) if callable(core_hu) else np.float32(core_hu)
-        shell = np.clip((d + np.float32(cortex_mm)) / np.float32(max(self.edge_mm, 0.5)) + 0.5, 0.0, 1.0)
+        shell = np.clip(
+            (d + np.float32(cortex_mm)) / np.float32(max(self.edge_mm, 0.5)) + 0.5, 0.0, 1.0
+        )
         value = core + shell * (np.float32(cortex_hu) - core)
         alpha = np.clip(0.5 - d / self.edge_mm, 0.0, 1.0)
         self.hu[idx] += alpha * (value - self.hu[idx])
         inside = d < 0
         where = tuple(a[inside] for a in idx)
-        self.tissue[where] = np.where(d[inside] > -cortex_mm, classes[0], classes[1]).astype(np.uint8)
+        self.tissue[where] = np.where(d[inside] > -cortex_mm, classes[0], classes[1]).astype(
+            np.uint8
+        )
         if label:
             self.labels[where] = label
             self.ribs[where] = 0

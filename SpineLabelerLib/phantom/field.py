@@ -63,7 +63,14 @@ class Frame:
 
 
 def _corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    return np.array([[(lo, hi)[a][0], (lo, hi)[b][1], (lo, hi)[c][2]] for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+    return np.array(
+        [
+            [(lo, hi)[a][0], (lo, hi)[b][1], (lo, hi)[c][2]]
+            for a in (0, 1)
+            for b in (0, 1)
+            for c in (0, 1)
+        ]
+    )
 
 
 class Field:
@@ -91,7 +98,9 @@ class Field:
         )
 
     @classmethod
-    def around(cls, grid: Grid, frame: Frame, parts: list[Primitive], margin: float = 4.0) -> Field | None:
+    def around(
+        cls, grid: Grid, frame: Frame, parts: list[Primitive], margin: float = 4.0
+    ) -> Field | None:
         """A field whose box holds every part (plus margin); None if it misses the grid."""
         lo = np.min([p.bounds()[0] for p in parts], axis=0) - margin
         hi = np.max([p.bounds()[1] for p in parts], axis=0) + margin
@@ -101,7 +110,9 @@ class Field:
 
     def _sub(self, prim: Primitive) -> Box | None:
         lo, hi = prim.bounds()
-        lps = self.frame.to_lps(_corners(np.asarray(lo) - self.margin, np.asarray(hi) + self.margin))
+        lps = self.frame.to_lps(
+            _corners(np.asarray(lo) - self.margin, np.asarray(hi) + self.margin)
+        )
         o, s = np.asarray(self.grid.origin_lps), np.asarray(self.grid.spacing_mm)
         a = np.floor((lps.min(0) - o) / s).astype(int) - self.start
         b = np.ceil((lps.max(0) - o) / s).astype(int) + 1 - self.start
@@ -131,7 +142,9 @@ class Field:
         coarse = [a[::step] for a in (ks, js, is_)]
         ramps = self._ramps
         cu, cv, cw = (
-            rk[coarse[0]][:, None, None] + rj[coarse[1]][None, :, None] + ri[coarse[2]][None, None, :]
+            rk[coarse[0]][:, None, None]
+            + rj[coarse[1]][None, :, None]
+            + ri[coarse[2]][None, None, :]
             for rk, rj, ri in ramps
         )
         d_coarse = prim(cu, cv, cw)

@@ -54,7 +54,9 @@ def _to_output(arr: np.ndarray, geo: ScanGeometry, nearest: bool, fill: float) -
         return np.ascontiguousarray(np.flip(out, axis=flips) if flips else out)
     g = geo.render
     src = Image(arr, g.spacing_mm, g.origin_lps, np.eye(3))
-    ref = Image(np.zeros(geo.size_ijk[::-1], np.uint8), geo.spacing_mm, tuple(geo.origin_lps), geo.direction)
+    ref = Image(
+        np.zeros(geo.size_ijk[::-1], np.uint8), geo.spacing_mm, tuple(geo.origin_lps), geo.direction
+    )
     return resample_onto(src, ref, nearest=nearest, fill=fill).array
 
 
@@ -109,9 +111,15 @@ def generate_case(
     if crop_around_label is not None:
         poses = layout.by_label()
         if crop_around_label not in poses:
-            raise ValueError(f"label {crop_around_label} is not in a {variant!r} spine (has {sorted(poses)})")
+            raise ValueError(
+                f"label {crop_around_label} is not in a {variant!r} spine (has {sorted(poses)})"
+            )
         roi_lps = (poses[crop_around_label].frame.origin + offset, np.asarray(roi_size_mm, float))
-    roi_model = None if roi_lps is None else (np.asarray(roi_lps[0], float) - offset, np.asarray(roi_lps[1], float))
+    roi_model = (
+        None
+        if roi_lps is None
+        else (np.asarray(roi_lps[0], float) - offset, np.asarray(roi_lps[1], float))
+    )
     geo = draw_scan(scan_rng, fov, layout, body, spacing_mm, orientation, roi_model)
     ph = P.Physics.draw(phys_rng)
     sp_min = min(geo.spacing_mm)
@@ -168,7 +176,9 @@ def generate_case(
         "direction": np.round(geo.direction, 6).tolist(),
         "tight_crop": geo.tight,
         "physics": ph.as_dict() if physics else None,
-        "tissue_hu": {k: (round(v, 1) if isinstance(v, float) else v) for k, v in hu.__dict__.items()},
+        "tissue_hu": {
+            k: (round(v, 1) if isinstance(v, float) else v) for k, v in hu.__dict__.items()
+        },
         "joint_mm": painter.joint_mm,
         "dtype": "float32" if float_hu else "int16",
     }

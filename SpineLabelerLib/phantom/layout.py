@@ -47,10 +47,14 @@ class SpineLayout:
         return np.stack([np.interp(z, zs, self.curve_xyz[::-1, c]) for c in range(3)], axis=-1)
 
 
-def _arc_positions(levels: list[LevelShape], sacral_heights: list[float], sacral_gaps: list[float]) -> list[float]:
+def _arc_positions(
+    levels: list[LevelShape], sacral_heights: list[float], sacral_gaps: list[float]
+) -> list[float]:
     s, out = 0.0, []
     prev_half, prev_gap = None, 0.0
-    heights = [lv.body_h * (1 - lv.fracture_loss if lv.fracture == "crush" else 1.0) for lv in levels]
+    heights = [
+        lv.body_h * (1 - lv.fracture_loss if lv.fracture == "crush" else 1.0) for lv in levels
+    ]
     gaps = [lv.gap_below for lv in levels]
     for h, g in zip(heights + sacral_heights, gaps + sacral_gaps):
         if prev_half is not None:
@@ -60,7 +64,9 @@ def _arc_positions(levels: list[LevelShape], sacral_heights: list[float], sacral
     return out
 
 
-def _curvature(s: np.ndarray, bounds: dict[str, tuple[float, float]], subject: Subject) -> np.ndarray:
+def _curvature(
+    s: np.ndarray, bounds: dict[str, tuple[float, float]], subject: Subject
+) -> np.ndarray:
     """Rate of change of the sagittal angle (rad/mm) along the curve; positive = lordotic."""
     k = np.zeros_like(s)
     turns = {
@@ -75,7 +81,9 @@ def _curvature(s: np.ndarray, bounds: dict[str, tuple[float, float]], subject: S
     return k
 
 
-def _scoliosis_offset(s: np.ndarray, bounds: dict[str, tuple[float, float]], sc: dict | None) -> tuple[np.ndarray, list]:
+def _scoliosis_offset(
+    s: np.ndarray, bounds: dict[str, tuple[float, float]], sc: dict | None
+) -> tuple[np.ndarray, list]:
     """Lateral offset (mm) of the curve; a half sine of span L has Cobb angle 2 atan(pi A / L)."""
     x = np.zeros_like(s)
     if not sc:
@@ -86,7 +94,10 @@ def _scoliosis_offset(s: np.ndarray, bounds: dict[str, tuple[float, float]], sc:
         "thoracic": [(t0 + 0.15 * (t1 - t0), t1 - 0.05 * (t1 - t0), 1.0)],
         "thoracolumbar": [(t0 + 0.5 * (t1 - t0), l0 + 0.6 * (l1 - l0), 1.0)],
         "lumbar": [(l0 - 0.1 * (t1 - t0), l1, 1.0)],
-        "double": [(t0 + 0.1 * (t1 - t0), t1 - 0.05 * (t1 - t0), 1.0), (t1 - 0.05 * (t1 - t0), l1, -1.0)],
+        "double": [
+            (t0 + 0.1 * (t1 - t0), t1 - 0.05 * (t1 - t0), 1.0),
+            (t1 - 0.05 * (t1 - t0), l1, -1.0),
+        ],
     }[sc["apex"]]
     for a, b, sign in spans:
         span = b - a
@@ -105,15 +116,23 @@ def build_layout(subject: Subject, rng: np.random.Generator) -> SpineLayout:
     sac_gap = [1.5] * n_sac
     if subject.sacral_transitional:
         sac_gap[0] = 4.0  # rudimentary disc between the sacralized L5 and S1
-    last.gap_below = 10.0 * subject.size_scale if not subject.sacral_transitional else last.gap_below
+    last.gap_below = (
+        10.0 * subject.size_scale if not subject.sacral_transitional else last.gap_below
+    )
     s_centres = _arc_positions(levels, sac_h, sac_gap)
     names = [lv.name for lv in levels]
     idx = {n: i for i, n in enumerate(names)}
     s_end = s_centres[-1] + sac_h[-1]
     bounds = {
         "cervical": (s_centres[idx["C2"]], s_centres[idx["T1"]] - levels[idx["T1"]].body_h / 2),
-        "thoracic": (s_centres[idx["T1"]] - levels[idx["T1"]].body_h / 2, s_centres[idx["L1"]] - levels[idx["L1"]].body_h / 2),
-        "lumbar": (s_centres[idx["L1"]] - levels[idx["L1"]].body_h / 2, s_centres[len(levels)] - sac_h[0] / 2),
+        "thoracic": (
+            s_centres[idx["T1"]] - levels[idx["T1"]].body_h / 2,
+            s_centres[idx["L1"]] - levels[idx["L1"]].body_h / 2,
+        ),
+        "lumbar": (
+            s_centres[idx["L1"]] - levels[idx["L1"]].body_h / 2,
+            s_centres[len(levels)] - sac_h[0] / 2,
+        ),
         "sacral": (s_centres[len(levels)] - sac_h[0] / 2, s_end + 1),
     }
     s = np.arange(-40.0, s_end + 40.0, 1.0)
@@ -143,6 +162,11 @@ def build_layout(subject: Subject, rng: np.random.Generator) -> SpineLayout:
         return Frame(origin=p, axes=np.stack([left, post, sup], axis=1))
 
     poses = [Pose(lv, lv.name, frame_at(sc), sc, lv.body_h) for lv, sc in zip(levels, s_centres)]
-    sac_names = (["L5"] if subject.sacral_transitional else []) + [f"S{i}" for i in range(1, SACRAL_SEGMENTS + 1)]
-    sacrum = [Pose(None, n, frame_at(sc), sc, h) for n, sc, h in zip(sac_names, s_centres[len(levels):], sac_h)]
+    sac_names = (["L5"] if subject.sacral_transitional else []) + [
+        f"S{i}" for i in range(1, SACRAL_SEGMENTS + 1)
+    ]
+    sacrum = [
+        Pose(None, n, frame_at(sc), sc, h)
+        for n, sc, h in zip(sac_names, s_centres[len(levels) :], sac_h)
+    ]
     return SpineLayout(poses=poses, sacrum=sacrum, curve_s=s, curve_xyz=xyz)

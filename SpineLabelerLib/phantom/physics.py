@@ -63,7 +63,9 @@ def _noise_gain(sigma_vox: np.ndarray) -> float:
     return g
 
 
-def blur_with_noise(hu: np.ndarray, spacing_ijk, ph: Physics, rng: np.random.Generator) -> np.ndarray:
+def blur_with_noise(
+    hu: np.ndarray, spacing_ijk, ph: Physics, rng: np.random.Generator
+) -> np.ndarray:
     """Add white noise and blur once with the scanner PSF: the noise comes out correlated
     like reconstructed CT noise, with standard deviation ``noise_hu`` after the blur."""
     sigma = psf_sigma_vox(spacing_ijk, ph)
@@ -85,7 +87,9 @@ def bias_field(shape: tuple[int, int, int], spacing_ijk, ph: Physics) -> np.ndar
     return np.broadcast_to(plane, shape)
 
 
-def metal_streaks(hu: np.ndarray, tissue: np.ndarray, ph: Physics, rng: np.random.Generator) -> None:
+def metal_streaks(
+    hu: np.ndarray, tissue: np.ndarray, ph: Physics, rng: np.random.Generator
+) -> None:
     """Bright/dark streaks radiating in-plane from metal, in the slices that hold metal."""
     slices = np.nonzero((tissue == T.METAL).any(axis=(1, 2)))[0]
     if len(slices) == 0:

@@ -42,13 +42,17 @@ def axial_panel(ct: Image, labels: Image, centre_lps: np.ndarray, title: str) ->
     mm = AXIAL_FIELD_MM / AXIAL_PX
     direction = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
     origin = np.asarray(centre_lps, float) - np.array([AXIAL_FIELD_MM / 2, AXIAL_FIELD_MM / 2, 0.0])
-    grid = Image(np.zeros((1, AXIAL_PX, AXIAL_PX), np.uint8), (mm, mm, mm), tuple(origin), direction)
+    grid = Image(
+        np.zeros((1, AXIAL_PX, AXIAL_PX), np.uint8), (mm, mm, mm), tuple(origin), direction
+    )
     hu = resample_onto(ct, grid, fill=-1024.0).array[0].astype(np.float32)
     lab = resample_onto(labels, grid, nearest=True).array[0]
     # rows run anterior -> posterior (j = P) and columns right -> left (i = L): the
     # radiological view as it is
     panel = PILImage.fromarray(bone_window_rgb(hu, lab))
-    ImageDraw.Draw(panel).text((4, 3), title, fill=(255, 255, 255), font=ImageFont.load_default(size=13))
+    ImageDraw.Draw(panel).text(
+        (4, 3), title, fill=(255, 255, 255), font=ImageFont.load_default(size=13)
+    )
     return panel
 
 
@@ -60,7 +64,10 @@ def preview_image(ct: Image, labels: Image, centroids_lps: dict[int, np.ndarray]
     if not levels:  # a leg: axial slices through the middle of the field of view
         panels = [axial_panel(ct, labels, field_centre_lps(ct), "axial, mid field of view")]
     else:
-        panels = [axial_panel(ct, labels, centroids_lps[lab], f"axial {anatomy.vertebra(lab).name}") for lab in levels]
+        panels = [
+            axial_panel(ct, labels, centroids_lps[lab], f"axial {anatomy.vertebra(lab).name}")
+            for lab in levels
+        ]
     width = max(overview.width, AXIAL_PX * len(panels) + 8 * (len(panels) - 1))
     out = PILImage.new("RGB", (width, overview.height + 8 + AXIAL_PX), (0, 0, 0))
     out.paste(overview, (0, 0))
@@ -69,10 +76,18 @@ def preview_image(ct: Image, labels: Image, centroids_lps: dict[int, np.ndarray]
     return out
 
 
-def write_preview_png(path: str | os.PathLike, ct: Image, labels: Image, centroids_lps: dict[int, np.ndarray], force: bool = False) -> Path:
+def write_preview_png(
+    path: str | os.PathLike,
+    ct: Image,
+    labels: Image,
+    centroids_lps: dict[int, np.ndarray],
+    force: bool = False,
+) -> Path:
     """Write :func:`preview_image` as a 256-colour PNG (refuses to overwrite unless ``force``)."""
     picture = preview_image(ct, labels, centroids_lps)
     with atomic_path(path, force) as tmp:
         # 256 colours are plenty for grey + label colours and keep a preview ~100-200 KB
-        picture.quantize(colors=256, method=PILImage.Quantize.MEDIANCUT).save(tmp, format="PNG", optimize=True)
+        picture.quantize(colors=256, method=PILImage.Quantize.MEDIANCUT).save(
+            tmp, format="PNG", optimize=True
+        )
     return Path(path)

@@ -27,7 +27,9 @@ def rib_number(pose: Pose) -> int:
     return int(name[1:]) if name[0] == "T" else (0 if name[0] == "C" else 13)
 
 
-def rib_path(pose: Pose, side: int, body: BodyModel, spine_xy: np.ndarray) -> tuple[np.ndarray, int]:
+def rib_path(
+    pose: Pose, side: int, body: BodyModel, spine_xy: np.ndarray
+) -> tuple[np.ndarray, int]:
     """(N, 3) LPS points of one rib's centre line, and where its bony part ends (the rest,
     up to the sternum, is costal cartilage)."""
     sh, F = pose.shape, pose.frame
@@ -36,7 +38,9 @@ def rib_path(pose: Pose, side: int, body: BodyModel, spine_xy: np.ndarray) -> tu
     # ribs 2-9 articulate with two bodies, at the disc above their own; 1 and 10-12 with one
     head_w = 0.5 * sh.body_h + 0.5 * sh.gap_above if 2 <= n <= 9 else 0.3 * sh.body_h
     head = F.to_lps(np.array([side * (0.8 * sh.body_w / 2 + 4.0), 0.55 * sh.body_d / 2, head_w]))[0]
-    tub = F.to_lps(np.array([side * (sh.tp_span / 2 - 2.0), vc + 12.0 - sh.tp_r - 4.5, 0.25 * sh.body_h + 2.0]))[0]
+    tub = F.to_lps(
+        np.array([side * (sh.tp_span / 2 - 2.0), vc + 12.0 - sh.tp_r - 4.5, 0.25 * sh.body_h + 2.0])
+    )[0]
     if n == 0:
         reach, drop = 55.0, 12.0
     elif n == 13:

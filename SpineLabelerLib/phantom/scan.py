@@ -51,21 +51,32 @@ def _pick(rng: np.random.Generator, names: list[str], layout: SpineLayout) -> st
     return str(names[int(rng.integers(0, len(names)))])
 
 
-def fov_z_range(fov: str, layout: SpineLayout, body: BodyModel, rng: np.random.Generator) -> tuple[float, float]:
+def fov_z_range(
+    fov: str, layout: SpineLayout, body: BodyModel, rng: np.random.Generator
+) -> tuple[float, float]:
     """(bottom, top) patient heights (model z, mm) of a field of view (PHANTOM.md)."""
     zb = body.z
     if fov == "whole":
         return zb["hip"] - rng.uniform(20, 120), zb["C1"] + rng.uniform(20, 120)
     if fov == "head-neck":
-        return _level_z(layout, _pick(rng, ["T1", "T2", "T3"], layout), rng), zb["C1"] + rng.uniform(70, 150)
+        return _level_z(layout, _pick(rng, ["T1", "T2", "T3"], layout), rng), zb[
+            "C1"
+        ] + rng.uniform(70, 150)
     if fov == "chest":
-        return (_level_z(layout, _pick(rng, ["T12", "L1", "L2"], layout), rng),
-                _level_z(layout, _pick(rng, ["C6", "C7", "T1"], layout), rng))
+        return (
+            _level_z(layout, _pick(rng, ["T12", "L1", "L2"], layout), rng),
+            _level_z(layout, _pick(rng, ["C6", "C7", "T1"], layout), rng),
+        )
     if fov == "abdomen":
-        return (zb["hip"] - rng.uniform(0, 80), _level_z(layout, _pick(rng, ["T9", "T10", "T11"], layout), rng))
+        return (
+            zb["hip"] - rng.uniform(0, 80),
+            _level_z(layout, _pick(rng, ["T9", "T10", "T11"], layout), rng),
+        )
     if fov == "lumbar":
-        return (_level_z(layout, _pick(rng, ["S1", "S2", "S3"], layout), rng),
-                _level_z(layout, _pick(rng, ["T11", "T12", "L1"], layout), rng))
+        return (
+            _level_z(layout, _pick(rng, ["S1", "S2", "S3"], layout), rng),
+            _level_z(layout, _pick(rng, ["T11", "T12", "L1"], layout), rng),
+        )
     if fov == "lumbar-crop":  # a spine-only lumbar reconstruction that cuts the sacrum's top
         s1 = next(p for p in layout.sacrum if p.name == "S1")
         bottom = float(s1.frame.origin[2] + rng.uniform(0.0, 0.45) * s1.height_mm)
@@ -82,7 +93,9 @@ def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
     return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
 
 
-def draw_orientation(rng: np.random.Generator) -> tuple[str, np.ndarray, tuple[int, int, int], tuple[int, int, int]]:
+def draw_orientation(
+    rng: np.random.Generator,
+) -> tuple[str, np.ndarray, tuple[int, int, int], tuple[int, int, int]]:
     """Direction cosines of the output axes: mostly axial, some flipped, permuted or oblique.
     Returns (kind, direction, permutation, signs) with permutation/signs of the nearest
     signed permutation."""
@@ -110,7 +123,9 @@ def draw_orientation(rng: np.random.Generator) -> tuple[str, np.ndarray, tuple[i
     return kind, P, tuple(perm), tuple(signs)  # type: ignore[return-value]
 
 
-def draw_spacing(rng: np.random.Generator, extent_xy: float, length: float, tight: bool) -> tuple[float, float, float]:
+def draw_spacing(
+    rng: np.random.Generator, extent_xy: float, length: float, tight: bool
+) -> tuple[float, float, float]:
     """A clinical spacing (in-plane 0.3-1.0, slices 0.5-3 mm) for axial axes (x, y, z),
     coarse enough to stay near ``MAX_VOXELS``: long fields of view get a coarser
     in-plane spacing first (up to 1 mm), then thicker slices (up to 3 mm)."""
@@ -170,7 +185,9 @@ def draw_scan(
         sp_xyz = np.array(draw_spacing(rng, float(max(size[0], size[1])), float(size[2]), tight))
         if tight and rng.random() < 0.6:  # thick axis in any direction (issue 7)
             sp_xyz = sp_xyz[rng.permutation(3)]
-        spacing = tuple(float(sp_xyz[perm[c]]) for c in range(3))  # output axis c along LPS axis perm[c]
+        spacing = tuple(
+            float(sp_xyz[perm[c]]) for c in range(3)
+        )  # output axis c along LPS axis perm[c]
     else:
         spacing = tuple(float(s) for s in spacing_mm)
         if len(spacing) != 3 or min(spacing) <= 0:
@@ -181,12 +198,30 @@ def draw_scan(
     if kind != "oblique":
         sp_lps = np.array([spacing[perm.index(a_)] for a_ in range(3)])
         n_lps = np.array([size_out[perm.index(a_)] for a_ in range(3)])
-        corner = np.array([origin[a_] if signs[perm.index(a_)] > 0 else origin[a_] - (n_lps[a_] - 1) * sp_lps[a_] for a_ in range(3)])
+        corner = np.array(
+            [
+                origin[a_]
+                if signs[perm.index(a_)] > 0
+                else origin[a_] - (n_lps[a_] - 1) * sp_lps[a_]
+                for a_ in range(3)
+            ]
+        )
         render = Grid(tuple(int(n) for n in n_lps[::-1]), tuple(corner), tuple(sp_lps))
-        return ScanGeometry(spacing, tuple(int(n) for n in size_out), P, origin, render, perm, signs, kind, tight)
-    corners = np.array([origin + P @ (np.array([i, j, k]) * (size_out - 1) * spacing_arr) for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+        return ScanGeometry(
+            spacing, tuple(int(n) for n in size_out), P, origin, render, perm, signs, kind, tight
+        )
+    corners = np.array(
+        [
+            origin + P @ (np.array([i, j, k]) * (size_out - 1) * spacing_arr)
+            for i in (0, 1)
+            for j in (0, 1)
+            for k in (0, 1)
+        ]
+    )
     sp_lps = np.array([spacing[int(np.argmax(np.abs(P[a_])))] for a_ in range(3)])
     lo, hi = corners.min(0) - sp_lps, corners.max(0) + sp_lps
     n_lps = np.ceil((hi - lo) / sp_lps).astype(int) + 1
     render = Grid(tuple(int(n) for n in n_lps[::-1]), tuple(lo), tuple(sp_lps))
-    return ScanGeometry(spacing, tuple(int(n) for n in size_out), P, origin, render, None, None, kind, tight)
+    return ScanGeometry(
+        spacing, tuple(int(n) for n in size_out), P, origin, render, None, None, kind, tight
+    )

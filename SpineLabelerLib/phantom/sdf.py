@@ -32,7 +32,9 @@ def ellipsoid_distance(x: np.ndarray, y: np.ndarray, z: np.ndarray, r: Vec) -> n
     k0 = np.sqrt((x / rx) ** 2 + (y / ry) ** 2 + (z / rz) ** 2)
     k1 = np.sqrt((x / (rx * rx)) ** 2 + (y / (ry * ry)) ** 2 + (z / (rz * rz)) ** 2) + _EPS
     # the first-order formula tends to 0 at the centre; inside, (k0 - 1) * r_min bounds it
-    return np.where(k0 < 1, np.minimum(k0 * (k0 - 1) / k1, (k0 - 1) * min(rx, ry, rz)), k0 * (k0 - 1) / k1)
+    return np.where(
+        k0 < 1, np.minimum(k0 * (k0 - 1) / k1, (k0 - 1) * min(rx, ry, rz)), k0 * (k0 - 1) / k1
+    )
 
 
 def ellipse2d_distance(x: np.ndarray, y: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -40,7 +42,9 @@ def ellipse2d_distance(x: np.ndarray, y: np.ndarray, a: float, b: float) -> np.n
     a, b = f32(a), f32(b)
     k0 = np.sqrt((x / a) ** 2 + (y / b) ** 2)
     k1 = np.sqrt((x / (a * a)) ** 2 + (y / (b * b)) ** 2) + _EPS
-    return np.where(k0 < 1, np.minimum(k0 * (k0 - 1) / k1, (k0 - 1) * min(a, b)), k0 * (k0 - 1) / k1)
+    return np.where(
+        k0 < 1, np.minimum(k0 * (k0 - 1) / k1, (k0 - 1) * min(a, b)), k0 * (k0 - 1) / k1
+    )
 
 
 def extrude(d2: np.ndarray, h: np.ndarray, rounding: float = 0.0) -> np.ndarray:
@@ -54,14 +58,19 @@ def extrude(d2: np.ndarray, h: np.ndarray, rounding: float = 0.0) -> np.ndarray:
     return inside + outside - r
 
 
-def canal_distance(u: np.ndarray, v: np.ndarray, cv: float, radii: tuple[float, float], triangular: bool) -> np.ndarray:
+def canal_distance(
+    u: np.ndarray, v: np.ndarray, cv: float, radii: tuple[float, float], triangular: bool
+) -> np.ndarray:
     """Distance to the spinal canal's outline: an ellipse, or (lumbar) the ellipse cut by a
     triangle whose base is the body's back and whose apex points to the spinous process."""
     a, b = radii
     if not triangular:
         return ellipse2d_distance(u, v - f32(cv), a, b)
     d_ell = ellipse2d_distance(u, v - f32(cv), 1.15 * a, 1.05 * b)
-    v0, base = f32(cv - b), 1.45 * a  # triangle: base half-width 1.45 a at the front, apex 2 b behind
+    v0, base = (
+        f32(cv - b),
+        1.45 * a,
+    )  # triangle: base half-width 1.45 a at the front, apex 2 b behind
     norm = f32(np.hypot(2 * b, base))
     d_tri = (f32(2 * b) * np.abs(u) + f32(base) * (v - v0) - f32(2 * base * b)) / norm
     return np.maximum(d_ell, d_tri)
@@ -73,7 +82,9 @@ class Primitive:
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def __call__(self, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:  # pragma: no cover
+    def __call__(
+        self, u: np.ndarray, v: np.ndarray, w: np.ndarray
+    ) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -167,7 +178,13 @@ class RoundBox(Primitive):
     def bounds(self):
         t = np.deg2rad(self.tilt_deg)
         hu, hv, hw = self.half
-        ext = np.array([hu, abs(np.cos(t)) * hv + abs(np.sin(t)) * hw, abs(np.sin(t)) * hv + abs(np.cos(t)) * hw])
+        ext = np.array(
+            [
+                hu,
+                abs(np.cos(t)) * hv + abs(np.sin(t)) * hw,
+                abs(np.sin(t)) * hv + abs(np.cos(t)) * hw,
+            ]
+        )
         c = np.asarray(self.center)
         return c - ext, c + ext
 
@@ -223,7 +240,9 @@ class CanalColumn(Primitive):
 
     def bounds(self):
         a, b = self.radii
-        return np.array([-1.15 * a, self.cv - 1.05 * b, self.w0]), np.array([1.15 * a, self.cv + 1.05 * b, self.w1])
+        return np.array([-1.15 * a, self.cv - 1.05 * b, self.w0]), np.array(
+            [1.15 * a, self.cv + 1.05 * b, self.w1]
+        )
 
     def __call__(self, u, v, w):
         d2 = canal_distance(u, v, self.cv, self.radii, self.triangular)
@@ -258,7 +277,9 @@ class VertebralBody(Primitive):
         d2 = ellipse2d_distance(u / waist, v / waist, self.a, self.b) * waist
         d2 = np.maximum(d2, v - f32(0.85) * b)  # flat posterior wall facing the canal
         if self.notch:  # kidney-shaped section: the posterior wall bows into the body
-            notch = ellipse2d_distance(u, v - f32(0.85) * b - f32(0.2) * b, 0.45 * self.a, 0.3 * self.b)
+            notch = ellipse2d_distance(
+                u, v - f32(0.85) * b - f32(0.2) * b, 0.45 * self.a, 0.3 * self.b
+            )
             d2 = np.maximum(d2, -notch)
         rho2 = np.clip((u / a) ** 2 + (v / b) ** 2, 0, 1)
         conc = f32(self.concavity)
@@ -293,7 +314,9 @@ class EllipticRing(Primitive):
     def bounds(self):
         a, b = self.outer
         return (
-            np.array([-a, max(self.outer_cv - b, self.v_min), self.wc - self.h - abs(self.slope) * 2 * b]),
+            np.array(
+                [-a, max(self.outer_cv - b, self.v_min), self.wc - self.h - abs(self.slope) * 2 * b]
+            ),
             np.array([a, self.outer_cv + b, self.wc + self.h + abs(self.slope) * 2 * b]),
         )
 

@@ -40,15 +40,30 @@ def _mid_frame(a: Frame, b: Frame) -> Frame:
     sup = axes[:, 2] / np.linalg.norm(axes[:, 2])
     post = axes[:, 1] - (axes[:, 1] @ sup) * sup
     post /= np.linalg.norm(post)
-    return Frame(origin=0.5 * (a.origin + b.origin), axes=np.stack([np.cross(post, sup), post, sup], axis=1))
+    return Frame(
+        origin=0.5 * (a.origin + b.origin), axes=np.stack([np.cross(post, sup), post, sup], axis=1)
+    )
 
 
 class SpinePainter:
     """Paints one subject's spine and ribs onto a canvas."""
 
-    def __init__(self, canvas: Canvas, subject: Subject, layout: SpineLayout, body: BodyModel,
-                 hu: TissueHU, rng: np.random.Generator) -> None:
-        self.canvas, self.subject, self.layout, self.body, self.hu = canvas, subject, layout, body, hu
+    def __init__(
+        self,
+        canvas: Canvas,
+        subject: Subject,
+        layout: SpineLayout,
+        body: BodyModel,
+        hu: TissueHU,
+        rng: np.random.Generator,
+    ) -> None:
+        self.canvas, self.subject, self.layout, self.body, self.hu = (
+            canvas,
+            subject,
+            layout,
+            body,
+            hu,
+        )
         self.joint_mm = float(rng.uniform(1.0, 2.0))
         self.texture = _texture(rng)
         self.cancellous_sd = float(rng.uniform(15, 45))
@@ -83,7 +98,9 @@ class SpinePainter:
             sh = pose.shape
             vc = canal_centre_v(sh)
             for side in (-1, 1):
-                entry = np.array([side * (sh.canal_w / 2 + 0.5 * sh.pedicle_w + 4.0), vc + 10.0, 0.1 * sh.body_h])
+                entry = np.array(
+                    [side * (sh.canal_w / 2 + 0.5 * sh.pedicle_w + 4.0), vc + 10.0, 0.1 * sh.body_h]
+                )
                 tip = np.array([side * 5.0, -0.55 * sh.body_d / 2, 0.05 * sh.body_h])
                 screw = Capsule(tuple(entry), tuple(tip), 3.2)
                 head = Ellipsoid(tuple(entry + [0.0, 6.0, 0.0]), (6.0, 6.0, 6.0))
@@ -110,10 +127,14 @@ class SpinePainter:
             frame = _mid_frame(up.frame, lo.frame)
             sh = up.shape
             lo_sh = lo.shape or sh
-            gap = float(np.linalg.norm(up.frame.origin - lo.frame.origin)) - 0.5 * (sh.body_h + lo_sh.body_h)
+            gap = float(np.linalg.norm(up.frame.origin - lo.frame.origin)) - 0.5 * (
+                sh.body_h + lo_sh.body_h
+            )
             a = 0.5 * (sh.body_w + lo_sh.body_w) / 2 * 1.02
             b = 0.5 * (sh.body_d + lo_sh.body_d) / 2 * 1.02
-            disc = EllipticColumn(0.0, -0.05 * b, a, 0.95 * b, -gap / 2 - 2.5, gap / 2 + 2.5, rounding=1.5)
+            disc = EllipticColumn(
+                0.0, -0.05 * b, a, 0.95 * b, -gap / 2 - 2.5, gap / 2 + 2.5, rounding=1.5
+            )
             f = Field.around(g, frame, [disc])
             if f is not None:
                 f.add(disc)
@@ -148,8 +169,14 @@ class SpinePainter:
                     for p in group:
                         f.add(p)
                     if is_bone:
-                        c.paint_bone(f, self.hu.cortex * 0.85, self.core_hu(self.hu.cancellous * 0.9), 1.0,
-                                     (T.BONE_CORTEX, T.BONE_MARROW), rib_owner=pose.shape.label)
+                        c.paint_bone(
+                            f,
+                            self.hu.cortex * 0.85,
+                            self.core_hu(self.hu.cancellous * 0.9),
+                            1.0,
+                            (T.BONE_CORTEX, T.BONE_MARROW),
+                            rib_owner=pose.shape.label,
+                        )
                     else:
                         c.paint(f, self.hu.cartilage, T.CARTILAGE)
 
@@ -168,14 +195,25 @@ class SpinePainter:
             if i < 3:
                 ala = (38.0 - 9.0 * i) * self.subject.size_scale
                 for side in (-1, 1):
-                    parts.append(Ellipsoid((side * (w * 0.6 + ala * 0.55), 0.25 * d + 4, -0.1 * h), (ala * 0.62, d * 0.75 + 4, h * 0.75 + 2)))
+                    parts.append(
+                        Ellipsoid(
+                            (side * (w * 0.6 + ala * 0.55), 0.25 * d + 4, -0.1 * h),
+                            (ala * 0.62, d * 0.75 + 4, h * 0.75 + 2),
+                        )
+                    )
             parts.append(RoundBox((0.0, vc + 6.0, 0.0), (max(w * 0.7, 8.0), 4.0, h / 2 + 1.5), 1.5))
             holes: list[Primitive] = [EllipticColumn(0.0, vc, max(w * 0.45, 5.0), 5.0, -h, h)]
             if i == 0:
                 top = h / 2
                 for side in (-1, 1):
                     ua = last.canal_w / 2 + 0.6 * last.pedicle_w
-                    parts.append(Capsule((side * ua, vc, 0.0), (side * (ua + 2.0), vc - 0.5, top + last.gap_below / 2 + 4.0), 5.0))
+                    parts.append(
+                        Capsule(
+                            (side * ua, vc, 0.0),
+                            (side * (ua + 2.0), vc - 0.5, top + last.gap_below / 2 + 4.0),
+                            5.0,
+                        )
+                    )
             f = Field.around(g, pose.frame, parts)
             if f is None:
                 continue
@@ -185,10 +223,18 @@ class SpinePainter:
                 f.cut(p)
             if i == 0:
                 first_field = (f, f.sdf.copy())
-            c.paint_bone(f, self.hu.cortex * 0.9, self.core_hu(self.hu.cancellous), 1.2, (T.BONE_CORTEX, T.BONE_MARROW))
+            c.paint_bone(
+                f,
+                self.hu.cortex * 0.9,
+                self.core_hu(self.hu.cancellous),
+                1.2,
+                (T.BONE_CORTEX, T.BONE_MARROW),
+            )
         return first_field
 
-    def paint_vertebra(self, pose: Pose, below: tuple[Field, np.ndarray] | None) -> tuple[Field, np.ndarray] | None:
+    def paint_vertebra(
+        self, pose: Pose, below: tuple[Field, np.ndarray] | None
+    ) -> tuple[Field, np.ndarray] | None:
         """Paint one vertebra trimmed against the one below; return its (field, raw sdf)."""
         c, sh = self.canvas, pose.shape
         parts, holes = vertebra_parts(sh)
@@ -214,7 +260,14 @@ class SpinePainter:
             c.tissue[f.box][joint] = T.CARTILAGE
             ribs[joint] = 0
         core = self.hu.cancellous + (60.0 if sh.fracture else 0.0)
-        c.paint_bone(f, self.hu.cortex, self.core_hu(core), sh.cortex_mm, (T.CORTEX, T.CANCELLOUS), label=sh.label)
+        c.paint_bone(
+            f,
+            self.hu.cortex,
+            self.core_hu(core),
+            sh.cortex_mm,
+            (T.CORTEX, T.CANCELLOUS),
+            label=sh.label,
+        )
         return f, raw
 
 

@@ -74,7 +74,9 @@ class Subject:
 
     @property
     def fractures(self) -> dict[str, str]:
-        return {lv.name: f"{lv.fracture} {lv.fracture_loss:.0%}" for lv in self.levels if lv.fracture}
+        return {
+            lv.name: f"{lv.fracture} {lv.fracture_loss:.0%}" for lv in self.levels if lv.fracture
+        }
 
 
 def _lerp(a: float, b: float, t: float) -> float:
@@ -85,34 +87,108 @@ def _mean_shape(label: int) -> dict:
     """Population-mean shape of a level (PHANTOM.md table), before any jitter."""
     name = anatomy.vertebra(label).name
     if name == "C1":
-        return dict(kind="C1", body_w=0, body_d=0, body_h=14, canal_w=28, canal_d=30, pedicle_w=7,
-                    lamina_t=6, tp_span=76, tp_r=4.5, sp_len=6, sp_slope_deg=0, sp_r=4)
+        return dict(
+            kind="C1",
+            body_w=0,
+            body_d=0,
+            body_h=14,
+            canal_w=28,
+            canal_d=30,
+            pedicle_w=7,
+            lamina_t=6,
+            tp_span=76,
+            tp_r=4.5,
+            sp_len=6,
+            sp_slope_deg=0,
+            sp_r=4,
+        )
     if name == "C2":
-        return dict(kind="C2", body_w=17, body_d=15, body_h=20, canal_w=24, canal_d=16, pedicle_w=7,
-                    lamina_t=5.5, tp_span=55, tp_r=4, sp_len=24, sp_slope_deg=20, sp_r=4.5)
+        return dict(
+            kind="C2",
+            body_w=17,
+            body_d=15,
+            body_h=20,
+            canal_w=24,
+            canal_d=16,
+            pedicle_w=7,
+            lamina_t=5.5,
+            tp_span=55,
+            tp_r=4,
+            sp_len=24,
+            sp_slope_deg=20,
+            sp_r=4.5,
+        )
     if name in ("C3", "C4", "C5", "C6"):
         t = (label - 3) / 3
-        return dict(kind="cervical", body_w=_lerp(15, 18, t), body_d=_lerp(15, 16, t), body_h=14,
-                    canal_w=23, canal_d=14.5, pedicle_w=5.5, lamina_t=4.5, tp_span=_lerp(47, 53, t),
-                    tp_r=3.5, sp_len=_lerp(14, 20, t), sp_slope_deg=25, sp_r=3.5)
+        return dict(
+            kind="cervical",
+            body_w=_lerp(15, 18, t),
+            body_d=_lerp(15, 16, t),
+            body_h=14,
+            canal_w=23,
+            canal_d=14.5,
+            pedicle_w=5.5,
+            lamina_t=4.5,
+            tp_span=_lerp(47, 53, t),
+            tp_r=3.5,
+            sp_len=_lerp(14, 20, t),
+            sp_slope_deg=25,
+            sp_r=3.5,
+        )
     if name == "C7":
-        return dict(kind="C7", body_w=20, body_d=16, body_h=15, canal_w=22, canal_d=14.5, pedicle_w=6,
-                    lamina_t=5, tp_span=65, tp_r=4.5, sp_len=36, sp_slope_deg=25, sp_r=4.5)
+        return dict(
+            kind="C7",
+            body_w=20,
+            body_d=16,
+            body_h=15,
+            canal_w=22,
+            canal_d=14.5,
+            pedicle_w=6,
+            lamina_t=5,
+            tp_span=65,
+            tp_r=4.5,
+            sp_len=36,
+            sp_slope_deg=25,
+            sp_r=4.5,
+        )
     if name.startswith("T"):
         n = int(name[1:])
         t = (n - 1) / 11
         # spinous processes slope most steeply at T5-T8
         slope = 30 + 32 * np.exp(-(((n - 6.5) / 3.0) ** 2))
-        return dict(kind="thoracic", body_w=_lerp(25, 40, t), body_d=_lerp(17, 32, t), body_h=_lerp(15, 23, t),
-                    canal_w=_lerp(18, 20, t), canal_d=_lerp(15, 17, t), pedicle_w=_lerp(6, 8, t),
-                    lamina_t=6, tp_span=_lerp(72, 58, t ** 2), tp_r=_lerp(5, 4.5, t),
-                    sp_len=_lerp(38, 34, t) + 6 * np.exp(-(((n - 6) / 3.0) ** 2)), sp_slope_deg=slope, sp_r=4.5)
+        return dict(
+            kind="thoracic",
+            body_w=_lerp(25, 40, t),
+            body_d=_lerp(17, 32, t),
+            body_h=_lerp(15, 23, t),
+            canal_w=_lerp(18, 20, t),
+            canal_d=_lerp(15, 17, t),
+            pedicle_w=_lerp(6, 8, t),
+            lamina_t=6,
+            tp_span=_lerp(72, 58, t**2),
+            tp_r=_lerp(5, 4.5, t),
+            sp_len=_lerp(38, 34, t) + 6 * np.exp(-(((n - 6) / 3.0) ** 2)),
+            sp_slope_deg=slope,
+            sp_r=4.5,
+        )
     n = 5 if name == "L6" else int(name[1:])
     t = (n - 1) / 4
     span = [74, 80, 90, 86, 84][n - 1]
-    return dict(kind="lumbar", body_w=_lerp(42, 50, t), body_d=_lerp(30, 35, t), body_h=_lerp(25, 27, t),
-                canal_w=_lerp(21, 24, t), canal_d=_lerp(15.5, 16.5, t), pedicle_w=_lerp(9, 12, t),
-                lamina_t=8.5, tp_span=span, tp_r=4.8, sp_len=30, sp_slope_deg=5, sp_r=4.0)
+    return dict(
+        kind="lumbar",
+        body_w=_lerp(42, 50, t),
+        body_d=_lerp(30, 35, t),
+        body_h=_lerp(25, 27, t),
+        canal_w=_lerp(21, 24, t),
+        canal_d=_lerp(15.5, 16.5, t),
+        pedicle_w=_lerp(9, 12, t),
+        lamina_t=8.5,
+        tp_span=span,
+        tp_r=4.8,
+        sp_len=30,
+        sp_slope_deg=5,
+        sp_r=4.0,
+    )
 
 
 def _gap_below(name: str) -> float:
@@ -131,7 +207,11 @@ def level_names(variant: str) -> list[str]:
     """Names of the free (labelled) vertebrae of a variant, cranial to caudal."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
-    names = [f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]
+    names = (
+        [f"C{i}" for i in range(1, 8)]
+        + [f"T{i}" for i in range(1, 13)]
+        + [f"L{i}" for i in range(1, 6)]
+    )
     if variant == "L6":
         names.append("L6")
     if variant == "sacralized-L5":
@@ -168,8 +248,16 @@ def draw_subject(rng: np.random.Generator, variant: str = "normal") -> Subject:
         }
         m.update(jitter)
         m["sp_slope_deg"] = float(m["sp_slope_deg"] + rng.uniform(-5, 5))
-        levels.append(LevelShape(label=label, name=name, rib=ribs.get(name), cortex_mm=cortex * rng.uniform(0.9, 1.1),
-                                 gap_below=_gap_below(name) * scale * rng.uniform(0.85, 1.15), **m))
+        levels.append(
+            LevelShape(
+                label=label,
+                name=name,
+                rib=ribs.get(name),
+                cortex_mm=cortex * rng.uniform(0.9, 1.1),
+                gap_below=_gap_below(name) * scale * rng.uniform(0.85, 1.15),
+                **m,
+            )
+        )
     # Bodies, discs and canals vary apart (discs narrow with age and degeneration; canals
     # differ between people): one draw per subject for each, on top of the size scale
     # (benchmarks/realism.py: shape per level).
@@ -188,7 +276,11 @@ def draw_subject(rng: np.random.Generator, variant: str = "normal") -> Subject:
     osteoporotic = bool(rng.random() < 0.3)  # clinical spine CT cohorts skew old
     # Fractures: ~15 % of subjects, 1-3 levels T4-L5, more likely when osteoporotic.
     if rng.random() < (0.35 if osteoporotic else 0.12):
-        candidates = [lv for lv in levels if lv.kind in ("thoracic", "lumbar") and lv.name not in ("T1", "T2", "T3")]
+        candidates = [
+            lv
+            for lv in levels
+            if lv.kind in ("thoracic", "lumbar") and lv.name not in ("T1", "T2", "T3")
+        ]
         for lv in rng.choice(candidates, size=int(rng.integers(1, 4)), replace=False):
             lv.fracture = str(rng.choice(["wedge", "biconcave", "crush"]))
             lv.fracture_loss = float(rng.uniform(0.2, 0.5))

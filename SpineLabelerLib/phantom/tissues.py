@@ -13,7 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 
 AIR, FAT, MUSCLE, ORGAN, LUNG, CORTEX, CANCELLOUS, DISC, CANAL = 0, 1, 2, 3, 4, 5, 6, 7, 8
-BONE_CORTEX, BONE_MARROW, CARTILAGE, VESSEL, METAL, TABLE, GAS, BRAIN = 9, 10, 11, 12, 13, 14, 15, 16
+BONE_CORTEX, BONE_MARROW, CARTILAGE, VESSEL, METAL, TABLE, GAS, BRAIN = (
+    9,
+    10,
+    11,
+    12,
+    13,
+    14,
+    15,
+    16,
+)
 
 TISSUE_NAMES: dict[int, str] = {
     AIR: "air", FAT: "fat", MUSCLE: "muscle", ORGAN: "organ", LUNG: "lung",

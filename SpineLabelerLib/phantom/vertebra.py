@@ -38,8 +38,15 @@ def _c1_parts(sh: LevelShape) -> tuple[list[Primitive], list[Primitive]]:
     """Atlas: anterior arch, lateral masses, posterior arch, transverse processes with foramina.
     v = 0 is the dens axis (over C2's body), the ring lies around it."""
     a_in, b_in = sh.canal_w / 2, sh.canal_d / 2 + 4
-    ring = EllipticRing(cv=12.0, inner=(a_in, b_in), outer=(a_in + 7.5, b_in + 6.0), outer_cv=12.0,
-                        wc=0.0, h=4.5, slope=0.0)
+    ring = EllipticRing(
+        cv=12.0,
+        inner=(a_in, b_in),
+        outer=(a_in + 7.5, b_in + 6.0),
+        outer_cv=12.0,
+        wc=0.0,
+        h=4.5,
+        slope=0.0,
+    )
     lm = 17.0 * sh.canal_w / 28
     parts: list[Primitive] = [
         ring,
@@ -50,7 +57,11 @@ def _c1_parts(sh: LevelShape) -> tuple[list[Primitive], list[Primitive]]:
     ]
     holes: list[Primitive] = []
     for side in (-1, 1):
-        parts.append(Capsule((side * lm, 5.0, 0.0), (side * sh.tp_span / 2, 6.0, -1.0), sh.tp_r, sh.tp_r * 0.9))
+        parts.append(
+            Capsule(
+                (side * lm, 5.0, 0.0), (side * sh.tp_span / 2, 6.0, -1.0), sh.tp_r, sh.tp_r * 0.9
+            )
+        )
         holes.append(EllipticColumn(side * (lm + 9.0), 5.0, 2.8, 2.8, -8.0, 8.0))
     holes.append(EllipticColumn(0.0, 12.0, a_in - 1.0, b_in - 1.0, -15, 15))  # keep the ring open
     return parts, holes
@@ -85,12 +96,22 @@ def _articular_parts(sh: LevelShape, vc: float) -> list[Primitive]:
     up = h / 2 + sh.gap_above / 2 + 6.0
     down = h / 2 + sh.gap_below / 2 + 6.0
     # the lower vertebra's superior process lies lateral/anterior to the upper's inferior one
-    du, dv = {"lumbar": (4.0, 1.0), "thoracic": (0.5, 3.5), "cervical": (0.0, 4.0), "C7": (0.0, 4.0), "C2": (0.0, 4.0)}.get(sh.kind, (0.0, 3.0))
+    du, dv = {
+        "lumbar": (4.0, 1.0),
+        "thoracic": (0.5, 3.5),
+        "cervical": (0.0, 4.0),
+        "C7": (0.0, 4.0),
+        "C2": (0.0, 4.0),
+    }.get(sh.kind, (0.0, 3.0))
     parts: list[Primitive] = []
     for side in (-1, 1):
         if sh.kind != "C2":
-            parts.append(Capsule((side * ua, va, 0.1 * h), (side * (ua + du / 2), va - dv / 2, up - r), r))
-        parts.append(Capsule((side * ua, va, 0.0), (side * (ua - du / 2), va + dv / 2, -down + r), r))
+            parts.append(
+                Capsule((side * ua, va, 0.1 * h), (side * (ua + du / 2), va - dv / 2, up - r), r)
+            )
+        parts.append(
+            Capsule((side * ua, va, 0.0), (side * (ua - du / 2), va + dv / 2, -down + r), r)
+        )
     return parts
 
 
@@ -103,8 +124,21 @@ def _transverse_parts(sh: LevelShape, vc: float) -> tuple[list[Primitive], list[
             # anterolateral, from the body and the pedicle, around the transverse foramen
             root_u = sh.body_w / 2
             fu = sh.body_w / 2 + 4.5
-            parts.append(Capsule((side * root_u * 0.8, 0.0, 0.0), (side * half, vc * 0.5, -1.0), sh.tp_r, sh.tp_r * 0.8))
-            parts.append(Capsule((side * (sh.canal_w / 2 + 2.0), vc, 0.0), (side * half, vc * 0.5, -1.0), sh.tp_r * 0.9))
+            parts.append(
+                Capsule(
+                    (side * root_u * 0.8, 0.0, 0.0),
+                    (side * half, vc * 0.5, -1.0),
+                    sh.tp_r,
+                    sh.tp_r * 0.8,
+                )
+            )
+            parts.append(
+                Capsule(
+                    (side * (sh.canal_w / 2 + 2.0), vc, 0.0),
+                    (side * half, vc * 0.5, -1.0),
+                    sh.tp_r * 0.9,
+                )
+            )
             holes.append(EllipticColumn(side * fu, vc * 0.45, 2.6, 2.6, -6.0, 6.0))
         elif (sh.tp_style or sh.kind) == "thoracic":
             root = (side * (sh.canal_w / 2 + sh.pedicle_w * 0.5), vc + 1.0, 0.2 * sh.body_h)
@@ -113,7 +147,9 @@ def _transverse_parts(sh: LevelShape, vc: float) -> tuple[list[Primitive], list[
         else:  # lumbar: long flat processes
             root = (side * (sh.canal_w / 2 + sh.pedicle_w * 0.5), vc - 1.0, 0.1 * sh.body_h)
             tip = (side * half, vc + 2.0, 0.1 * sh.body_h)
-            parts.append(FlatCapsule(root, tip, r1=sh.tp_r * 1.5, r2=sh.tp_r * 0.7, n1=(0.0, 0.0, 1.0)))
+            parts.append(
+                FlatCapsule(root, tip, r1=sh.tp_r * 1.5, r2=sh.tp_r * 0.7, n1=(0.0, 0.0, 1.0))
+            )
     return parts, holes
 
 
@@ -126,12 +162,18 @@ def _spinous_parts(sh: LevelShape, vc: float) -> list[Primitive]:
     tip = start + sh.sp_len * direction
     if sh.kind == "lumbar":
         c = start + 0.5 * sh.sp_len * direction
-        return [RoundBox(tuple(c), (3.8, sh.sp_len / 2, 0.4 * sh.body_h), 2.5, tilt_deg=sh.sp_slope_deg)]
+        return [
+            RoundBox(tuple(c), (3.8, sh.sp_len / 2, 0.4 * sh.body_h), 2.5, tilt_deg=sh.sp_slope_deg)
+        ]
     if sh.kind in ("C2", "cervical"):
         fork = start + 0.6 * sh.sp_len * direction
         parts: list[Primitive] = [Capsule(tuple(start), tuple(fork), sh.sp_r)]
         for side in (-1, 1):
-            parts.append(Capsule(tuple(fork), tuple(tip + [side * 4.5, 0.0, -1.0]), sh.sp_r * 0.8, sh.sp_r * 0.9))
+            parts.append(
+                Capsule(
+                    tuple(fork), tuple(tip + [side * 4.5, 0.0, -1.0]), sh.sp_r * 0.8, sh.sp_r * 0.9
+                )
+            )
         return parts
     return [Capsule(tuple(start), tuple(tip), sh.sp_r, sh.sp_r * 1.15)]
 
@@ -141,9 +183,15 @@ def vertebra_parts(sh: LevelShape) -> tuple[list[Primitive], list[Primitive]]:
     if sh.kind == "C1":
         return _c1_parts(sh)
     vc = canal_centre_v(sh)
-    body = VertebralBody(sh.body_w / 2, sh.body_d / 2, sh.body_h / 2,
-                         concavity=0.04 * sh.body_h, rounding=min(2.0, 0.12 * sh.body_h),
-                         fracture=sh.fracture, loss=sh.fracture_loss)
+    body = VertebralBody(
+        sh.body_w / 2,
+        sh.body_d / 2,
+        sh.body_h / 2,
+        concavity=0.04 * sh.body_h,
+        rounding=min(2.0, 0.12 * sh.body_h),
+        fracture=sh.fracture,
+        loss=sh.fracture_loss,
+    )
     parts: list[Primitive] = [body]
     parts += _arch_parts(sh, vc)
     parts += _articular_parts(sh, vc)
@@ -155,5 +203,13 @@ def vertebra_parts(sh: LevelShape) -> tuple[list[Primitive], list[Primitive]]:
         parts.append(Capsule((0.0, 0.5, top - 4.0), (0.0, 1.5, top + 14.0), 5.2, 4.2))  # dens
         for side in (-1, 1):  # superior facets carrying C1's lateral masses
             parts.append(Ellipsoid((side * 14.0, 3.0, top - 2.0), (7.0, 8.0, 5.0)))
-    holes.append(CanalColumn(vc, (sh.canal_w / 2, sh.canal_d / 2), -sh.body_h - 20, sh.body_h + 20, sh.kind == "lumbar"))
+    holes.append(
+        CanalColumn(
+            vc,
+            (sh.canal_w / 2, sh.canal_d / 2),
+            -sh.body_h - 20,
+            sh.body_h + 20,
+            sh.kind == "lumbar",
+        )
+    )
     return parts, holes
