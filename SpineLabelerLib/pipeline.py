@@ -11,12 +11,13 @@
    above the sacrum for a lumbar-only view), else mid-column. A walk that finds fewer than
    half the vertebrae the spine box could hold (a wrong anchor: it stalls on one fragment)
    is tried again from mid-column, and the longer walk is kept (``restart_below``).
-3. the column cleaned: a piece cut off a vertebra (an inner one, under a quarter of both
-   neighbours) folded back into it (``merge_fragments``); end vertebrae stage 1 does not call
+3. the column cleaned: a piece cut off a vertebra (an inner one, under a quarter of the
+   median of the two on each side) folded back into it (``merge_fragments``); end vertebrae stage 1 does not call
    spine dropped (``trim_unsupported_ends``); then identification (identify.py) from the
    walk, the stage-1 votes, the ribs and how the walk ended.
-4. labels back to the CT's own grid (nearest neighbour); centroids and volumes from those
-   final masks.
+4. labels back to the CT's own grid (each label's stage-2 probability resampled linearly,
+   its boundary where that crosses 0.5: ``labels_to_input_grid``); centroids and volumes
+   from those final masks.
 
 Progress fractions are overall (0..1) with the stage named; ``cancel`` is checked between
 steps and between vertebrae (raises ``progress.Cancelled``; nothing is returned or written).
@@ -77,7 +78,7 @@ class SegmentSettings:
     # a bottom "L6" that stage 1 calls spine less than this times the column's median is sacrum
     sacrum_relative_support: float = 0.35
     sliver_fraction: float = 0.25  # a cut end vertebra this small (x median) needs no stage 1
-    fragment_fraction: float = 0.25  # an inner vertebra this small (x both neighbours) is a piece
+    fragment_fraction: float = 0.25  # an inner vertebra this small (x those around it) is a piece
     # a walk that found fewer than this share of the vertebrae the spine box could hold (at
     # the longest typical step) is tried again from the box's middle; the longer walk is kept
     restart_below: float = 0.5
@@ -342,23 +343,29 @@ def _stage1_share(
     return sum(vote) / max(v.volume_ml / voxel_ml, 1.0)
 
 
+# Vertebrae on each side of an inner vertebra that merge_fragments compares it with.
+FRAGMENT_WINDOW = 2
+
+
 def merge_fragments(walk: stage2.WalkResult, votes: list, fraction: float) -> int:
     """Fold each inner vertebra of the column that is a piece of a neighbour into it (in
     place); returns how many were folded.
 
     Neighbouring levels differ in volume by well under two times, so a whole vertebra is
-    never a small fraction of both its neighbours; but a stage-2 net can cut a spinous
+    never a small fraction of the vertebrae around it; but a stage-2 net can cut a spinous
     process off and walk on from it, and the piece then takes a level of its own and shifts
-    every name below it (seen with an unshipped checkpoint on the real case). An inner
-    vertebra the field of view did not cut, under ``fraction`` of both neighbours' volumes,
-    joins the neighbour its mask touches most (voxels, stage-1 votes, volume-weighted
-    centroid); one that touches neither is dropped.
+    every name below it (seen with an unshipped checkpoint on the real case, and on thick
+    slices, where the vertebra it broke off is itself only a part). An inner vertebra the
+    field of view did not cut, under ``fraction`` of the median volume of the vertebrae among
+    the ``FRAGMENT_WINDOW`` on each side (a median, so that one broken neighbour does not
+    shield it), joins the neighbour its mask touches most (voxels, stage-1 votes,
+    volume-weighted centroid); one that touches neither is dropped.
     """
     folded = 0
     n = 1
     while n < len(walk.vertebrae) - 1:
         above, piece, below = walk.vertebrae[n - 1 : n + 2]
-        if piece.partial or piece.volume_ml >= fraction * min(above.volume_ml, below.volume_ml):
+        if piece.partial or piece.volume_ml >= fraction * _local_median_ml(walk.vertebrae, n):
             n += 1
             continue
         instances = walk.instances.array
@@ -379,6 +386,13 @@ def merge_fragments(walk: stage2.WalkResult, votes: list, fraction: float) -> in
         del walk.vertebrae[n], votes[n]
         folded += 1
     return folded
+
+
+def _local_median_ml(column: list[stage2.WalkedVertebra], n: int) -> float:
+    """Median volume of the ``FRAGMENT_WINDOW`` vertebrae on each side of ``column[n]`` (cut
+    ones too: a tight lumbar view cuts every vertebra's processes)."""
+    around = column[max(n - FRAGMENT_WINDOW, 0) : n] + column[n + 1 : n + 1 + FRAGMENT_WINDOW]
+    return float(np.median([v.volume_ml for v in around])) if around else 0.0
 
 
 def trim_unsupported_ends(

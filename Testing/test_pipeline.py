@@ -572,11 +572,20 @@ def test_a_piece_cut_off_a_vertebra_is_folded_back_not_counted():
     walk = WalkResult(Image(loose), list(column))
     assert pipeline.merge_fragments(walk, list(votes), 0.25) == 1
     assert not (walk.instances.array == 2).any() and len(walk.vertebrae) == 3
-    # cut by the field of view, or not small against both neighbours: a vertebra
+    # one broken neighbour (thick slices: 0.2 ml of a vertebra) does not shield the piece:
+    # the median of the vertebrae around it decides
+    broken_neighbour = [replace(v, volume_ml=0.2) if v.index == 1 else v for v in column]
+    walk = WalkResult(Image(inst.copy()), broken_neighbour)
+    assert pipeline.merge_fragments(walk, list(votes), 0.25) == 1
+    # cut by the field of view, or not small against those around it: a vertebra
     cut = [replace(v, partial=v.index == 2) for v in column]
     assert pipeline.merge_fragments(WalkResult(Image(inst.copy()), cut), list(votes), 0.25) == 0
-    small_neighbour = [replace(v, volume_ml=0.2) if v.index == 1 else v for v in column]
-    walk = WalkResult(Image(inst.copy()), small_neighbour)
+    small_column = [v if v.index == 2 else replace(v, volume_ml=0.1) for v in column]
+    walk = WalkResult(Image(inst.copy()), small_column)
+    assert pipeline.merge_fragments(walk, list(votes), 0.25) == 0
+    # a tight lumbar view cuts every vertebra's processes: cut neighbours still count
+    tight = [v if v.index == 2 else replace(v, partial=True, volume_ml=0.2) for v in column]
+    walk = WalkResult(Image(inst.copy()), tight)
     assert pipeline.merge_fragments(walk, list(votes), 0.25) == 0
 
 
