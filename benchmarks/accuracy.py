@@ -10,7 +10,8 @@ is regenerated from its seed, segmented with the shipped weights and scored with
 - one line per case (what was found against what is there);
 - Table 1 (Dice %, ASSD mm, HD mm) and Table 2 (localization error mean / std mm,
   identification rate %), all / cervical / thoracic / lumbar, pooled over vertebrae;
-- a row per transitional variant and per field of view;
+- a row per transitional variant, per field of view and per slice thickness (the thickest
+  voxel side);
 - the vertebrae not identified, by how much of each the view holds (a sliver at its edge
   counts in the id rate as much as a whole vertebra);
 - false vertebrae on the leg CTs (which hold no spine);
@@ -163,17 +164,40 @@ def summary_lines(records, title: str) -> list[str]:
 def group_lines(records, key: str) -> list[str]:
     from SpineLabelerLib.evaluation import summarize
 
-    lines = [f"{'by ' + key:<16}{'cases':>6}{'vert':>6}{'Dice %':>8}{'loc mm':>8}{'Id rate %':>11}"]
+    big = f"Dice % >= {WHOLE_ML:g} ml"
+    lines = [
+        f"{'by ' + key:<16}{'cases':>6}{'vert':>6}{'Dice %':>8}{'loc mm':>8}{'Id rate %':>11}{big:>17}"
+    ]
     for value in sorted({r[key] for r in records}):
         group = [r for r in records if r[key] == value and r.get("rows")]
         rows = _rows(group)
         if not rows:
             continue
         s = summarize(rows)[0]
+        large = [r for r in rows if r.reference_ml >= WHOLE_ML]
+        dice_large = summarize(large)[0].dice_pct if large else math.nan
         lines.append(
-            f"{value:<16}{len(group):>6}{len(rows):>6}{_fmt(s.dice_pct):>8}{_fmt(s.loc_mean_mm):>8}{_fmt(s.id_rate_pct):>11}"
+            f"{value:<16}{len(group):>6}{len(rows):>6}{_fmt(s.dice_pct):>8}{_fmt(s.loc_mean_mm):>8}"
+            f"{_fmt(s.id_rate_pct):>11}{_fmt(dice_large):>17}"
         )
     return lines
+
+
+# Vertebrae with this much in view: their Dice is the segmentation's quality, apart from the
+# slivers at the view's edge that the id rate and the overall Dice count like whole ones.
+WHOLE_ML = 5.0
+SLICE_CLASSES_MM = (1.2, 2.0, 2.6)  # bounds of the thickest voxel side, for the "by slices" rows
+
+
+def slice_class(spacing_mm) -> str:
+    """The class of a case's thickest voxel side (its slices), e.g. "1.2-2.0": stage 2 sees
+    every CT resampled to 1 mm, so thick slices reach it blurred along one axis."""
+    thickest = max(spacing_mm)
+    bounds = (0.0, *SLICE_CLASSES_MM, math.inf)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if thickest < hi:
+            return f"{lo:.1f}-{hi:.1f}" if hi < math.inf else f"{lo:.1f}+"
+    raise ValueError(spacing_mm)
 
 
 MISS_SIZES_ML = (1.0, 5.0)  # "in view" size classes of the vertebrae not identified
@@ -302,6 +326,11 @@ def main(argv=None) -> int:
             say(line)
         say("")
         for line in group_lines(spine, "fov"):
+            say(line)
+        say("")
+        for rec in spine:
+            rec["slices_mm"] = slice_class(rec["spacing_mm"])
+        for line in group_lines(spine, "slices_mm"):
             say(line)
         say("")
         for line in miss_lines(spine):
