@@ -45,3 +45,19 @@ def test_model_card_states_the_run(tmp_path):
     )
     assert "Steps: 2 (2 samples)" in card
     assert "`spinelabeler train x`" in card and "dice_T" in card and "bootstrapped" in card
+
+
+def test_clinical_spacing_draws_the_same_phantoms_on_a_clinical_grid():
+    """--clinical-spacing changes the phantoms' spacing setting alone (None: a clinical draw)."""
+    from SpineLabelerLib.training.data import PhantomSource
+    from SpineLabelerLib.training.loop import TrainConfig
+
+    phantom = {"spacing_mm": [1.0, 1.0, 1.0], "crop_labels": [12, 24], "roi_size_mm": [64, 64, 64]}
+    cfg = TrainConfig.from_dict({"phantom": phantom, "lr": 5e-4})
+    assert heldout.heldout_config(cfg, False) is cfg
+    clinical = heldout.heldout_config(cfg, True)
+    assert clinical.phantom == {**phantom, "spacing_mm": None} and clinical.lr == 5e-4
+    assert cfg.phantom["spacing_mm"] == [1.0, 1.0, 1.0]  # the run's own config is untouched
+    ct, labels = PhantomSource([200000], clinical.phantom).load(0)
+    assert max(ct.spacing_mm) > 1.0 or min(ct.spacing_mm) < 1.0
+    assert labels.array.shape == ct.array.shape and labels.array.any()
