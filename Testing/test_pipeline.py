@@ -133,6 +133,16 @@ def test_whole_spine_is_found_and_named_c1_to_l5():
     assert not any(v.partial for v in result.vertebrae)
     assert seen[-1] == 1.0 and all(b >= a - 1e-9 for a, b in zip(seen, seen[1:]))
     assert set(result.timings_s) >= {"stage1", "stage2", "identify", "output", "total"}
+    assert result.work["input_spacing_mm"] == [1.0, 1.0, 2.0]
+    assert not any("voxels along one axis" in m for m in result.messages)  # 2 mm: not thick
+
+
+def test_thick_voxels_are_named_in_the_messages():
+    thin = Image(np.zeros((4, 4, 4), np.int16), (0.7, 0.7, 2.0))
+    assert pipeline.input_notes(thin) == []
+    for spacing in ((0.7, 0.7, 3.0), (2.5, 0.8, 0.8)):  # slices, or a thick axis in-plane
+        notes = pipeline.input_notes(Image(np.zeros((4, 4, 4), np.int16), spacing))
+        assert len(notes) == 1 and notes[0].startswith(f"{max(spacing):.1f} mm voxels")
 
 
 def test_oblique_thoracolumbar_scan_cut_through_the_top_vertebra():
