@@ -95,6 +95,7 @@ def run_phantom_case(spec, settings) -> dict:
         "variant": spec.variant,
         "size_ijk": list(case.ct.size_ijk),
         "spacing_mm": [round(s, 3) for s in case.ct.spacing_mm],
+        "slices_mm": slice_class(case.ct.spacing_mm),
         "generate_s": round(gen_s, 1),
         "segment_s": round(result.timings_s.get("total", math.nan), 1),
         "found": [v.name for v in result.vertebrae],
@@ -328,8 +329,6 @@ def main(argv=None) -> int:
         for line in group_lines(spine, "fov"):
             say(line)
         say("")
-        for rec in spine:
-            rec["slices_mm"] = slice_class(rec["spacing_mm"])
         for line in group_lines(spine, "slices_mm"):
             say(line)
         say("")

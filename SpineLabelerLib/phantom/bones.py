@@ -102,17 +102,24 @@ def _patient_frame(origin: np.ndarray, yaw_deg: float = 0.0) -> Frame:
     return Frame(origin=np.asarray(origin, float), axes=rz)
 
 
-class ContextBones:
+class CanvasPainter:
+    """What each painter of the skeleton holds: the canvas, and the patient it paints."""
+
     def __init__(
         self, canvas: Canvas, subject: Subject, layout: SpineLayout, body: BodyModel, hu: TissueHU
     ) -> None:
-        self.canvas, self.subject, self.layout, self.body, self.hu = (
-            canvas,
-            subject,
-            layout,
-            body,
-            hu,
-        )
+        self.canvas = canvas
+        self.subject = subject
+        self.layout = layout
+        self.body = body
+        self.hu = hu
+
+
+class ContextBones(CanvasPainter):
+    def __init__(
+        self, canvas: Canvas, subject: Subject, layout: SpineLayout, body: BodyModel, hu: TissueHU
+    ) -> None:
+        super().__init__(canvas, subject, layout, body, hu)
         self.pose = {p.name: p for p in layout.poses + layout.sacrum}
 
     def _paint(

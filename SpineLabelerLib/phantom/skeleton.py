@@ -14,7 +14,7 @@ import numpy as np
 
 from SpineLabelerLib.phantom import tissues as T
 from SpineLabelerLib.phantom.body import BodyModel
-from SpineLabelerLib.phantom.bones import ContextBones
+from SpineLabelerLib.phantom.bones import CanvasPainter, ContextBones
 from SpineLabelerLib.phantom.canvas import Canvas
 from SpineLabelerLib.phantom.field import Field, Frame
 from SpineLabelerLib.phantom.layout import Pose, SpineLayout
@@ -45,7 +45,7 @@ def _mid_frame(a: Frame, b: Frame) -> Frame:
     )
 
 
-class SpinePainter:
+class SpinePainter(CanvasPainter):
     """Paints one subject's spine and ribs onto a canvas."""
 
     def __init__(
@@ -57,13 +57,7 @@ class SpinePainter:
         hu: TissueHU,
         rng: np.random.Generator,
     ) -> None:
-        self.canvas, self.subject, self.layout, self.body, self.hu = (
-            canvas,
-            subject,
-            layout,
-            body,
-            hu,
-        )
+        super().__init__(canvas, subject, layout, body, hu)
         self.joint_mm = float(rng.uniform(1.0, 2.0))
         self.texture = _texture(rng)
         self.cancellous_sd = float(rng.uniform(15, 45))
