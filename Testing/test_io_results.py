@@ -18,6 +18,7 @@ def test_writes_the_standard_layout(tmp_path, tiny_ct, tiny_labels, tiny_centroi
         "device": "cpu",
         "timings_s": {"total": 1.5},
         "vertebrae": [{"label": 20, "partial": False, "confidence": 0.9}],
+        "messages": ["3.0 mm voxels along one axis"],
     }
     out = tmp_path / "result"
     paths = write_result_files(out, tiny_ct, tiny_labels, tiny_centroids_lps, extra_report=extra)
@@ -55,6 +56,15 @@ def test_writes_the_standard_layout(tmp_path, tiny_ct, tiny_labels, tiny_centroi
     assert l1["label"] == 20 and l1["confidence"] == 0.9 and l1["partial"] is False
     assert l1["volume_ml"] == pytest.approx(8 * 8 * 4 * 0.8 * 1.1 * 2.5 / 1000, abs=1e-3)
     np.testing.assert_allclose(l1["centroid_lps"], tiny_centroids_lps[20], atol=1e-3)
+    # the report's messages are written under the overview's views too
+    from PIL import Image as PILImage
+
+    from SpineLabelerLib.io.overview import NOTE_COLOUR, render_overview
+
+    plain, _ = render_overview(tiny_ct, tiny_labels, tiny_centroids_lps)
+    picture = np.asarray(PILImage.open(paths["overview"]).convert("RGB"))
+    assert picture.shape[0] > plain.size[1]
+    assert (picture[plain.size[1] :] == NOTE_COLOUR).all(axis=-1).any()
 
 
 def test_refuses_existing_files_before_writing_anything(

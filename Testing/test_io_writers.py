@@ -20,7 +20,7 @@ from SpineLabelerLib.io import read_labelmap
 from SpineLabelerLib.io.centroids import read_verse_centroids, write_verse_centroids
 from SpineLabelerLib.io.labelmap import write_labelmap, write_scalar_image
 from SpineLabelerLib.io.markups import read_centroids_mrk_json, write_centroids_mrk_json
-from SpineLabelerLib.io.overview import render_overview, write_overview_png
+from SpineLabelerLib.io.overview import NOTE_COLOUR, render_overview, wrap_notes, write_overview_png
 from SpineLabelerLib.io.segnrrd import write_seg_nrrd
 from SpineLabelerLib.io.surfaces import label_surface, write_vertebra_surfaces
 
@@ -290,6 +290,30 @@ def test_overview_blends_label_colours_and_writes_png(
     from PIL import Image as PILImage
 
     assert PILImage.open(path).size == picture.size
+
+
+def test_overview_writes_notes_under_the_views(tiny_ct, tiny_labels, tiny_centroids_lps):
+    """A note that qualifies the result (thick voxels) is in the picture, below the views,
+    wrapped to its width; the views themselves are the same as without it."""
+    plain, layout = render_overview(tiny_ct, tiny_labels, tiny_centroids_lps)
+    note = "3.0 mm voxels along one axis: outlines are less exact than on thin slices " * 3
+    noted, noted_layout = render_overview(tiny_ct, tiny_labels, tiny_centroids_lps, [note])
+    assert noted_layout == layout and noted.size[0] == plain.size[0]
+    assert noted.size[1] > plain.size[1]
+    np.testing.assert_array_equal(np.asarray(noted)[: plain.size[1]], np.asarray(plain))
+    footer = np.asarray(noted)[plain.size[1] :]
+    assert (footer == NOTE_COLOUR).all(axis=-1).any()
+
+
+def test_wrap_notes_keeps_words_whole_and_lines_narrow():
+    from PIL import ImageFont
+
+    font = ImageFont.load_default(size=13)
+    note = "outlines are less exact than on thin slices, the networks work at 1 mm " * 4
+    lines = wrap_notes([note, "GPU out of memory"], 200, font)
+    assert lines[0].startswith("- ") and lines[-1] == "- GPU out of memory"
+    assert all(font.getlength(line) <= 200 for line in lines)
+    assert " ".join(line[2:] for line in lines[:-1]).split() == note.split()
 
 
 def test_stl_of_a_vertebra_cut_by_the_field_of_view_is_closed(tiny_labels):

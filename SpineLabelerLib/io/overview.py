@@ -14,7 +14,9 @@ The views are sampled from display grids fixed in the patient (LPS), so the pict
 shown the usual radiological way whatever the array's axis order: sagittal with anterior
 on the left, coronal with the patient's right on the left, superior up; square pixels, so
 the aspect follows the physical spacing. Names that would overlap are pushed apart
-vertically, with a leader line to their vertebra.
+vertically, with a leader line to their vertebra. Notes that qualify the result (thick
+voxels, a device fallback: the report's messages) are written under the views, so that the
+picture is not read apart from them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ SLAB_MM = 8.0  # labels within this distance of the curved surface are shown
 HEADER_PX = 22
 GAP_PX = 8
 FONT_SIZE = 13
+NOTE_LINE_PX = 17
+NOTE_COLOUR = (255, 210, 80)
 NAME_OFFSET_PX = 4  # gap between a vertebra's right edge and its name
 # Display grids: columns, rows, and the through-plane axis as LPS unit vectors.
 _VIEW_AXES = {
@@ -226,9 +230,11 @@ def render_overview(
     ct: Image,
     labels: Image | None = None,
     centroids_lps: Mapping[int, np.ndarray] | None = None,
+    notes: Sequence[str] = (),
 ) -> tuple[PILImage.Image, OverviewLayout]:
     """Draw the overview; ``labels`` on the CT's grid (VerSe values), centroids LPS mm
-    (taken from ``labels`` when not given; they also set the curved views' centre line)."""
+    (taken from ``labels`` when not given; they also set the curved views' centre line);
+    ``notes`` are written under the views."""
     if labels is not None and not labels.same_grid(ct):
         raise ValueError("labels must lie on the CT's grid")
     if centroids_lps is None and labels is not None:
@@ -247,13 +253,16 @@ def render_overview(
     }
 
     sag, cor = rendered["sagittal"][0], rendered["coronal"][0]
-    height = HEADER_PX + max(sag.shape[0], cor.shape[0])
-    canvas = PILImage.new("RGB", (sag.shape[1] + GAP_PX + cor.shape[1], height), (0, 0, 0))
+    width = sag.shape[1] + GAP_PX + cor.shape[1]
+    views_bottom = HEADER_PX + max(sag.shape[0], cor.shape[0])
+    font = ImageFont.load_default(size=FONT_SIZE)
+    note_lines = wrap_notes(notes, width - 8, font)
+    height = views_bottom + (len(note_lines) * NOTE_LINE_PX + 6 if note_lines else 0)
+    canvas = PILImage.new("RGB", (width, height), (0, 0, 0))
     boxes: dict[str, Box] = {}
     name_boxes: dict[str, dict[int, Box]] = {}
     left = 0
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=FONT_SIZE)
     for view in ("sagittal", "coronal"):
         rgb, lab = rendered[view]
         canvas.paste(PILImage.fromarray(rgb), (left, HEADER_PX))
@@ -263,6 +272,8 @@ def render_overview(
         _draw_edge_letters(draw, box, _EDGE_LETTERS[view], font)
         name_boxes[view] = _draw_names(draw, box, grids[view], lab, centroids_lps, font)
         left = box[2] + GAP_PX
+    for n, line in enumerate(note_lines):
+        draw.text((4, views_bottom + 4 + n * NOTE_LINE_PX), line, fill=NOTE_COLOUR, font=font)
     shown = {
         view: tuple(int(v) for v in np.unique(lab) if v) for view, (_, lab) in rendered.items()
     }
@@ -275,6 +286,21 @@ def render_overview(
         shown,
     )
     return canvas, layout
+
+
+def wrap_notes(notes: Sequence[str], width_px: float, font) -> list[str]:
+    """The notes as lines no wider than ``width_px`` (words kept whole; a single longer word
+    stays on its own line), each note's first line marked with a dash."""
+    lines: list[str] = []
+    for note in notes:
+        prefix, words = "- ", []
+        for word in note.split():
+            if words and font.getlength(prefix + " ".join([*words, word])) > width_px:
+                lines.append(prefix + " ".join(words))
+                prefix, words = "  ", []
+            words.append(word)
+        lines.append(prefix + " ".join(words))
+    return lines
 
 
 def _draw_edge_letters(draw: ImageDraw.ImageDraw, box: Box, letters: tuple[str, str], font) -> None:
@@ -348,9 +374,10 @@ def write_overview_png(
     labels: Image | None = None,
     centroids_lps: Mapping[int, np.ndarray] | None = None,
     force: bool = False,
+    notes: Sequence[str] = (),
 ) -> Path:
     """Write the overview picture as PNG."""
-    picture, _ = render_overview(ct, labels, centroids_lps)
+    picture, _ = render_overview(ct, labels, centroids_lps, notes)
     with atomic_path(path, force) as tmp:
         picture.save(tmp, format="PNG")
     return Path(path)

@@ -87,7 +87,9 @@ def _write_all(
         "markups": lambda p: write_centroids_mrk_json(p, centroids_lps),
         "centroids": lambda p: write_verse_centroids(p, centroids_lps),
         "surfaces": lambda p: write_vertebra_surfaces(p, labels),
-        "overview": lambda p: write_overview_png(p, ct, labels, centroids_lps),
+        "overview": lambda p: write_overview_png(
+            p, ct, labels, centroids_lps, notes=(extra_report or {}).get("messages", ())
+        ),
         "report": lambda p: p.write_text(
             json.dumps(build_report(labels, centroids_lps, extra_report), indent=2) + "\n"
         ),
