@@ -60,3 +60,12 @@ def test_benchmark_set_covers_every_fov_and_variant():
     assert specs == benchmark_set_specs()  # fixed
     # cases are only ever appended: the first 48 keep the seeds their figures were quoted on
     assert [s.fov for s in specs[42:49]] == ["leg"] * 6 + ["lumbar-crop"]
+
+
+def test_development_set_is_the_benchmark_plan_on_other_seeds():
+    """Rules are tuned on the development cases, so they must share no seed with the benchmark
+    (nor with training, validation and held-out seeds, all below 700000)."""
+    bench, dev = benchmark_set_specs(), benchmark_set_specs(development=True)
+    assert [(s.fov, s.variant) for s in dev] == [(s.fov, s.variant) for s in bench]
+    assert not {s.seed for s in dev} & {s.seed for s in bench}
+    assert min(s.seed for s in dev) >= 700_000 and dev[0].case_id == "dev000"

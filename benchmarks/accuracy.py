@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/accuracy.py [--cases bench000,bench012] [--fov F] [--variant V]
                                             [--limit N] [--no-real | --only-real] [--fast] [--save]
+                                            [--development]
 
 Every case of ``phantom.benchmark_set_specs()`` (or the chosen subset: CPU time is scarce)
 is regenerated from its seed, segmented with the shipped weights and scored with
@@ -17,6 +18,9 @@ is regenerated from its seed, segmented with the shipped weights and scored with
 - false vertebrae on the leg CTs (which hold no spine);
 - "one real VerSe case": verse008 (T12-L5, CC BY-SA 4.0, see /work/shared/realdata/README.md),
   per vertebra. Never tuned on: it is measured, nothing is fitted to it.
+
+``--development`` draws the same plan from other seeds (cases dev000...): a rule of the
+pipeline is looked at and tuned there, so that the benchmark's cases stay unseen.
 
 ``--save`` writes the printed text to benchmarks/results/accuracy[_<tag>].txt and every
 per-vertebra row to the matching .json.
@@ -250,6 +254,11 @@ def main(argv=None) -> int:
         "--variant", help="only this variant (leg cases are variant 'normal', fov 'leg')"
     )
     p.add_argument("--limit", type=int, help="at most this many phantom cases")
+    p.add_argument(
+        "--development",
+        action="store_true",
+        help="the same plan on development seeds (dev000...): tune rules there, not here",
+    )
     p.add_argument("--no-real", action="store_true", help="leave out the real VerSe case")
     p.add_argument("--only-real", action="store_true", help="only the real VerSe case")
     p.add_argument("--fast", action="store_true", help="segment with --fast settings")
@@ -282,7 +291,7 @@ def main(argv=None) -> int:
         )
     if args.fast:
         settings = settings.fast()
-    specs = [] if args.only_real else benchmark_set_specs()
+    specs = [] if args.only_real else benchmark_set_specs(args.development)
     if args.cases:
         wanted = set(args.cases.split(","))
         specs = [s for s in specs if s.case_id in wanted]
