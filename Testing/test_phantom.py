@@ -174,6 +174,17 @@ def test_crop_is_the_same_patient_as_the_full_case():
     assert abs(offset[0]) < 5 and 0 < offset[1] < 25 and abs(offset[2]) < 5, offset
 
 
+def test_metal_probability_gives_screws_without_changing_the_anatomy():
+    """A training run may ask for more screws; the rest of each subject stays as drawn."""
+    for seed in range(12):
+        plain = draw_subject(np.random.default_rng(seed))
+        always = draw_subject(np.random.default_rng(seed), metal_probability=1.0)
+        never = draw_subject(np.random.default_rng(seed), metal_probability=0.0)
+        assert 2 <= len(always.metal_levels) <= 3 and never.metal_levels == []
+        assert all(label >= 17 for label in always.metal_levels)  # T10 and below
+        assert always.levels == plain.levels and always.scoliosis == plain.scoliosis
+
+
 def test_clinical_scan_draws_stay_in_clinical_ranges():
     """Spacing and orientation draws over many seeds (geometry only, nothing painted)."""
     rng = np.random.default_rng(0)

@@ -22,7 +22,7 @@ from SpineLabelerLib.phantom.canvas import Canvas
 from SpineLabelerLib.phantom.layout import build_layout
 from SpineLabelerLib.phantom.scan import FOVS, ScanGeometry, draw_scan
 from SpineLabelerLib.phantom.skeleton import SpinePainter
-from SpineLabelerLib.phantom.subject import VARIANTS, draw_subject
+from SpineLabelerLib.phantom.subject import METAL_PROBABILITY, VARIANTS, draw_subject
 from SpineLabelerLib.phantom.tissues import TissueHU
 from SpineLabelerLib.progress import CancelFlag, ProgressCallback, report
 
@@ -78,6 +78,7 @@ def generate_case(
     roi_lps: tuple[np.ndarray, np.ndarray] | None = None,
     crop_around_label: int | None = None,
     roi_size_mm: tuple[float, float, float] = (128.0, 128.0, 96.0),
+    metal_probability: float = METAL_PROBABILITY,
     progress: ProgressCallback | None = None,
     cancel: CancelFlag | None = None,
 ) -> PhantomCase:
@@ -91,6 +92,8 @@ def generate_case(
     roi_lps=(centre, size) (LPS mm, (x, y, z) size) or crop_around_label=L: generate only
     that box (axis-aligned, ``roi_size_mm`` around the vertebra's centre) - the fast path
     for training patches; the patient is the same as the full case of the same seed.
+    metal_probability: the share of subjects with pedicle screws (a training setting; the
+    default is the benchmark's).
     """
     if fov not in FOVS:
         raise ValueError(f"unknown field of view {fov!r}; expected one of {', '.join(FOVS)}")
@@ -101,7 +104,7 @@ def generate_case(
     root = np.random.default_rng(seed)
     anat_rng, scan_rng, phys_rng = root.spawn(3)
     report(progress, "phantom", 0.0, "drawing the subject")
-    subject = draw_subject(anat_rng, variant)
+    subject = draw_subject(anat_rng, variant, metal_probability)
     layout = build_layout(subject, anat_rng)
     body = build_body(subject, layout, anat_rng)
     hu = TissueHU.draw(anat_rng, subject.osteoporotic)

@@ -231,8 +231,16 @@ def rib_levels(variant: str) -> dict[str, str]:
     return ribs
 
 
-def draw_subject(rng: np.random.Generator, variant: str = "normal") -> Subject:
-    """Draw a subject of the given transitional variant (sizes, curvature, pathology)."""
+# Share of subjects with pedicle screws (2-3 levels of T10-L5): the benchmark's draw.
+METAL_PROBABILITY = 0.08
+
+
+def draw_subject(
+    rng: np.random.Generator, variant: str = "normal", metal_probability: float = METAL_PROBABILITY
+) -> Subject:
+    """Draw a subject of the given transitional variant (sizes, curvature, pathology).
+    ``metal_probability`` > the default gives a training run more screws to learn (a
+    subject's draws are the same for any value until its metal is drawn)."""
     names = level_names(variant)
     ribs = rib_levels(variant)
     scale = rng.uniform(0.9, 1.1)
@@ -292,7 +300,7 @@ def draw_subject(rng: np.random.Generator, variant: str = "normal") -> Subject:
             "side": float(rng.choice([-1.0, 1.0])),
         }
     metal = []
-    if rng.random() < 0.08:
+    if rng.random() < metal_probability:
         lumbar = [lv.label for lv in levels if lv.kind in ("lumbar", "thoracic") and lv.label >= 17]
         first = int(rng.integers(0, max(len(lumbar) - 1, 1)))
         metal = lumbar[first : first + int(rng.integers(2, 4))]
