@@ -287,3 +287,13 @@ def test_every_shipped_config_is_valid(path):
     cfg = TrainConfig.from_file(path)
     Stage2Sampling(**cfg.stage2_sampling)
     assert cfg.lr > 0 and cfg.steps > 0
+    # every phantom setting is a generate_case argument, but for the ninth fine-tuning's
+    # arch_density: that option was reverted and its config says which commit to check out
+    import inspect
+
+    from SpineLabelerLib.phantom import generate_case
+    from SpineLabelerLib.training.data import PhantomSource
+
+    known = set(inspect.signature(generate_case).parameters)
+    settings = PhantomSource([0], cfg.phantom).case_settings(0)
+    assert set(settings) - known - {"arch_density"} == set()
