@@ -118,7 +118,7 @@ class SpineResult:
     timings_s: dict[str, float]
     device: str
     messages: list[str] = field(default_factory=list)
-    walk_ends: tuple[str, str] = ("none", "none")  # (above, below): spine | fov | box | ...
+    walk_ends: tuple[str, str] = ("none", "none")  # (above, below): spine | fov | lost | ...
     work: dict[str, Any] = field(
         default_factory=dict
     )  # grid shapes, network calls (for benchmarks)
@@ -395,6 +395,49 @@ def _local_median_ml(column: list[stage2.WalkedVertebra], n: int) -> float:
     return float(np.median([v.volume_ml for v in around])) if around else 0.0
 
 
+def drop_end_fragments(walk: stage2.WalkResult, votes: list, fraction: float) -> list[str]:
+    """Drop end vertebrae of the column that are pieces (in place); returns the ends
+    ("above", "below") where any went.
+
+    ``merge_fragments`` for the two ends: an end vertebra the field of view did not cut,
+    under ``fraction`` of the median volume of the ``FRAGMENT_WINDOW`` vertebrae next to it,
+    is not a whole vertebra. Where stage 2 loses the spine (bodies it cannot see: bone as
+    faint as the discs) it walks on over the spinous processes; the pieces inside the
+    column are folded away, and the last one would take the next level's name however far
+    below it lies. That end becomes "lost": the spine goes on there, so it is no anchor for
+    the names (neither the sacrum nor the skull), and the user is told.
+    """
+    lost = []
+    for end, pick in (("above", 0), ("below", -1)):
+        while len(walk.vertebrae) > 1:
+            column = walk.vertebrae if pick == 0 else walk.vertebrae[::-1]
+            piece, near = column[0], column[1 : 1 + FRAGMENT_WINDOW]
+            median_ml = float(np.median([v.volume_ml for v in near]))
+            if piece.partial or piece.volume_ml >= fraction * median_ml:
+                break
+            walk.instances.array[walk.instances.array == piece.index] = 0
+            walk.vertebrae.pop(pick), votes.pop(pick)
+            setattr(walk, f"end_{end}", "lost")
+            if end not in lost:
+                lost.append(end)
+    return lost
+
+
+def lost_spine_notes(
+    walk: stage2.WalkResult, names: identify.Identification, lost_ends: list[str]
+) -> list[str]:
+    """A message per end where the walk lost the spine (``drop_end_fragments``)."""
+    notes = []
+    for end in lost_ends:
+        if getattr(walk, f"end_{end}") == "lost":
+            name = names.names[0 if end == "above" else -1]
+            notes.append(
+                f"the spine goes on {end} {name}, but its vertebrae there were only found in "
+                "pieces: levels may be missing; check the result there"
+            )
+    return notes
+
+
 def trim_unsupported_ends(
     walk: stage2.WalkResult, votes: list, min_support: float, sliver_fraction: float
 ) -> None:
@@ -553,6 +596,7 @@ def segment_spine(
     classes_on_crop = preprocess.labels_onto(s1.classes, crop).array
     votes = _votes(walk.instances.array, classes_on_crop, [v.index for v in walk.vertebrae])
     merge_fragments(walk, votes, settings.fragment_fraction)
+    lost_ends = drop_end_fragments(walk, votes, settings.fragment_fraction)
     trim_unsupported_ends(walk, votes, settings.min_stage1_support, settings.sliver_fraction)
     if not walk.vertebrae:
         timings["total"] = time.perf_counter() - t_all
@@ -579,6 +623,7 @@ def segment_spine(
         walk.end_below = "spine"  # the sacrum is in view: the lumbar spine ends above it
         ends = replace(ends, ends_below=True)
         names = identify.identify(evidence, ends)
+    messages = messages + lost_spine_notes(walk, names, lost_ends)
     timings["identify"] = time.perf_counter() - t
     if cancel is not None:
         cancel.check()

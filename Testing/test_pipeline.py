@@ -599,6 +599,39 @@ def test_a_piece_cut_off_a_vertebra_is_folded_back_not_counted():
     assert pipeline.merge_fragments(walk, list(votes), 0.25) == 0
 
 
+def test_a_piece_at_the_end_of_the_column_is_dropped_and_that_end_is_lost():
+    """Where stage 2 lost the spine it walks on over spinous processes; the last piece would
+    take the next level's name however far down it lies (seen on a development phantom with
+    bodies as faint as its discs: "L3" named 120 mm below L2)."""
+    from SpineLabelerLib import identify
+    from SpineLabelerLib.stage2 import WalkedVertebra, WalkResult
+
+    inst = np.zeros((40, 4, 4), np.int16)
+    for n in range(1, 6):
+        inst[8 * (n - 1) : 8 * n - 2] = n
+    volumes = [3.0, 40.0, 45.0, 50.0, 2.6]
+    column = [WalkedVertebra(n, np.zeros(3), ml, False, 1, True) for n, ml in enumerate(volumes, 1)]
+    walk = WalkResult(Image(inst.copy()), list(column), end_above="fov", end_below="spine")
+    votes = [(0, 0, n) for n in range(5)]
+    assert pipeline.drop_end_fragments(walk, votes, 0.25) == ["above", "below"]
+    assert [v.index for v in walk.vertebrae] == [2, 3, 4] and votes == [
+        (0, 0, n) for n in (1, 2, 3)
+    ]
+    assert (walk.end_above, walk.end_below) == ("lost", "lost")
+    assert set(np.unique(walk.instances.array)) == {0, 2, 3, 4}
+    names = identify.Identification((21, 22, 23), (1.0,) * 3, 20, 1.0)
+    notes = pipeline.lost_spine_notes(walk, names, ["above", "below"])
+    assert len(notes) == 2 and "above L2" in notes[0] and "below L4" in notes[1]
+    # cut by the field of view, or as large as those next to it: a vertebra; one alone stays
+    cut = [replace(v, partial=True) if v.index in (1, 5) else v for v in column]
+    walk = WalkResult(Image(inst.copy()), cut, end_above="fov", end_below="fov")
+    assert pipeline.drop_end_fragments(walk, [(0, 0, 1)] * 5, 0.25) == []
+    small_c1 = [replace(v, volume_ml=12.0) if v.index == 1 else v for v in column[:4]]
+    assert pipeline.drop_end_fragments(WalkResult(Image(inst), small_c1), [()] * 4, 0.25) == []
+    alone = WalkResult(Image(inst), column[4:], end_below="spine")
+    assert pipeline.drop_end_fragments(alone, [()], 0.25) == [] and alone.end_below == "spine"
+
+
 def test_a_bottom_l6_with_a_fraction_of_the_column_s_support_is_the_sacrum():
     from SpineLabelerLib import identify
     from SpineLabelerLib.stage2 import WalkedVertebra, WalkResult
