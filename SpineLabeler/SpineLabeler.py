@@ -309,6 +309,8 @@ class SpineLabelerLogic(ScriptedLoadableModuleLogic):
         if markups is not None:
             markups.GetDisplayNode().SetVisibility(bool(makeMarkups))
         message = f"{len(relabel.present_labels(labels))} vertebrae found."
+        # what qualifies the result (thick voxels, levels missing where the spine was lost)
+        message += "".join(f" Note: {note}." for note in report.get("messages", []))
         return SpineLabelerResult(
             segmentation,
             markups,

@@ -460,6 +460,11 @@ def test_load_results_from_the_command_lines_files(module, tmp_path):
     assert second.segmentation.GetName() == "CT vertebrae_1"
     replaced = logic.loadFolder(volume, out, replace=first.segmentation)
     assert replaced.segmentation is first.segmentation
+    noted = {"vertebrae": vertebrae, "messages": ["3.0 mm voxels along one axis"]}
+    (out / "report.json").write_text(json.dumps(noted))
+    assert logic.loadFolder(volume, out).message == (
+        "3 vertebrae found. Note: 3.0 mm voxels along one axis."
+    )
 
     (out / "report.json").write_text(
         json.dumps({"no_spine_found": True, "vertebrae": [], "messages": ["no vertebra region"]})
