@@ -69,6 +69,21 @@ def test_cleaning_removes_specks_and_keeps_the_column():
     np.testing.assert_array_equal(cleaned, img.array)
 
 
+def test_cleaning_keeps_vertebrae_a_disc_split_off_the_column():
+    """At 3 mm a disc is a voxel or two, and stage 1 may call it background: a vertebra past
+    it (C1-C2 under the skull, one the view's edge cuts) is the column's, not a stray."""
+    a = np.zeros((80, 24, 24), np.uint8)
+    a[30:80, 8:14, 8:14] = 2  # the column: 1800 voxels = 48.6 ml at 3 mm
+    a[24:29, 8:12, 8:12] = 2  # one voxel of disc below: 80 voxels, 2.2 ml (< 10 % of 48.6)
+    a[18:23, 8:12, 8:12] = 3  # one voxel below that one: a chain
+    a[40:45, 8:12, 16:20] = 1  # two voxels beside the column: a stray, dropped
+    cleaned = stage1.clean_region_map(a, 0.027)
+    np.testing.assert_array_equal(cleaned[:80, :, :15], a[:80, :, :15])
+    assert not cleaned[:, :, 15:].any()
+    no_joining = stage1.CleaningSettings(join_gap_voxels=0)
+    assert not stage1.clean_region_map(a, 0.027, no_joining)[:29].any()
+
+
 def test_cleaning_of_a_few_false_voxels_finds_no_spine():
     a = np.zeros((30, 30, 30), np.uint8)
     a[10:13, 10:13, 10:13] = 2  # 27 voxels at 3 mm = 0.73 ml: a speck on a leg CT
