@@ -328,7 +328,8 @@ def main(argv=None) -> int:
     legs = [r for r in records if r.get("false_vertebrae") is not None]
     if spine:
         say("")
-        say_all = summary_lines(spine, "PHANTOM benchmark set (synthetic CT, not patients)")
+        which = "development" if args.development else "benchmark"
+        say_all = summary_lines(spine, f"PHANTOM {which} set (synthetic CT, not patients)")
         for line in say_all:
             say(line)
         say("")
