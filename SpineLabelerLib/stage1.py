@@ -37,9 +37,9 @@ class CleaningSettings:
     min_component_ml: float = 2.0  # drop specks smaller than a small cervical vertebra
     min_fraction_of_largest: float = 0.1  # drop far smaller strays next to the spine column
     min_spine_ml: float = 10.0  # a largest piece under this (C1 + C2 are ~15 ml): no spine
-    # ... but a piece this many voxels or fewer away from a kept one is the column's next
-    # vertebra, which the disc between them split off on the coarse grid (0: no joining)
-    join_gap_voxels: int = 1
+    # ... but a piece this close to a kept one (mm of background between them: one voxel of
+    # the 3 mm grid, not two) is the column's next vertebra, which the disc split off
+    join_gap_mm: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def clean_region_map(
 
     Components of the foreground (any region, 26-connected) smaller than
     ``min_component_ml`` or than ``min_fraction_of_largest`` of the largest are set to 0,
-    but for those within ``join_gap_voxels`` of a kept one (``_join_neighbours``); if the
+    but for those within ``join_gap_mm`` of a kept one (``_join_neighbours``); if the
     largest is under ``min_spine_ml`` the whole map is cleared (no spine: a few bone specks
     of a leg CT are no spinal column).
     """
@@ -173,16 +173,18 @@ def clean_region_map(
     large = sizes_ml >= settings.min_component_ml
     keep = large & (sizes_ml >= settings.min_fraction_of_largest * sizes_ml.max())
     lut = np.concatenate([[False], keep])
-    if settings.join_gap_voxels > 0:
-        lut = _join_neighbours(comp, lut, np.concatenate([[False], large & ~keep]), settings)
+    spacing_mm = (voxel_ml * 1000.0) ** (1.0 / 3.0)  # the canonical grid is isotropic
+    gap_voxels = int(settings.join_gap_mm / spacing_mm + 1e-6)  # whole voxels in the gap
+    if gap_voxels > 0:
+        lut = _join_neighbours(comp, lut, np.concatenate([[False], large & ~keep]), gap_voxels)
     return np.where(lut[comp], classes, 0).astype(classes.dtype)
 
 
 def _join_neighbours(
-    comp: np.ndarray, keep: np.ndarray, candidates: np.ndarray, settings: CleaningSettings
+    comp: np.ndarray, keep: np.ndarray, candidates: np.ndarray, gap_voxels: int
 ) -> np.ndarray:
     """``keep`` (component -> kept) with every candidate joined that lies within
-    ``join_gap_voxels`` voxels of a kept component, repeatedly (a chain of vertebrae).
+    ``gap_voxels`` voxels of a kept component, repeatedly (a chain of vertebrae).
 
     The disc between two vertebrae is one or two voxels of the 3 mm grid, and stage 1 calls
     some of them spine: the column then falls apart into pieces, and the fraction rule would
@@ -192,7 +194,7 @@ def _join_neighbours(
     while candidates.any():
         # the kept voxels' neighbourhood, within the box of the candidates (+ the reach)
         box = ndimage.find_objects(np.where(candidates[comp], comp, 0))
-        reach = settings.join_gap_voxels + 1
+        reach = gap_voxels + 1
         lo = np.min([[b[a].start for a in range(3)] for b in box if b], axis=0) - reach
         hi = np.max([[b[a].stop for a in range(3)] for b in box if b], axis=0) + reach
         window = tuple(slice(max(int(a), 0), int(b)) for a, b in zip(lo, hi))

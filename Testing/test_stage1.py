@@ -80,8 +80,10 @@ def test_cleaning_keeps_vertebrae_a_disc_split_off_the_column():
     cleaned = stage1.clean_region_map(a, 0.027)
     np.testing.assert_array_equal(cleaned[:80, :, :15], a[:80, :, :15])
     assert not cleaned[:, :, 15:].any()
-    no_joining = stage1.CleaningSettings(join_gap_voxels=0)
+    no_joining = stage1.CleaningSettings(join_gap_mm=0.0)
     assert not stage1.clean_region_map(a, 0.027, no_joining)[:29].any()
+    # the gap is in mm: on a 6 mm grid one voxel of disc is wider than it, nothing joins
+    assert not stage1.clean_region_map(a, 6.0**3 / 1000)[:29].any()
 
 
 def test_cleaning_of_a_few_false_voxels_finds_no_spine():
