@@ -365,7 +365,7 @@ def merge_fragments(walk: stage2.WalkResult, votes: list, fraction: float) -> in
     n = 1
     while n < len(walk.vertebrae) - 1:
         above, piece, below = walk.vertebrae[n - 1 : n + 2]
-        if piece.partial or piece.volume_ml >= fraction * _local_median_ml(walk.vertebrae, n):
+        if not _is_piece(walk.vertebrae, n, fraction):
             n += 1
             continue
         instances = walk.instances.array
@@ -388,6 +388,12 @@ def merge_fragments(walk: stage2.WalkResult, votes: list, fraction: float) -> in
     return folded
 
 
+def _is_piece(column: list[stage2.WalkedVertebra], n: int, fraction: float) -> bool:
+    """Whether ``column[n]``, not cut by the view, is under ``fraction`` of those around it."""
+    vertebra = column[n]
+    return not vertebra.partial and vertebra.volume_ml < fraction * _local_median_ml(column, n)
+
+
 def _local_median_ml(column: list[stage2.WalkedVertebra], n: int) -> float:
     """Median volume of the ``FRAGMENT_WINDOW`` vertebrae on each side of ``column[n]`` (cut
     ones too: a tight lumbar view cuts every vertebra's processes)."""
@@ -408,27 +414,24 @@ def drop_end_fragments(walk: stage2.WalkResult, votes: list, fraction: float) ->
     the names (neither the sacrum nor the skull), and the user is told.
     """
     lost = []
-    for end, pick in (("above", 0), ("below", -1)):
+    for end in ("above", "below"):
         while len(walk.vertebrae) > 1:
-            column = walk.vertebrae if pick == 0 else walk.vertebrae[::-1]
-            piece, near = column[0], column[1 : 1 + FRAGMENT_WINDOW]
-            median_ml = float(np.median([v.volume_ml for v in near]))
-            if piece.partial or piece.volume_ml >= fraction * median_ml:
+            n = 0 if end == "above" else len(walk.vertebrae) - 1
+            if not _is_piece(walk.vertebrae, n, fraction):
                 break
+            piece = walk.vertebrae.pop(n)
+            votes.pop(n)
             walk.instances.array[walk.instances.array == piece.index] = 0
-            walk.vertebrae.pop(pick), votes.pop(pick)
             setattr(walk, f"end_{end}", "lost")
             if end not in lost:
                 lost.append(end)
     return lost
 
 
-def lost_spine_notes(
-    walk: stage2.WalkResult, names: identify.Identification, lost_ends: list[str]
-) -> list[str]:
+def lost_spine_notes(walk: stage2.WalkResult, names: identify.Identification) -> list[str]:
     """A message per end where the walk lost the spine (``drop_end_fragments``)."""
     notes = []
-    for end in lost_ends:
+    for end in ("above", "below"):
         if getattr(walk, f"end_{end}") == "lost":
             name = names.names[0 if end == "above" else -1]
             notes.append(
@@ -596,7 +599,7 @@ def segment_spine(
     classes_on_crop = preprocess.labels_onto(s1.classes, crop).array
     votes = _votes(walk.instances.array, classes_on_crop, [v.index for v in walk.vertebrae])
     merge_fragments(walk, votes, settings.fragment_fraction)
-    lost_ends = drop_end_fragments(walk, votes, settings.fragment_fraction)
+    drop_end_fragments(walk, votes, settings.fragment_fraction)
     trim_unsupported_ends(walk, votes, settings.min_stage1_support, settings.sliver_fraction)
     if not walk.vertebrae:
         timings["total"] = time.perf_counter() - t_all
@@ -623,7 +626,7 @@ def segment_spine(
         walk.end_below = "spine"  # the sacrum is in view: the lumbar spine ends above it
         ends = replace(ends, ends_below=True)
         names = identify.identify(evidence, ends)
-    messages = messages + lost_spine_notes(walk, names, lost_ends)
+    messages = messages + lost_spine_notes(walk, names)
     timings["identify"] = time.perf_counter() - t
     if cancel is not None:
         cancel.check()

@@ -191,10 +191,10 @@ def _join_neighbours(
     drop a vertebra at its end (cut by the view, or C1-C2 under the skull) as a stray.
     """
     keep = keep.copy()
+    reach = gap_voxels + 1  # dilations of the kept voxels that touch a piece that far off
     while candidates.any():
         # the kept voxels' neighbourhood, within the box of the candidates (+ the reach)
         box = ndimage.find_objects(np.where(candidates[comp], comp, 0))
-        reach = gap_voxels + 1
         lo = np.min([[b[a].start for a in range(3)] for b in box if b], axis=0) - reach
         hi = np.max([[b[a].stop for a in range(3)] for b in box if b], axis=0) + reach
         window = tuple(slice(max(int(a), 0), int(b)) for a, b in zip(lo, hi))

@@ -620,7 +620,7 @@ def test_a_piece_at_the_end_of_the_column_is_dropped_and_that_end_is_lost():
     assert (walk.end_above, walk.end_below) == ("lost", "lost")
     assert set(np.unique(walk.instances.array)) == {0, 2, 3, 4}
     names = identify.Identification((21, 22, 23), (1.0,) * 3, 20, 1.0)
-    notes = pipeline.lost_spine_notes(walk, names, ["above", "below"])
+    notes = pipeline.lost_spine_notes(walk, names)
     assert len(notes) == 2 and "above L2" in notes[0] and "below L4" in notes[1]
     # cut by the field of view, or as large as those next to it: a vertebra; one alone stays
     cut = [replace(v, partial=True) if v.index in (1, 5) else v for v in column]
