@@ -50,6 +50,21 @@ log-score, the sum of:
 5. **L6 prior**: a six-lumbar spine is a variant; using L6 costs a fixed amount, so an L6 is
    only named when the evidence for it (a visible boundary or C1 above, the sacrum below,
    six lumbar-looking vertebrae between) outweighs it.
+6. **Level head** (level_head.py): each vertebra's look read as a level, ``log p(level |
+   look) / frequency(level)``, mixed with the frequencies so that no vertebra adds less than
+   log 0.1. Its weight is 0: as a vote it cost more than it bought. On the development set
+   (48 spine phantoms; the names above are right on 47) it agrees with the chosen placement
+   on 42 columns and prefers one a level away on 6: the one misnamed (a sacralized-L5
+   lumbar crop), two lumbar spines with vertebrae missing around pedicle screws, and three
+   correctly named transitional spines (an L6, two sacralized L5s). Whatever its weight, a
+   transitional spine's vertebrae look like the levels of the usual spine they resemble, and
+   the sum over a column counts that one mistake once per vertebra. Every weight that
+   changed a name broke more columns than it fixed: summed at 0.25 or 0.5, two broken and
+   none fixed; summed at 1, three broken for the one fixed; averaged over the column at 2-4,
+   one to three broken, none fixed; capped at 0.5 nats per placement, one broken; capped at
+   1-3 nats, three broken for the one fixed (``python benchmarks/level_head.py``). So the
+   head checks the count instead (:func:`level_head_shift`; the pipeline says when it
+   disagrees). ``weights.level_head`` > 0 puts it in the scores, to measure.
 
 The scores give a posterior over placements (softmax). A vertebra's confidence is the
 posterior of the chosen placement times how well its own evidence fits its level relative
@@ -120,6 +135,8 @@ class VertebraEvidence:
     region_votes: tuple[float, float, float]
     centroid_lps: tuple[float, float, float]
     rib_score: float | None = None
+    # level_head.py: log p(level | looks) / frequency(level) for the 25 levels (None: not read)
+    level_ratios: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +162,7 @@ class IdentifyWeights:
     l6_prior: float = 1.5
     sacralized_prior: float = 1.5
     vote_floor: float = 0.05
+    level_head: float = 0.0  # the level head's ratios, summed per placement (rule 6)
 
 
 @dataclass(frozen=True)
@@ -207,6 +225,9 @@ def _placement_score(
     n = len(evidence)
     last = start + n - 1
     score = sum(_vertebra_loglik(ev, start + i, w) for i, ev in enumerate(evidence))
+    score += w.level_head * sum(
+        ev.level_ratios[start + i] for i, ev in enumerate(evidence) if ev.level_ratios is not None
+    )
     score += _size_loglik(evidence, start, w)
     if ends.ends_above and start != 0:
         score -= w.anchor
@@ -218,6 +239,22 @@ def _placement_score(
     if LEVELS[last].name == "L6":
         score -= w.l6_prior
     return score
+
+
+def level_head_shift(evidence: Sequence[VertebraEvidence], start: int) -> tuple[int, float]:
+    """Where the level head alone would place the column, against ``start`` (the chosen top
+    level): (levels it would move the names by, how many nats it prefers that). (0, 0.0)
+    when it agrees or read no vertebra."""
+    if all(ev.level_ratios is None for ev in evidence):
+        return 0, 0.0
+    sums = {
+        s: sum(
+            ev.level_ratios[s + i] for i, ev in enumerate(evidence) if ev.level_ratios is not None
+        )
+        for s in range(_N_LEVELS - len(evidence) + 1)
+    }
+    best = max(sums, key=lambda s: (sums[s], -s))
+    return best - start, float(sums[best] - sums[start])
 
 
 def identify(

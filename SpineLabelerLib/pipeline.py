@@ -14,7 +14,9 @@
 3. the column cleaned: a piece cut off a vertebra (an inner one, under a quarter of the
    median of the two on each side) folded back into it (``merge_fragments``); end vertebrae stage 1 does not call
    spine dropped (``trim_unsupported_ends``); then identification (identify.py) from the
-   walk, the stage-1 votes, the ribs and how the walk ended.
+   walk, the stage-1 votes, the ribs and how the walk ended; the level head (one more
+   stage-2 prediction per vertebra) checks the count and a message says when it disagrees
+   (``count_check_notes``).
 4. labels back to the CT's own grid (each label's stage-2 probability resampled linearly,
    its boundary where that crosses 0.5: ``labels_to_input_grid``); centroids and volumes
    from those final masks.
@@ -52,8 +54,8 @@ DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Mo
 # Overall progress span of each stage.
 _SPANS = {
     "stage1": (0.02, 0.30),
-    "stage2": (0.30, 0.92),
-    "identify": (0.92, 0.96),
+    "stage2": (0.30, 0.88),
+    "identify": (0.88, 0.96),
     "output": (0.96, 1.0),
 }
 
@@ -82,12 +84,21 @@ class SegmentSettings:
     # a walk that found fewer than this share of the vertebrae the spine box could hold (at
     # the longest typical step) is tried again from the box's middle; the longer walk is kept
     restart_below: float = 0.5
+    # read each vertebra's level from its look (level_head.py, one more stage-2 prediction
+    # per vertebra) where a head fits the stage-2 net, to check the count (identify rule 6)
+    use_level_head: bool = True
+    # say so when the head prefers another count by this many nats (on the development set
+    # the head agreed exactly or preferred another count by 0.6-3.6 nats)
+    count_check_nats: float = 0.5
 
     def fast(self) -> SegmentSettings:
         """The ``--fast`` variant: at most 2 predictions per vertebra, and a mask well inside
-        the patch is accepted after one however far it moved (stage 1 keeps its trained grid)."""
+        the patch is accepted after one however far it moved (stage 1 keeps its trained grid);
+        no count check by the level head."""
         return replace(
-            self, walk=replace(self.walk, max_iterations=2, converge_mm=3.0, accept_mm=12.0)
+            self,
+            walk=replace(self.walk, max_iterations=2, converge_mm=3.0, accept_mm=12.0),
+            use_level_head=False,
         )
 
 
@@ -171,6 +182,53 @@ def load_runners(settings: SegmentSettings):
         runner.trained_patch_kji = tuple(int(n) for n in size) if size and len(size) == 3 else None
         runners.append(runner)
     return runners[0], runners[1], devices.describe(dev), messages
+
+
+def load_level_head(settings: SegmentSettings, runner) -> tuple[Any, list[str]]:
+    """The level head fit to the stage-2 net ``runner`` holds, or None with a note why
+    (None alone for a runner that holds no network to read features from)."""
+    model = getattr(runner, "model", None)
+    if not settings.use_level_head or model is None:
+        return None, []
+    from SpineLabelerLib import level_head, nets
+
+    path = Path(settings.weights_dir) / "level_head.pt"
+    if not path.is_file():
+        return None, [
+            f"no level head ({path.name}) beside the stage-2 weights: the count is not "
+            "checked against the vertebrae's look"
+        ]
+    try:
+        return level_head.load_level_head(path, getattr(model, "weights_sha256", "")), []
+    except nets.ModelFileError as exc:
+        return None, [f"the count is not checked against the vertebrae's look: {exc}"]
+
+
+def read_levels(
+    head, runner, crop: Image, walk: stage2.WalkResult, progress=None, cancel=None
+) -> list:
+    """The level head's ratios per walked vertebra (None each where there is no head)."""
+    if head is None:
+        return [None] * len(walk.vertebrae)
+    from SpineLabelerLib import level_head
+
+    def before_each(n: int, total: int) -> None:
+        if cancel is not None:
+            cancel.check()
+        report(progress, "identify", n / total, f"checking the count: vertebra {n + 1}/{total}")
+
+    patch = runner.trained_patch_kji or preprocess.STAGE2_PATCH_KJI
+    ratios = level_head.walk_level_ratios(
+        runner.model,
+        runner.device,
+        head,
+        crop.array,
+        walk.instances.array,
+        [v.index for v in walk.vertebrae],
+        tuple(patch),
+        before_each,
+    )
+    return [None if r is None else tuple(float(x) for x in r) for r in ratios]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -441,6 +499,24 @@ def lost_spine_notes(walk: stage2.WalkResult, names: identify.Identification) ->
     return notes
 
 
+def count_check_notes(
+    evidence: list[identify.VertebraEvidence], names: identify.Identification, min_nats: float
+) -> list[str]:
+    """A message when the level head places the column elsewhere by at least ``min_nats``
+    (identify.py rule 6): a transitional vertebra or a miscount; a person should count."""
+    shift, nats = identify.level_head_shift(evidence, names.start_level)
+    if shift == 0 or nats < min_nats:
+        return []
+    first, last = names.start_level + shift, names.start_level + shift + len(evidence) - 1
+    other = f"{identify.LEVELS[first].name}-{identify.LEVELS[last].name}"
+    return [
+        f"the vertebrae look {abs(shift)} level{'s' if abs(shift) > 1 else ''} "
+        f"{'lower' if shift > 0 else 'higher'} than named ({other} rather than "
+        f"{names.names[0]}-{names.names[-1]}): a transitional vertebra (L6, a sacralized L5, "
+        "11 or 13 rib pairs) or a missed one; check the count"
+    ]
+
+
 def trim_unsupported_ends(
     walk: stage2.WalkResult, votes: list, min_support: float, sliver_fraction: float
 ) -> None:
@@ -554,8 +630,10 @@ def segment_spine(
     t = time.perf_counter()
     if runners is None:
         run1, run2, device_name, messages = load_runners(settings)
+        head, head_notes = load_level_head(settings, run2)
+        messages = messages + head_notes
     else:
-        (run1, run2, device_name), messages = runners, []
+        (run1, run2, device_name), messages, head = runners, [], None
     messages = messages + input_notes(ct)
     timings["load_models"] = time.perf_counter() - t
     report(progress, "stage1", _SPANS["stage1"][0], f"stage 1 on {device_name}")
@@ -613,9 +691,12 @@ def segment_spine(
         [v.index for v in walk.vertebrae],
         preprocess.STAGE2_SPACING_MM,
     )
+    t_head = time.perf_counter()
+    levels = read_levels(head, run2, crop, walk, _span(progress, "identify"), cancel)
+    timings["level_head"] = time.perf_counter() - t_head
     evidence = [  # a vertebra cut by the field of view has no reliable side: its ribs unmeasured
-        identify.VertebraEvidence(vote, tuple(v.centroid_lps), None if v.partial else rib)
-        for v, vote, rib in zip(walk.vertebrae, votes, rib_evidence)
+        identify.VertebraEvidence(vote, tuple(v.centroid_lps), None if v.partial else rib, level)
+        for v, vote, rib, level in zip(walk.vertebrae, votes, rib_evidence, levels)
     ]
     ends = identify.ColumnEnds(
         ends_above=walk.end_above == "spine", ends_below=walk.end_below == "spine"
@@ -627,6 +708,7 @@ def segment_spine(
         ends = replace(ends, ends_below=True)
         names = identify.identify(evidence, ends)
     messages = messages + lost_spine_notes(walk, names)
+    messages = messages + count_check_notes(evidence, names, settings.count_check_nats)
     timings["identify"] = time.perf_counter() - t
     if cancel is not None:
         cancel.check()

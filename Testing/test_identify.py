@@ -6,8 +6,10 @@ from SpineLabelerLib import anatomy
 from SpineLabelerLib.identify import (
     _TYPICAL_STEP_MM,
     ColumnEnds,
+    IdentifyWeights,
     VertebraEvidence,
     identify,
+    level_head_shift,
 )
 
 VOTE = {"cervical": (1.0, 0.0, 0.0), "thoracic": (0.0, 1.0, 0.0), "lumbar": (0.0, 0.0, 1.0)}
@@ -182,3 +184,56 @@ def test_a_thoracolumbar_boundary_in_view_outweighs_the_usual_count_above_the_sa
         ]
         result = identify(ev, ColumnEnds(ends_below=True))
         assert list(result.names) == col
+
+
+def with_level_ratios(evidence, levels, strength=2.0):
+    """The column with a level head that reads each vertebra as the level given for it."""
+    out = []
+    for ev, name in zip(evidence, levels):
+        ratios = [-strength] * len(anatomy.VERTEBRAE)
+        ratios[anatomy.vertebra(name).label - 1] = strength
+        out.append(VertebraEvidence(ev.region_votes, ev.centroid_lps, ev.rib_score, tuple(ratios)))
+    return out
+
+
+HEAD_VOTES = IdentifyWeights(level_head=1.0)  # rule 6 measured as a vote (default: 0)
+
+
+def test_level_head_as_a_vote_decides_a_column_without_boundary_or_anchor():
+    col = names("L2", "L4")  # lumbar votes only, no sacrum: sizes alone cannot place it
+    looks = with_level_ratios(column(col), col)
+    assert list(identify(looks, weights=HEAD_VOTES).names) == col
+    shifted = names("L1", "L3")
+    looks_shifted = with_level_ratios(column(col), shifted)
+    assert list(identify(looks_shifted, weights=HEAD_VOTES).names) == shifted
+    assert identify(looks_shifted).scores == identify(column(col)).scores  # default: no vote
+
+
+def test_level_head_as_a_vote_does_not_outvote_a_visible_boundary_and_anchor():
+    col = names("T10", "L5")
+    wrong = names("T11", "L6")  # a head one level off on every vertebra, weakly
+    result = identify(
+        with_level_ratios(column(col), wrong, strength=0.3),
+        ColumnEnds(ends_below=True),
+        HEAD_VOTES,
+    )
+    assert list(result.names) == col
+
+
+def test_vertebrae_without_level_ratios_count_nothing():
+    col = names("T7", "L3")
+    evidence = column(col)
+    same = identify(with_level_ratios(evidence, col, 0.0), weights=HEAD_VOTES)
+    assert identify(evidence, weights=HEAD_VOTES).scores == same.scores
+
+
+def test_level_head_shift_says_where_the_head_alone_would_put_the_column():
+    col = names("T11", "L4")
+    looks_lower = with_level_ratios(column(col), names("T12", "L5"))
+    result = identify(looks_lower, ColumnEnds(ends_below=True))
+    shift, nats = level_head_shift(looks_lower, result.start_level)
+    assert list(result.names) == col  # weight 0: the head does not vote
+    assert shift == 1 and nats == pytest.approx(2 * 2.0 * len(col))
+    assert level_head_shift(column(col), result.start_level) == (0, 0.0)
+    agree = with_level_ratios(column(col), col)
+    assert level_head_shift(agree, result.start_level) == (0, 0.0)

@@ -664,3 +664,33 @@ def test_stage_one_votes_count_each_instance_s_region_voxels():
         (30.0, 10.0, 0.0),
         (0.0, 0.0, 0.0),
     ]
+
+
+def _lumbar_column_that_looks_from(looks_first: str, strength: float):
+    """Five lumbar-voted vertebrae above the sacrum, which a level head reads from ``looks_first``."""
+    from SpineLabelerLib.identify import VertebraEvidence
+
+    start = anatomy.vertebra(looks_first).label - 1
+    out = []
+    for i in range(5):
+        ratios = [-strength] * len(anatomy.VERTEBRAE)
+        ratios[start + i] = strength
+        centroid = (0.0, 0.0, -33.0 * i)
+        out.append(VertebraEvidence((0.0, 0.0, 1.0), centroid, None, tuple(ratios)))
+    return out
+
+
+def test_count_check_says_when_the_level_head_prefers_another_count():
+    from SpineLabelerLib import identify
+
+    sacrum_below = identify.ColumnEnds(ends_below=True)
+    evidence = _lumbar_column_that_looks_from("T12", 1.0)
+    names = identify.identify(evidence, sacrum_below)
+    assert names.names == ("L1", "L2", "L3", "L4", "L5")  # the head does not vote
+    (note,) = pipeline.count_check_notes(evidence, names, 0.5)
+    assert "look 1 level higher than named (T12-L4 rather than L1-L5)" in note
+    assert "check the count" in note
+    weak = _lumbar_column_that_looks_from("T12", 0.01)
+    assert pipeline.count_check_notes(weak, identify.identify(weak, sacrum_below), 0.5) == []
+    agree = _lumbar_column_that_looks_from("L1", 1.0)
+    assert pipeline.count_check_notes(agree, identify.identify(agree, sacrum_below), 0.5) == []

@@ -33,6 +33,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +105,7 @@ def run_phantom_case(spec, settings) -> dict:
         "segment_s": round(result.timings_s.get("total", math.nan), 1),
         "found": [v.name for v in result.vertebrae],
         "no_spine_found": result.no_spine_found,
+        "notes": list(result.messages),
     }
     ref_present = bool(case.labels.array.any())
     if not ref_present:  # a leg CT: every vertebra found is a false one
@@ -244,6 +246,20 @@ def case_line(rec: dict) -> str:
     )
 
 
+def count_check_lines(records: list[dict]) -> list[str]:
+    """Where the level head's count check spoke (pipeline.count_check_notes), and how those
+    cases were named."""
+    flagged = [r for r in records if any("check the count" in n for n in r.get("notes", []))]
+    lines = [f"count check (level head): spoke on {len(flagged)} of {len(records)} spine cases"]
+    for r in flagged:
+        found = [row for row in r["rows"] if row["predicted"]]
+        named = sum(bool(row["identified"]) for row in found)
+        lines.append(
+            f"  {r['case']} {r['variant']:<14}{r['fov']:<12} named right {named}/{len(found)} found"
+        )
+    return lines
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -264,6 +280,11 @@ def main(argv=None) -> int:
     p.add_argument("--fast", action="store_true", help="segment with --fast settings")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--weights", help="folder with stage1.pt and stage2.pt (default: shipped)")
+    p.add_argument(
+        "--no-level-head",
+        action="store_true",
+        help="name without the level head (what it buys: run with and without)",
+    )
     p.add_argument(
         "--save", action="store_true", help="write benchmarks/results/accuracy*.txt/.json"
     )
@@ -291,6 +312,8 @@ def main(argv=None) -> int:
         )
     if args.fast:
         settings = settings.fast()
+    if args.no_level_head:
+        settings = replace(settings, use_level_head=False)
     specs = [] if args.only_real else benchmark_set_specs(args.development)
     if args.cases:
         wanted = set(args.cases.split(","))
@@ -319,6 +342,10 @@ def main(argv=None) -> int:
     for kind in ("stage1", "stage2"):
         meta = nets.read_weight_file(Path(settings.weights_dir) / f"{kind}.pt")["meta"]
         say(f"{kind} weights: step {meta.get('steps')}, validation {meta.get('validation')}")
+    head_file = Path(settings.weights_dir) / "level_head.pt"
+    say(
+        f"level head: {head_file if settings.use_level_head and head_file.is_file() else 'not used'}"
+    )
     records = []
     for spec in specs:
         rec = run_phantom_case(spec, settings)
@@ -343,6 +370,9 @@ def main(argv=None) -> int:
             say(line)
         say("")
         for line in miss_lines(spine):
+            say(line)
+        say("")
+        for line in count_check_lines(spine):
             say(line)
     if legs:
         say("")

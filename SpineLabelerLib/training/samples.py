@@ -9,6 +9,7 @@ and a ``numpy.random.Generator``, so a run that seeds the generator per step is 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -121,6 +122,15 @@ def _local_step(centroids: dict[int, np.ndarray], v: int, spacing_mm: float) -> 
     return np.mean(steps, axis=0)
 
 
+class Stage2Sample(NamedTuple):
+    """A stage-2 patch with what it shows: the target's VerSe label (None: empty target)."""
+
+    input: np.ndarray  # (CT, memory) (2, K, J, I) float32
+    target: np.ndarray  # (K, J, I) uint8
+    label: int | None
+    fov_cut: bool  # the simulated end of the scan cuts the target
+
+
 def stage2_sample(
     case: PreparedCase,
     patch_kji: tuple[int, int, int],
@@ -133,14 +143,27 @@ def stage2_sample(
     holds every vertebra on one random side (cranial or caudal) of it. Leg CTs and patches
     past the end of the spine give an empty target.
     """
+    drawn = labelled_stage2_sample(case, patch_kji, rng, sampling)
+    return drawn.input, drawn.target
+
+
+def labelled_stage2_sample(
+    case: PreparedCase,
+    patch_kji: tuple[int, int, int],
+    rng: np.random.Generator,
+    sampling: Stage2Sampling = Stage2Sampling(),
+) -> Stage2Sample:
+    """:func:`stage2_sample` with the target's label (for the level head); same draws."""
     size = np.asarray(patch_kji)
     centroids = case.centroids_kji()
     if not centroids:  # leg CT: anywhere, empty target, empty memory
         centre = rng.uniform(0, 1, 3) * np.asarray(case.ct.shape)
-        return _cut(case, centre, size, memory_labels=(), target_label=None)
+        return Stage2Sample(
+            *_cut(case, centre, size, memory_labels=(), target_label=None), None, False
+        )
     labels = sorted(centroids)
     if rng.random() < sampling.p_past_end:
-        return _past_end_sample(case, labels, centroids, size, rng)
+        return Stage2Sample(*_past_end_sample(case, labels, centroids, size, rng), None, False)
     if rng.random() < sampling.p_central:
         middle = (np.asarray(case.ct.shape) - 1) / 2
         v = min(labels, key=lambda x: float(np.linalg.norm(centroids[x] - middle)))
@@ -160,9 +183,10 @@ def stage2_sample(
     else:
         memory = tuple(x for x in labels if x > v)
     ct_mem, target = _cut(case, centre, size, memory, v)
-    if rng.random() < sampling.p_fov_cut and target.any():
+    cut = rng.random() < sampling.p_fov_cut and bool(target.any())
+    if cut:
         _fov_cut(ct_mem, target, rng)
-    return ct_mem, target
+    return Stage2Sample(ct_mem, target, int(v) if target.any() else None, cut)
 
 
 def _past_end_sample(case, labels, centroids, size, rng):

@@ -1,0 +1,203 @@
+"""The level head: which of the 25 levels (C1..L6) a vertebra segmented by stage 2 looks like.
+
+Lessmann et al. (2019) gave their iterative net small heads beside the mask; this is the one
+that can help identification. It reads what the *frozen* stage-2 net computes for the patch
+centred on a vertebra (memory: the vertebrae above it), so it costs one stage-2 forward per
+vertebra and never changes the masks:
+
+- the bottleneck, averaged and max-pooled over the patch (what surrounds the vertebra: ribs,
+  skull, pelvis, the size of the neighbours), 2 x 128 values;
+- the two deepest decoder levels averaged inside the predicted mask (the vertebra itself),
+  64 + 32 values;
+- the predicted mask's volume (log ml) and extent along each axis (/50 mm), 4 values.
+
+A linear layer on the standardized features gives the level posterior. Identification
+uses it as a likelihood ratio against the level frequencies the head was fit on, mixed with
+them (``PRIOR_MIX``) so that one vertebra can never veto a placement (identify.py).
+
+The file names the stage-2 weights it was fit to; it is refused for any other stage-2 file,
+since another net's features mean something else.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from torch import nn
+
+from SpineLabelerLib import anatomy
+from SpineLabelerLib.nets import ModelFileError, _plain, state_dict_sha256
+from SpineLabelerLib.training.samples import CT_FILL, crop_with_fill
+
+HEAD_FORMAT = "spinelabeler-level-head"
+HEAD_FORMAT_VERSION = 1
+N_LEVELS = len(anatomy.VERTEBRAE)  # C1..L6; class c is VerSe label c + 1
+GEOMETRY_FEATURES = 4
+MIN_MASK_VOXELS = 300  # a smaller prediction (1 mm voxels) tells too little about its level
+PRIOR_MIX = 0.1  # share of the fit's level frequencies mixed into the posterior
+
+
+def feature_count(widths: list[int]) -> int:
+    """Length of the feature vector for a net with these level widths (NetConfig.widths())."""
+    return 2 * widths[-1] + widths[-2] + widths[-3] + GEOMETRY_FEATURES
+
+
+@torch.no_grad()
+def patch_features(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, int]:
+    """Features of one stage-2 patch ``(1, 2, K, J, I)`` (see the module doc) and the size of
+    the predicted mask in voxels. The patch must already be a multiple of the net's size."""
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [
+        model.downs[-1].register_forward_hook(lambda m, i, o: seen.__setitem__("bottom", o)),
+        model.ups[0].register_forward_hook(lambda m, i, o: seen.__setitem__("up0", o)),
+        model.ups[1].register_forward_hook(lambda m, i, o: seen.__setitem__("up1", o)),
+    ]
+    try:
+        logit = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    mask = (logit[:, :1].float() > 0).float()
+    bottom = seen["bottom"][0].float()
+    parts = [bottom.mean((1, 2, 3)), bottom.amax((1, 2, 3))]
+    for key in ("up0", "up1"):
+        feature = seen[key][0].float()
+        factor = x.shape[2] // feature.shape[1]
+        share = F.avg_pool3d(mask, factor)[0, 0]
+        parts.append((feature * share).sum((1, 2, 3)) / share.sum().clamp(min=1e-3))
+    voxels = int(mask.sum())
+    where = mask[0, 0].cpu().numpy() > 0
+    extents = [
+        (np.ptp(np.nonzero(where.any(axis=other))[0]) + 1) if voxels else 0
+        for other in ((1, 2), (0, 2), (0, 1))
+    ]
+    geometry = [np.log(max(voxels, 1) / 1000.0), *(e / 50.0 for e in extents)]
+    features = torch.cat(parts).cpu().numpy()
+    return np.concatenate([features, np.asarray(geometry, np.float32)]).astype(np.float32), voxels
+
+
+class LevelHead(nn.Module):
+    """Standardize, then one linear layer: features ``(N, F)`` -> level logits ``(N, 25)``."""
+
+    def __init__(self, n_features: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("scale", torch.ones(n_features))
+        self.register_buffer("level_frequency", torch.full((N_LEVELS,), 1.0 / N_LEVELS))
+        self.linear = nn.Linear(n_features, N_LEVELS)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear((features - self.mean) / self.scale)
+
+    @torch.no_grad()
+    def log_likelihood_ratios(self, features: np.ndarray) -> np.ndarray:
+        """``log p(level | features) / frequency(level)`` per level, ``(N, 25)``, the posterior
+        mixed with the frequencies (PRIOR_MIX) so that no ratio falls below log(PRIOR_MIX)."""
+        logits = self(torch.as_tensor(np.atleast_2d(features), dtype=torch.float32))
+        posterior = logits.softmax(1)
+        prior = self.level_frequency[None]
+        mixed = (1.0 - PRIOR_MIX) * posterior + PRIOR_MIX * prior
+        return torch.log(mixed / prior).numpy()
+
+
+def save_level_head(head: LevelHead, path: str | Path, stage2_sha256: str, meta: dict) -> str:
+    """Write the head with the stage-2 weights' sha256 it was fit to; returns its own sha256."""
+    state = {k: v.detach().cpu().float().clone() for k, v in head.state_dict().items()}
+    digest = state_dict_sha256(state)
+    payload = {
+        "format": HEAD_FORMAT,
+        "format_version": HEAD_FORMAT_VERSION,
+        "n_features": int(head.linear.in_features),
+        "stage2_sha256": stage2_sha256,
+        "state_dict": state,
+        "sha256": digest,
+        "meta": _plain(meta),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(path)
+    return digest
+
+
+def load_level_head(path: str | Path, stage2_sha256: str) -> LevelHead:
+    """The head in ``path``; ModelFileError if unreadable, corrupt, of another version, or fit
+    to other stage-2 weights than those with ``stage2_sha256``."""
+    path = Path(path)
+    try:
+        payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unpickling/zip error means the file is unusable
+        raise ModelFileError(f"{path} is not a readable level-head file ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != HEAD_FORMAT:
+        raise ModelFileError(f"{path} is not a SpineLabeler level-head file")
+    if payload.get("format_version") != HEAD_FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} has level-head format version {payload.get('format_version')}; "
+            f"this SpineLabeler reads version {HEAD_FORMAT_VERSION}"
+        )
+    if state_dict_sha256(payload["state_dict"]) != payload.get("sha256"):
+        raise ModelFileError(f"{path} is corrupt: its tensors do not match their sha256")
+    if payload.get("stage2_sha256") != stage2_sha256:
+        raise ModelFileError(
+            f"{path} was fit to stage-2 weights {str(payload.get('stage2_sha256'))[:12]}..., "
+            f"not to the loaded ones ({stage2_sha256[:12]}...)"
+        )
+    head = LevelHead(int(payload["n_features"]))
+    try:
+        head.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{path} does not fit a level head: {exc}") from None
+    head.meta = dict(payload.get("meta") or {})  # type: ignore[attr-defined]
+    return head.eval()
+
+
+def walk_level_ratios(
+    model: nn.Module,
+    device: torch.device,
+    head: LevelHead,
+    ct: np.ndarray,
+    instances: np.ndarray,
+    order: list[int],
+    patch_kji: tuple[int, int, int],
+    before_each: Callable[[int, int], None] | None = None,
+) -> list[np.ndarray | None]:
+    """Level log-likelihood ratios ``(25,)`` for each instance in ``order`` (cranial first),
+    from a patch centred on it with the instances above it in memory, as the head was fit;
+    None where the net's prediction there is under MIN_MASK_VOXELS.
+
+    ``ct``: the normalized 1 mm crop the walk ran on, ``instances`` its instance map.
+    ``before_each(n, total)`` is called before each patch (progress, cancellation).
+    """
+    size = np.asarray(patch_kji)
+    found = instance_centres(instances, order)
+    out: list[np.ndarray | None] = []
+    for n, index in enumerate(order):
+        if before_each is not None:
+            before_each(n, len(order))
+        start = np.round(found[index]).astype(int) - size // 2
+        patch = crop_with_fill(ct, start, tuple(size), CT_FILL).astype(np.float32)
+        labels = crop_with_fill(instances, start, tuple(size), 0)
+        memory = np.isin(labels, order[:n]).astype(np.float32)
+        x = torch.from_numpy(np.stack([patch, memory])[None]).to(device)
+        if device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
+            features, voxels = patch_features(model, x)
+        out.append(head.log_likelihood_ratios(features)[0] if voxels >= MIN_MASK_VOXELS else None)
+    return out
+
+
+def instance_centres(instances: np.ndarray, order: list[int]) -> dict[int, np.ndarray]:
+    """Centre of mass (k, j, i voxels) of each instance in ``order``."""
+    centres = ndimage.center_of_mass(np.ones(instances.shape, np.uint8), instances, order)
+    return {index: np.asarray(c, float) for index, c in zip(order, centres)}

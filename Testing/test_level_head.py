@@ -1,0 +1,119 @@
+"""level_head.py and its fitting (training/level_head.py): features, file checks, the fit."""
+
+import numpy as np
+import pytest
+import torch
+
+from SpineLabelerLib import nets
+from SpineLabelerLib.level_head import (
+    N_LEVELS,
+    PRIOR_MIX,
+    LevelHead,
+    feature_count,
+    load_level_head,
+    patch_features,
+    save_level_head,
+    walk_level_ratios,
+)
+from SpineLabelerLib.training.level_head import fit_head, head_figures
+
+TINY = nets.NetConfig(base_channels=2, depth=3)
+
+
+def tiny_net(seed=0):
+    torch.manual_seed(seed)
+    return nets.build_model("stage2", TINY).eval()
+
+
+def test_features_have_the_documented_length_and_count_the_predicted_mask():
+    model = tiny_net()
+    x = torch.randn(1, 2, 16, 24, 24)
+    features, voxels = patch_features(model, x)
+    assert features.shape == (feature_count(TINY.widths()),)
+    assert np.isfinite(features).all()
+    assert voxels == int((model(x) > 0).sum())
+
+
+def separable_rows(rng, n_per_level=20, n_features=12):
+    centres = rng.normal(0, 3, (N_LEVELS, n_features))
+    levels = np.repeat(np.arange(N_LEVELS), n_per_level)
+    features = centres[levels] + rng.normal(0, 0.5, (len(levels), n_features))
+    return features.astype(np.float32), levels
+
+
+def test_fit_learns_levels_it_can_tell_apart():
+    rng = np.random.default_rng(0)
+    x, y = separable_rows(rng)
+    head = fit_head(x, y, weight_decay=0.01, iterations=300, seed=0)
+    hx, hy = x + rng.normal(0, 0.3, x.shape).astype(np.float32), y
+    figures = head_figures(head, hx, hy)
+    assert figures["top1"] > 0.9
+    assert figures["log_loss"] < 0.5 * figures["log_loss_uniform"]
+
+
+def test_ratios_never_fall_below_the_prior_mix():
+    rng = np.random.default_rng(1)
+    x, y = separable_rows(rng)
+    head = fit_head(x, y, weight_decay=0.0, iterations=300, seed=0)
+    ratios = head.log_likelihood_ratios(x[:5])
+    assert ratios.shape == (5, N_LEVELS)
+    assert ratios.min() >= np.log(PRIOR_MIX) - 1e-5
+    assert (ratios.argmax(1) == y[:5]).all() and ratios.max(1).min() > 1.0
+
+
+def test_head_file_round_trip_and_refusals(tmp_path):
+    head = LevelHead(12)
+    torch.nn.init.normal_(head.linear.weight)
+    path = tmp_path / "level_head.pt"
+    save_level_head(head, path, "a" * 64, {"note": "test"})
+    again = load_level_head(path, "a" * 64)
+    features = np.random.default_rng(2).normal(size=(3, 12)).astype(np.float32)
+    assert np.allclose(again.log_likelihood_ratios(features), head.log_likelihood_ratios(features))
+    with pytest.raises(nets.ModelFileError, match="fit to stage-2 weights"):
+        load_level_head(path, "b" * 64)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(nets.ModelFileError, match="not a readable"):
+        load_level_head(broken, "a" * 64)
+
+
+def test_walk_ratios_read_one_patch_per_vertebra_with_those_above_in_memory(monkeypatch):
+    """Each vertebra's patch is centred on it, and only the vertebrae before it are memory."""
+    instances = np.zeros((48, 32, 32), np.int16)
+    instances[34:42, 12:20, 12:20] = 1
+    instances[20:28, 12:20, 12:20] = 2
+    instances[6:14, 12:20, 12:20] = 3
+    seen = []
+
+    def fake_features(model, x):
+        patch = x[0].numpy()
+        seen.append((patch[1].sum(), patch[0][16, 12, 12]))
+        return np.zeros(4, np.float32), 1000
+
+    import SpineLabelerLib.level_head as level_head
+
+    monkeypatch.setattr(level_head, "patch_features", fake_features)
+    ct = np.zeros(instances.shape, np.float32)
+    ct[instances > 0] = 0.5  # the patch centre lies on the vertebra
+    head = LevelHead(4)
+    out = walk_level_ratios(None, torch.device("cpu"), head, ct, instances, [1, 2, 3], (32, 24, 24))
+    assert len(out) == 3 and all(r.shape == (N_LEVELS,) for r in out)
+    memory_voxels = [m for m, _ in seen]
+    assert memory_voxels[0] == 0  # the first has nothing above it
+    assert 0 < memory_voxels[1] and all(centre == 0.5 for _, centre in seen)
+
+
+def test_the_shipped_head_fits_the_shipped_stage2_net():
+    from SpineLabelerLib.pipeline import DEFAULT_WEIGHTS_DIR
+
+    stage2_sha = nets.read_weight_file(DEFAULT_WEIGHTS_DIR / "stage2.pt")["sha256"]
+    head = load_level_head(DEFAULT_WEIGHTS_DIR / "level_head.pt", stage2_sha)
+    widths = nets.NetConfig(**nets.read_weight_file(DEFAULT_WEIGHTS_DIR / "stage2.pt")["config"])
+    assert head.linear.in_features == feature_count(widths.widths())
+    assert head.meta["figures"]["heldout"]["rows"] > 0
+
+
+def test_fast_settings_skip_the_count_check():
+    from SpineLabelerLib.pipeline import SegmentSettings
+
+    assert SegmentSettings().use_level_head and not SegmentSettings().fast().use_level_head
