@@ -42,6 +42,7 @@ N_LEVELS = len(anatomy.VERTEBRAE)  # C1..L6; class c is VerSe label c + 1
 GEOMETRY_FEATURES = 4
 MIN_MASK_VOXELS = 300  # a smaller prediction (1 mm voxels) tells too little about its level
 PRIOR_MIX = 0.1  # share of the fit's level frequencies mixed into the posterior
+BATCH = 4  # patches per forward when reading a walk's vertebrae
 
 
 def feature_count(widths: list[int]) -> int:
@@ -50,9 +51,9 @@ def feature_count(widths: list[int]) -> int:
 
 
 @torch.no_grad()
-def patch_features(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, int]:
-    """Features of one stage-2 patch ``(1, 2, K, J, I)`` (see the module doc) and the size of
-    the predicted mask in voxels. The patch must already be a multiple of the net's size."""
+def patch_features(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Features ``(B, F)`` of stage-2 patches ``(B, 2, K, J, I)`` (see the module doc) and the
+    size of each predicted mask in voxels ``(B,)``. Sizes must be a multiple of the net's."""
     seen: dict[str, torch.Tensor] = {}
     hooks = [
         model.downs[-1].register_forward_hook(lambda m, i, o: seen.__setitem__("bottom", o)),
@@ -65,22 +66,23 @@ def patch_features(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, int]:
         for h in hooks:
             h.remove()
     mask = (logit[:, :1].float() > 0).float()
-    bottom = seen["bottom"][0].float()
-    parts = [bottom.mean((1, 2, 3)), bottom.amax((1, 2, 3))]
+    bottom = seen["bottom"].float()
+    parts = [bottom.mean((2, 3, 4)), bottom.amax((2, 3, 4))]
     for key in ("up0", "up1"):
-        feature = seen[key][0].float()
-        factor = x.shape[2] // feature.shape[1]
-        share = F.avg_pool3d(mask, factor)[0, 0]
-        parts.append((feature * share).sum((1, 2, 3)) / share.sum().clamp(min=1e-3))
-    voxels = int(mask.sum())
-    where = mask[0, 0].cpu().numpy() > 0
-    extents = [
-        (np.ptp(np.nonzero(where.any(axis=other))[0]) + 1) if voxels else 0
-        for other in ((1, 2), (0, 2), (0, 1))
-    ]
-    geometry = [np.log(max(voxels, 1) / 1000.0), *(e / 50.0 for e in extents)]
-    features = torch.cat(parts).cpu().numpy()
-    return np.concatenate([features, np.asarray(geometry, np.float32)]).astype(np.float32), voxels
+        feature = seen[key].float()
+        share = F.avg_pool3d(mask, x.shape[2] // feature.shape[2])
+        parts.append((feature * share).sum((2, 3, 4)) / share.sum((2, 3, 4)).clamp(min=1e-3))
+    where = mask[:, 0].cpu().numpy() > 0
+    voxels = where.sum(axis=(1, 2, 3))
+    geometry = np.zeros((len(where), GEOMETRY_FEATURES), np.float32)
+    for n, one in enumerate(where):
+        extents = [
+            (np.ptp(np.nonzero(one.any(axis=other))[0]) + 1) if voxels[n] else 0
+            for other in ((1, 2), (0, 2), (0, 1))
+        ]
+        geometry[n] = [np.log(max(voxels[n], 1) / 1000.0), *(e / 50.0 for e in extents)]
+    features = torch.cat(parts, dim=1).cpu().numpy()
+    return np.concatenate([features, geometry], axis=1).astype(np.float32), voxels
 
 
 class LevelHead(nn.Module):
@@ -176,28 +178,38 @@ def walk_level_ratios(
     None where the net's prediction there is under MIN_MASK_VOXELS.
 
     ``ct``: the normalized 1 mm crop the walk ran on, ``instances`` its instance map.
-    ``before_each(n, total)`` is called before each patch (progress, cancellation).
+    Patches go through the net BATCH at a time (on 2 CPU threads 0.13 s a patch instead of
+    0.24 alone); ``before_each(n, total)`` is called before each batch (progress, cancel).
     """
     size = np.asarray(patch_kji)
     found = instance_centres(instances, order)
     out: list[np.ndarray | None] = []
-    for n, index in enumerate(order):
+    for first in range(0, len(order), BATCH):
         if before_each is not None:
-            before_each(n, len(order))
-        start = np.round(found[index]).astype(int) - size // 2
-        patch = crop_with_fill(ct, start, tuple(size), CT_FILL).astype(np.float32)
-        labels = crop_with_fill(instances, start, tuple(size), 0)
-        memory = np.isin(labels, order[:n]).astype(np.float32)
-        x = torch.from_numpy(np.stack([patch, memory])[None]).to(device)
+            before_each(first, len(order))
+        patches = []
+        for n in range(first, min(first + BATCH, len(order))):
+            start = np.round(found[order[n]]).astype(int) - size // 2
+            ct_patch = crop_with_fill(ct, start, tuple(size), CT_FILL).astype(np.float32)
+            labels = crop_with_fill(instances, start, tuple(size), 0)
+            patches.append([ct_patch, np.isin(labels, order[:n]).astype(np.float32)])
+        x = torch.from_numpy(np.asarray(patches, np.float32)).to(device)
         if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last_3d)
         with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
             features, voxels = patch_features(model, x)
-        out.append(head.log_likelihood_ratios(features)[0] if voxels >= MIN_MASK_VOXELS else None)
+        ratios = head.log_likelihood_ratios(features)
+        out.extend(r if v >= MIN_MASK_VOXELS else None for r, v in zip(ratios, voxels))
     return out
 
 
 def instance_centres(instances: np.ndarray, order: list[int]) -> dict[int, np.ndarray]:
-    """Centre of mass (k, j, i voxels) of each instance in ``order``."""
-    centres = ndimage.center_of_mass(np.ones(instances.shape, np.uint8), instances, order)
-    return {index: np.asarray(c, float) for index, c in zip(order, centres)}
+    """Centre of mass (k, j, i voxels) of each instance in ``order``, each read in its own
+    bounding box (one pass over the crop finds the boxes)."""
+    boxes = ndimage.find_objects(instances)
+    centres = {}
+    for index in order:
+        box = boxes[index - 1]
+        points = np.argwhere(instances[box] == index)
+        centres[index] = points.mean(axis=0) + np.array([b.start for b in box])
+    return centres

@@ -247,9 +247,10 @@ def main(argv=None) -> int:
     say("")
     say("stage                 median (min, max)")
     say(f"read CT             {_stats([r['read_s'] for r in runs])}")
-    for stage in ("load_models", "stage1", "stage2", "identify", "output", "total"):
+    for stage in ("load_models", "stage1", "stage2", "identify", "level_head", "output", "total"):
         values = [r["timings_s"].get(stage, 0.0) for r in runs]
-        say(f"{stage:<19} {_stats(values)}")
+        name = "  of it, level head" if stage == "level_head" else stage
+        say(f"{name:<19} {_stats(values)}")
     say(f"peak memory (RSS)   {max(r['peak_rss_gb'] for r in runs):.2f} GB (max over runs)")
     if first["cuda_peak_gb"]:
         say(f"peak GPU memory     {max(r['cuda_peak_gb'] for r in runs):.2f} GB")

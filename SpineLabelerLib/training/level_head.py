@@ -64,8 +64,8 @@ def draw_rows(
             if drawn.label is None or drawn.label not in anatomy.BY_LABEL:
                 continue
             f, voxels = patch_features(model, torch.from_numpy(drawn.input)[None])
-            if voxels >= MIN_MASK_VOXELS:
-                features.append(f)
+            if voxels[0] >= MIN_MASK_VOXELS:
+                features.append(f[0])
                 levels.append(drawn.label - 1)
         if (n + 1) % 10 == 0 or n + 1 == len(source):
             log(
