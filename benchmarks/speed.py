@@ -148,7 +148,8 @@ def floor_seconds(work: dict, threads: int, device: str, weights: Path) -> dict:
     m1 = nets.load_model(weights / "stage1.pt", "stage1")
     m2 = nets.load_model(weights / "stage2.pt", "stage2")
     macs1 = count_macs(m1, tuple(work["stage1_grid_kji"]), 1)
-    calls = int(work.get("stage2_predictions", 0))
+    # the level head's patches are stage-2 predictions too (one per vertebra)
+    calls = int(work.get("stage2_predictions", 0)) + int(work.get("level_head_patches", 0))
     macs2 = calls * count_macs(m2, preprocess.STAGE2_PATCH_KJI, 2)
     gflops = conv_throughput_gflops(threads, "cuda" if device.startswith("cuda") else "cpu")
     return {
@@ -261,7 +262,8 @@ def main(argv=None) -> int:
         f = floor_seconds(first["work"], args.threads, first["device"], weights)
         say("")
         say(
-            f"floor: stage 1 {f['stage1_gmac']:.1f} GMAC, stage 2 {f['stage2_calls']} calls = "
+            f"floor: stage 1 {f['stage1_gmac']:.1f} GMAC, stage 2 {f['stage2_calls']} calls (level head "
+            f"included) = "
             f"{f['stage2_gmac']:.1f} GMAC; measured 3x3x3 conv throughput {f['conv_gflops']:.1f} GFLOP/s"
         )
         say(
