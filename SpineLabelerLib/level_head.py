@@ -21,7 +21,6 @@ since another net's features mean something else.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from scipy import ndimage
 from torch import nn
 
 from SpineLabelerLib import anatomy
-from SpineLabelerLib.nets import ModelFileError, _plain, state_dict_sha256
+from SpineLabelerLib.nets import ModelFileError, plain_json, state_dict_sha256, write_payload
 from SpineLabelerLib.training.samples import CT_FILL, crop_with_fill
 
 HEAD_FORMAT = "spinelabeler-level-head"
@@ -120,15 +119,9 @@ def save_level_head(head: LevelHead, path: str | Path, stage2_sha256: str, meta:
         "stage2_sha256": stage2_sha256,
         "state_dict": state,
         "sha256": digest,
-        "meta": _plain(meta),
+        "meta": plain_json(meta),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
+    write_payload(payload, path)
     return digest
 
 

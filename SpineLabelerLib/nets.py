@@ -219,7 +219,7 @@ def _storage_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def _plain(meta: dict[str, Any]) -> dict[str, Any]:
+def plain_json(meta: dict[str, Any]) -> dict[str, Any]:
     """``meta`` as plain JSON values (numpy scalars -> Python), so that the file loads safely."""
     return json.loads(
         json.dumps(meta, default=lambda o: o.item() if hasattr(o, "item") else str(o))
@@ -243,8 +243,14 @@ def save_weights(model: UNet3D, path: str | Path, meta: dict[str, Any] | None = 
         "config": asdict(model.config),
         "state_dict": state,
         "sha256": digest,
-        "meta": _plain(meta or {}),
+        "meta": plain_json(meta or {}),
     }
+    write_payload(payload, path)
+    return digest
+
+
+def write_payload(payload: dict[str, Any], path: str | Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
@@ -252,7 +258,6 @@ def save_weights(model: UNet3D, path: str | Path, meta: dict[str, Any] | None = 
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_bytes(buf.getvalue())
     tmp.replace(path)
-    return digest
 
 
 def read_weight_file(path: str | Path) -> dict[str, Any]:
