@@ -145,7 +145,8 @@ def load_level_head(path: str | Path, stage2_sha256: str) -> LevelHead:
     if payload.get("stage2_sha256") != stage2_sha256:
         raise ModelFileError(
             f"{path} was fit to stage-2 weights {str(payload.get('stage2_sha256'))[:12]}..., "
-            f"not to the loaded ones ({stage2_sha256[:12]}...)"
+            f"not to the loaded ones ({stage2_sha256[:12]}...); refit it to them with "
+            "python -m SpineLabelerLib.training.level_head"
         )
     head = LevelHead(int(payload["n_features"]))
     try:

@@ -1,5 +1,7 @@
 """level_head.py and its fitting (training/level_head.py): features, file checks, the fit."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -120,3 +122,20 @@ def test_fast_settings_skip_the_count_check():
     from SpineLabelerLib.pipeline import SegmentSettings
 
     assert SegmentSettings().use_level_head and not SegmentSettings().fast().use_level_head
+
+
+VERSE008 = Path("/work/shared/realdata/verse008")
+
+
+@pytest.mark.skipif(not VERSE008.is_dir(), reason="needs the real VerSe case verse008")
+def test_rows_can_come_from_real_ct_in_the_verse_layout():
+    from SpineLabelerLib.pipeline import DEFAULT_WEIGHTS_DIR
+    from SpineLabelerLib.training.data import VerseSource
+    from SpineLabelerLib.training.level_head import DEFAULT_CONFIG, draw_rows
+    from SpineLabelerLib.training.loop import TrainConfig
+
+    model = nets.load_model(DEFAULT_WEIGHTS_DIR / "stage2.pt", "stage2")
+    cfg = TrainConfig.from_file(Path(__file__).resolve().parent.parent / DEFAULT_CONFIG)
+    features, levels = draw_rows(model, cfg, VerseSource(VERSE008), 4, log=lambda *a, **k: None)
+    assert features.shape[1] == feature_count(model.config.widths()) and len(levels) >= 1
+    assert set((levels + 1).tolist()) <= set(range(19, 25))  # T12-L5 are in the expert mask

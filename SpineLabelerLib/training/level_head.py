@@ -2,8 +2,9 @@
 
 Patches are drawn by the stage-2 training protocol (training/samples.py: target near the
 centre, memory on one side or none, FOV cuts) from phantom crops scanned at a clinical
-spacing and orientation and resampled to 1 mm, as every CT reaches the net at inference;
-each patch whose prediction holds at least MIN_MASK_VOXELS gives one (features, level) row.
+spacing and orientation and resampled to 1 mm, as every CT reaches the net at inference
+(or, with ``--data DIR``, from real CTs in the VerSe layout: after fine-tuning stage 2 on
+them, the head must be refit to the new net anyway); each patch whose prediction holds at least MIN_MASK_VOXELS gives one (features, level) row.
 The head is a multinomial logistic regression (full-batch Adam, L2 weight decay) on those
 rows. Held-out rows come from other seeds (HELDOUT_SEED_BASE) and give the card's figures:
 top-1 accuracy, within one level, region accuracy, and the log-loss against guessing.
@@ -18,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,7 +35,7 @@ from SpineLabelerLib.level_head import (
     patch_features,
     save_level_head,
 )
-from SpineLabelerLib.training.data import CasePreparer, PhantomSource
+from SpineLabelerLib.training.data import CasePreparer, CaseSource, PhantomSource, VerseSource
 from SpineLabelerLib.training.heldout import HELDOUT_SEED_BASE
 from SpineLabelerLib.training.loop import TrainConfig
 from SpineLabelerLib.training.samples import Stage2Sampling, labelled_stage2_sample
@@ -42,23 +44,33 @@ FIT_SEED_BASE = 400_000  # disjoint from the nets' training, validation, held-ou
 DEFAULT_CONFIG = "configs/stage2_gpu.json"  # the phantom crops and patch of the shipped net
 
 
+def phantom_source(cfg: TrainConfig, seeds: range) -> PhantomSource:
+    """The config's phantom crops at a clinical spacing, resampled (module doc)."""
+    return PhantomSource(seeds, {**cfg.phantom, "spacing_mm": None})
+
+
+def _case_seed(source: CaseSource, n: int) -> int:
+    """A phantom's own seed; for real cases, one drawn from the case's key."""
+    if isinstance(source, PhantomSource):
+        return source.seeds[n]
+    return zlib.crc32(source.key(n).encode())
+
+
 def draw_rows(
     model: nets.UNet3D,
     cfg: TrainConfig,
-    seeds: range,
+    source: CaseSource,
     per_case: int,
-    log: Callable[[str], None] = print,
+    log: Callable[..., None] = print,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(features ``(N, F)``, level class ``(N,)``, 0 = C1) from ``per_case`` patches per seed."""
-    phantom = {**cfg.phantom, "spacing_mm": None}  # clinical spacing, resampled (module doc)
-    source = PhantomSource(seeds, phantom)
+    """(features ``(N, F)``, level class ``(N,)``, 0 = C1) from ``per_case`` patches per case."""
     prep = CasePreparer(cfg.spacing_mm, crop_to_spine=True, max_in_memory=1)
     sampling = Stage2Sampling(**cfg.stage2_sampling)
     features, levels = [], []
     t = time.time()
     for n in range(len(source)):
         case = prep(source, n)
-        rng = np.random.default_rng([source.seeds[n], 0x1E7E1])
+        rng = np.random.default_rng([_case_seed(source, n), 0x1E7E1])
         for _ in range(per_case):
             drawn = labelled_stage2_sample(case, tuple(cfg.size_kji), rng, sampling)
             if drawn.label is None or drawn.label not in anatomy.BY_LABEL:
@@ -72,6 +84,10 @@ def draw_rows(
                 f"  {n + 1}/{len(source)} cases, {len(levels)} rows, {time.time() - t:.0f} s",
                 flush=True,
             )
+    if not features:
+        raise ValueError(
+            f"no patch of {len(source)} case(s) gave a prediction of {MIN_MASK_VOXELS} voxels or more"
+        )
     return np.stack(features), np.asarray(levels, np.int64)
 
 
@@ -121,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage2", required=True, help="the stage-2 weight file to read features of")
     p.add_argument("--out", required=True, help="the level-head file to write")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="phantom crops and patch size")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="fit on real CTs in the VerSe (or CSI 2014) layout instead of phantoms; "
+        "the held-out figures stay on phantoms",
+    )
     p.add_argument("--cases", type=int, default=200)
     p.add_argument("--heldout-cases", type=int, default=30)
     p.add_argument("--per-case", type=int, default=16)
@@ -136,18 +158,23 @@ def main(argv: list[str] | None = None) -> int:
     model = nets.load_model(args.stage2, "stage2")
     cfg = TrainConfig.from_file(args.config)
     t = time.time()
-    print(f"fit rows from {args.cases} phantom crops (seeds {FIT_SEED_BASE}...)")
-    x, y = draw_rows(model, cfg, range(FIT_SEED_BASE, FIT_SEED_BASE + args.cases), args.per_case)
+    if args.data:
+        fit_source: CaseSource = VerseSource(args.data)
+        print(f"fit rows from {len(fit_source)} CTs under {args.data}")
+    else:
+        fit_source = phantom_source(cfg, range(FIT_SEED_BASE, FIT_SEED_BASE + args.cases))
+        print(f"fit rows from {args.cases} phantom crops (seeds {FIT_SEED_BASE}...)")
+    x, y = draw_rows(model, cfg, fit_source, args.per_case)
     print(f"held-out rows from {args.heldout_cases} crops (seeds {HELDOUT_SEED_BASE}...)")
     seeds = range(HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + args.heldout_cases)
-    hx, hy = draw_rows(model, cfg, seeds, args.per_case)
+    hx, hy = draw_rows(model, cfg, phantom_source(cfg, seeds), args.per_case)
     head = fit_head(x, y, args.weight_decay, args.iterations, args.seed)
     figures = {"fit": head_figures(head, x, y), "heldout": head_figures(head, hx, hy)}
     meta = {
         "command": "python -m SpineLabelerLib.training.level_head "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "config": args.config,
-        "fit_seeds": [FIT_SEED_BASE, FIT_SEED_BASE + args.cases - 1],
+        "fit_data": args.data or f"phantom seeds {FIT_SEED_BASE}-{FIT_SEED_BASE + args.cases - 1}",
         "heldout_seeds": [HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + args.heldout_cases - 1],
         "per_case": args.per_case,
         "weight_decay": args.weight_decay,
