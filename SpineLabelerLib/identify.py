@@ -225,9 +225,8 @@ def _placement_score(
     n = len(evidence)
     last = start + n - 1
     score = sum(_vertebra_loglik(ev, start + i, w) for i, ev in enumerate(evidence))
-    score += w.level_head * sum(
-        ev.level_ratios[start + i] for i, ev in enumerate(evidence) if ev.level_ratios is not None
-    )
+    if w.level_head:
+        score += w.level_head * level_head_sum(evidence, start)
     score += _size_loglik(evidence, start, w)
     if ends.ends_above and start != 0:
         score -= w.anchor
@@ -241,18 +240,20 @@ def _placement_score(
     return score
 
 
+def level_head_sum(evidence: Sequence[VertebraEvidence], start: int) -> float:
+    """The level head's ratios summed over the column placed from level ``start`` (rule 6)."""
+    return sum(
+        ev.level_ratios[start + i] for i, ev in enumerate(evidence) if ev.level_ratios is not None
+    )
+
+
 def level_head_shift(evidence: Sequence[VertebraEvidence], start: int) -> tuple[int, float]:
     """Where the level head alone would place the column, against ``start`` (the chosen top
     level): (levels it would move the names by, how many nats it prefers that). (0, 0.0)
     when it agrees or read no vertebra."""
     if all(ev.level_ratios is None for ev in evidence):
         return 0, 0.0
-    sums = {
-        s: sum(
-            ev.level_ratios[s + i] for i, ev in enumerate(evidence) if ev.level_ratios is not None
-        )
-        for s in range(_N_LEVELS - len(evidence) + 1)
-    }
+    sums = {s: level_head_sum(evidence, s) for s in range(_N_LEVELS - len(evidence) + 1)}
     best = max(sums, key=lambda s: (sums[s], -s))
     return best - start, float(sums[best] - sums[start])
 

@@ -225,6 +225,7 @@ def read_levels(
         crop.array,
         walk.instances.array,
         [v.index for v in walk.vertebrae],
+        lps_to_index(crop, np.array([v.centroid_lps for v in walk.vertebrae]))[:, ::-1],
         tuple(patch),
         before_each,
     )

@@ -100,7 +100,10 @@ def test_walk_ratios_read_one_patch_per_vertebra_with_those_above_in_memory(monk
     ct = np.zeros(instances.shape, np.float32)
     ct[instances > 0] = 0.5  # the patch centre lies on the vertebra
     head = LevelHead(4)
-    out = walk_level_ratios(None, torch.device("cpu"), head, ct, instances, [1, 2, 3], (32, 24, 24))
+    centres = np.array([np.argwhere(instances == n).mean(axis=0) for n in (1, 2, 3)])
+    out = walk_level_ratios(
+        None, torch.device("cpu"), head, ct, instances, [1, 2, 3], centres, (32, 24, 24)
+    )
     assert len(out) == 3 and all(r.shape == (N_LEVELS,) for r in out)
     memory_voxels = [m for m, _ in seen]
     assert memory_voxels[0] == 0  # the first has nothing above it

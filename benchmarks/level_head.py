@@ -86,12 +86,7 @@ def placement(case: dict, mode: str, weight: float, cap: float | None) -> tuple[
     plain = identify.identify([replace(e, level_ratios=None) for e in evidence], ends)
     starts = sorted(plain.scores)
     scores = np.array([plain.scores[s] for s in starts])
-    head = np.array(
-        [
-            sum(e.level_ratios[s + i] for i, e in enumerate(evidence) if e.level_ratios is not None)
-            for s in starts
-        ]
-    )
+    head = np.array([identify.level_head_sum(evidence, s) for s in starts])
     read = max(1, sum(e.level_ratios is not None for e in evidence))
     if mode == "sum":
         scores = scores + weight * head

@@ -4,10 +4,11 @@ Patches are drawn by the stage-2 training protocol (training/samples.py: target 
 centre, memory on one side or none, FOV cuts) from phantom crops scanned at a clinical
 spacing and orientation and resampled to 1 mm, as every CT reaches the net at inference
 (or, with ``--data DIR``, from real CTs in the VerSe layout: after fine-tuning stage 2 on
-them, the head must be refit to the new net anyway); each patch whose prediction holds at least MIN_MASK_VOXELS gives one (features, level) row.
-The head is a multinomial logistic regression (full-batch Adam, L2 weight decay) on those
-rows. Held-out rows come from other seeds (HELDOUT_SEED_BASE) and give the card's figures:
-top-1 accuracy, within one level, region accuracy, and the log-loss against guessing.
+them, the head must be refit to the new net anyway); each patch whose prediction holds at
+least MIN_MASK_VOXELS gives one (features, level) row. The head is a multinomial logistic
+regression (full-batch Adam, L2 weight decay) on those rows. Held-out rows come from other
+seeds (HELDOUT_SEED_BASE) and give the card's figures: top-1 accuracy, within one level,
+region accuracy, and the log-loss against guessing.
 
     python -m SpineLabelerLib.training.level_head --stage2 Resources/Models/stage2.pt \\
         --out Resources/Models/level_head.pt

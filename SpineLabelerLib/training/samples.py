@@ -128,7 +128,6 @@ class Stage2Sample(NamedTuple):
     input: np.ndarray  # (CT, memory) (2, K, J, I) float32
     target: np.ndarray  # (K, J, I) uint8
     label: int | None
-    fov_cut: bool  # the simulated end of the scan cuts the target
 
 
 def stage2_sample(
@@ -158,12 +157,10 @@ def labelled_stage2_sample(
     centroids = case.centroids_kji()
     if not centroids:  # leg CT: anywhere, empty target, empty memory
         centre = rng.uniform(0, 1, 3) * np.asarray(case.ct.shape)
-        return Stage2Sample(
-            *_cut(case, centre, size, memory_labels=(), target_label=None), None, False
-        )
+        return Stage2Sample(*_cut(case, centre, size, memory_labels=(), target_label=None), None)
     labels = sorted(centroids)
     if rng.random() < sampling.p_past_end:
-        return Stage2Sample(*_past_end_sample(case, labels, centroids, size, rng), None, False)
+        return Stage2Sample(*_past_end_sample(case, labels, centroids, size, rng), None)
     if rng.random() < sampling.p_central:
         middle = (np.asarray(case.ct.shape) - 1) / 2
         v = min(labels, key=lambda x: float(np.linalg.norm(centroids[x] - middle)))
@@ -183,10 +180,9 @@ def labelled_stage2_sample(
     else:
         memory = tuple(x for x in labels if x > v)
     ct_mem, target = _cut(case, centre, size, memory, v)
-    cut = rng.random() < sampling.p_fov_cut and bool(target.any())
-    if cut:
+    if rng.random() < sampling.p_fov_cut and target.any():
         _fov_cut(ct_mem, target, rng)
-    return Stage2Sample(ct_mem, target, int(v) if target.any() else None, cut)
+    return Stage2Sample(ct_mem, target, int(v) if target.any() else None)
 
 
 def _past_end_sample(case, labels, centroids, size, rng):
