@@ -16,7 +16,7 @@
    spine dropped (``trim_unsupported_ends``); then identification (identify.py) from the
    walk, the stage-1 votes, the ribs and how the walk ended; the level head (one more
    stage-2 prediction per vertebra) checks the count and a message says when it disagrees
-   (``count_check_notes``).
+   (``count_check``).
 4. labels back to the CT's own grid (each label's stage-2 probability resampled linearly,
    its boundary where that crosses 0.5: ``labels_to_input_grid``); centroids and volumes
    from those final masks.
@@ -133,6 +133,7 @@ class SpineResult:
     work: dict[str, Any] = field(
         default_factory=dict
     )  # grid shapes, network calls (for benchmarks)
+    count_check: dict[str, Any] | None = None  # pipeline.count_check where it spoke
 
     def report(self) -> dict[str, Any]:
         """The JSON report (report.json) of ARCHITECTURE.md."""
@@ -144,6 +145,7 @@ class SpineResult:
             "walk_ends": {"above": self.walk_ends[0], "below": self.walk_ends[1]},
             "work": dict(self.work),
             "messages": list(self.messages),
+            "count_check": None if self.count_check is None else dict(self.count_check),
         }
 
 
@@ -448,9 +450,13 @@ def merge_fragments(walk: stage2.WalkResult, votes: list, fraction: float) -> in
 
 
 def _is_piece(column: list[stage2.WalkedVertebra], n: int, fraction: float) -> bool:
-    """Whether ``column[n]``, not cut by the view, is under ``fraction`` of those around it."""
+    """Whether ``column[n]``, not cut by the view, is under ``fraction`` of those around it,
+    or the walk found it that small beside a whole vertebra (``stage2._is_piece``: pieces
+    side by side shield each other from the median)."""
     vertebra = column[n]
-    return not vertebra.partial and vertebra.volume_ml < fraction * _local_median_ml(column, n)
+    if vertebra.partial:
+        return False
+    return vertebra.piece or vertebra.volume_ml < fraction * _local_median_ml(column, n)
 
 
 def _local_median_ml(column: list[stage2.WalkedVertebra], n: int) -> float:
@@ -500,22 +506,35 @@ def lost_spine_notes(walk: stage2.WalkResult, names: identify.Identification) ->
     return notes
 
 
-def count_check_notes(
+def count_check(
     evidence: list[identify.VertebraEvidence], names: identify.Identification, min_nats: float
-) -> list[str]:
-    """A message when the level head places the column elsewhere by at least ``min_nats``
-    (identify.py rule 6): a transitional vertebra or a miscount; a person should count."""
+) -> dict[str, Any] | None:
+    """Where the level head alone would place the column when it prefers that by at least
+    ``min_nats`` (identify.py rule 6): a transitional vertebra or a miscount, which a person
+    should count; None when it agrees (or did not read). Kept in the report as it is, so that
+    a reader (the benchmarks, a batch summary) needs no message text."""
     shift, nats = identify.level_head_shift(evidence, names.start_level)
     if shift == 0 or nats < min_nats:
-        return []
-    first, last = names.start_level + shift, names.start_level + shift + len(evidence) - 1
-    other = f"{identify.LEVELS[first].name}-{identify.LEVELS[last].name}"
-    return [
+        return None
+    first = names.start_level + shift
+    other = (identify.LEVELS[first].name, identify.LEVELS[first + len(evidence) - 1].name)
+    return {
+        "shift_levels": shift,
+        "nats": round(nats, 3),
+        "named": f"{names.names[0]}-{names.names[-1]}",
+        "head_prefers": f"{other[0]}-{other[1]}",
+    }
+
+
+def count_check_note(check: dict[str, Any]) -> str:
+    """The message for a ``count_check`` that spoke."""
+    shift = check["shift_levels"]
+    return (
         f"the vertebrae look {abs(shift)} level{'s' if abs(shift) > 1 else ''} "
-        f"{'lower' if shift > 0 else 'higher'} than named ({other} rather than "
-        f"{names.names[0]}-{names.names[-1]}): a transitional vertebra (L6, a sacralized L5, "
-        "11 or 13 rib pairs) or a missed one; check the count"
-    ]
+        f"{'lower' if shift > 0 else 'higher'} than named ({check['head_prefers']} rather than "
+        f"{check['named']}): a transitional vertebra (L6, a sacralized L5, 11 or 13 rib pairs) "
+        "or a missed one; check the count"
+    )
 
 
 def trim_unsupported_ends(
@@ -677,7 +696,7 @@ def segment_spine(
     report(progress, "identify", _SPANS["identify"][0], "naming the vertebrae")
     classes_on_crop = preprocess.labels_onto(s1.classes, crop).array
     votes = _votes(walk.instances.array, classes_on_crop, [v.index for v in walk.vertebrae])
-    merge_fragments(walk, votes, settings.fragment_fraction)
+    work["pieces_folded"] = merge_fragments(walk, votes, settings.fragment_fraction)
     drop_end_fragments(walk, votes, settings.fragment_fraction)
     trim_unsupported_ends(walk, votes, settings.min_stage1_support, settings.sliver_fraction)
     if not walk.vertebrae:
@@ -710,7 +729,8 @@ def segment_spine(
         ends = replace(ends, ends_below=True)
         names = identify.identify(evidence, ends)
     messages = messages + lost_spine_notes(walk, names)
-    messages = messages + count_check_notes(evidence, names, settings.count_check_nats)
+    check = count_check(evidence, names, settings.count_check_nats)
+    messages = messages + ([count_check_note(check)] if check else [])
     timings["identify"] = time.perf_counter() - t
     if cancel is not None:
         cancel.check()
@@ -736,6 +756,7 @@ def segment_spine(
         messages,
         (walk.end_above, walk.end_below),
         work,
+        check,
     )
 
 

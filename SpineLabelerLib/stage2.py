@@ -58,6 +58,11 @@ class WalkSettings:
     # a second piece of the prediction at least this share of the largest, level with it, is
     # the same vertebra (an arch that thin pedicles no longer join to its body)
     min_piece_fraction: float = 0.2
+    # a find the view did not cut, under this share of the last vertebra's volume, is a piece
+    # (an arch the net cut off its body): kept for the pipeline to fold into its vertebra, but
+    # the walk looks again from the last whole one instead of stepping on from it
+    piece_fraction: float = 0.25
+    max_pieces_in_row: int = 2
     max_vertebrae: int = 28
     step_limits_mm: tuple[float, float] = (10.0, 50.0)
 
@@ -72,6 +77,7 @@ class WalkedVertebra:
     partial: bool
     iterations: int
     converged: bool
+    piece: bool = False  # under piece_fraction of the whole vertebra before it (_is_piece)
 
 
 @dataclass
@@ -360,6 +366,7 @@ def _walk_one_way(
     found: list[WalkedVertebra] = []
     steps: list[float] = []
     prev, step = start, first_step_mm
+    pieces_in_row = 0
     while True:
         if len(found) >= budget:
             return found, "limit"
@@ -380,6 +387,15 @@ def _walk_one_way(
             if vertebra is not None:  # e.g. the sacrum: stage 1 saw no spine there
                 walker.drop(vertebra)
             return found, _end(walker, far)
+        vertebra.piece = _is_piece(walker, vertebra, prev)
+        if vertebra.piece and pieces_in_row < s.max_pieces_in_row:
+            # Stepping on from an arch would walk down the spinous processes and lose the
+            # bodies; with the piece in memory, the same patch now shows the next vertebra.
+            pieces_in_row += 1
+            found.append(vertebra)
+            on_found(vertebra)
+            continue
+        pieces_in_row = 0
         advance = direction * float(vertebra.centroid_lps[2] - prev.centroid_lps[2])
         if advance < s.min_advance * step:
             if prev.partial and _next_piece_at_edge(walker, prev, vertebra, advance, step):
@@ -417,6 +433,14 @@ def _walk_one_way(
             return _with_last_look(
                 walker, prev, step, direction, box_z, found, budget, on_found
             ), "fov"
+
+
+def _is_piece(walker: _Walker, vertebra: WalkedVertebra, prev: WalkedVertebra) -> bool:
+    """Whether ``vertebra``, which the view did not cut, is under ``piece_fraction`` of the
+    last whole vertebra's volume: neighbouring levels differ by well under two times."""
+    if vertebra.partial or prev.partial:
+        return False
+    return vertebra.volume_ml < walker.settings.piece_fraction * prev.volume_ml
 
 
 def _next_piece_at_edge(

@@ -630,6 +630,18 @@ def test_a_piece_at_the_end_of_the_column_is_dropped_and_that_end_is_lost():
     assert pipeline.drop_end_fragments(WalkResult(Image(inst), small_c1), [()] * 4, 0.25) == []
     alone = WalkResult(Image(inst), column[4:], end_below="spine")
     assert pipeline.drop_end_fragments(alone, [()], 0.25) == [] and alone.end_below == "spine"
+    # three pieces side by side below whole vertebrae (a body lost around screws, arches):
+    # the median of their neighbours is a piece too, but the walk flagged them beside a whole one
+    volumes = [40.0, 45.0, 5.5, 7.1, 5.4]
+    pieces = [
+        WalkedVertebra(n, np.zeros(3), ml, False, 1, True, piece=n > 2)
+        for n, ml in enumerate(volumes, 1)
+    ]
+    walk = WalkResult(Image(inst.copy()), pieces, end_above="spine", end_below="spine")
+    unflagged = WalkResult(Image(inst.copy()), [replace(v, piece=False) for v in pieces])
+    assert pipeline.drop_end_fragments(unflagged, [()] * 5, 0.25) == []  # they shield each other
+    assert pipeline.drop_end_fragments(walk, [()] * 5, 0.25) == ["below"]
+    assert [v.index for v in walk.vertebrae] == [1, 2] and walk.end_below == "lost"
 
 
 def test_a_bottom_l6_with_a_fraction_of_the_column_s_support_is_the_sacrum():
@@ -687,10 +699,13 @@ def test_count_check_says_when_the_level_head_prefers_another_count():
     evidence = _lumbar_column_that_looks_from("T12", 1.0)
     names = identify.identify(evidence, sacrum_below)
     assert names.names == ("L1", "L2", "L3", "L4", "L5")  # the head does not vote
-    (note,) = pipeline.count_check_notes(evidence, names, 0.5)
+    check = pipeline.count_check(evidence, names, 0.5)
+    assert check["shift_levels"] == -1 and check["nats"] >= 0.5
+    assert (check["named"], check["head_prefers"]) == ("L1-L5", "T12-L4")
+    note = pipeline.count_check_note(check)
     assert "look 1 level higher than named (T12-L4 rather than L1-L5)" in note
     assert "check the count" in note
     weak = _lumbar_column_that_looks_from("T12", 0.01)
-    assert pipeline.count_check_notes(weak, identify.identify(weak, sacrum_below), 0.5) == []
+    assert pipeline.count_check(weak, identify.identify(weak, sacrum_below), 0.5) is None
     agree = _lumbar_column_that_looks_from("L1", 1.0)
-    assert pipeline.count_check_notes(agree, identify.identify(agree, sacrum_below), 0.5) == []
+    assert pipeline.count_check(agree, identify.identify(agree, sacrum_below), 0.5) is None

@@ -294,3 +294,26 @@ def test_an_arch_cut_off_its_body_stays_with_it_but_a_neighbour_does_not():
     assert kept[20, 10, 20] and kept[20, 30, 20]
     assert not kept[40, 10, 20] and not kept[3, 31, 3]
     assert box == (slice(10, 30), slice(5, 35), slice(10, 30))  # body and arch together
+
+
+def test_an_arch_found_apart_from_its_body_is_kept_but_not_stepped_from():
+    # A net that finds one vertebra's arch (label 50) before its body: stepping on from the
+    # arch, behind the bodies, would reach the body below and skip this one's.
+    ct, labels = scene()
+    k3, i3 = 20 + 2 * (HEIGHT + GAP), int(12 + 0.1 * (20 + 2 * (HEIGHT + GAP)))
+    labels[k3 + 2 : k3 + 12, 29:35, i3 + 2 : i3 + 12] = 50  # 0.6 ml, under 1/4 of a body
+    ct = ct.with_array(labels.astype(np.float32) / 100.0)
+
+    def arch_first(ct_patch, memory):
+        arch = (np.round(np.clip(ct_patch, 0, None) * 100) == 50) & (memory < 0.5)
+        return arch.astype(np.float32) if arch.any() else oracle(ct_patch, memory)
+
+    line = straight_line(ct)
+    start = line.point_at(ct.origin_lps[2] + 20 + 4 * (HEIGHT + GAP) + 3)
+    settings = stage2.WalkSettings(patch_kji=(32, 32, 32), min_volume_ml=0.5)
+    box_z = (ct.origin_lps[2], ct.origin_lps[2] + SHAPE[0] - 1)
+    result = stage2.walk(ct, np.ones(SHAPE, bool), arch_first, line, start, 20.0, box_z, settings)
+    found = [int(np.unique(labels[result.instances.array == v.index])[0]) for v in result.vertebrae]
+    assert found == [10, 9, 8, 7, 6, 5, 4, 50, 3, 2, 1]  # the piece is kept for the pipeline
+    assert [v.piece for v in result.vertebrae] == [False] * 7 + [True] + [False] * 3
+    assert result.end_below == "spine"

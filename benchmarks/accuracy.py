@@ -106,6 +106,8 @@ def run_phantom_case(spec, settings) -> dict:
         "found": [v.name for v in result.vertebrae],
         "no_spine_found": result.no_spine_found,
         "notes": list(result.messages),
+        "count_check": result.count_check,
+        "pieces_folded": result.work.get("pieces_folded", 0),
     }
     ref_present = bool(case.labels.array.any())
     if not ref_present:  # a leg CT: every vertebra found is a false one
@@ -247,9 +249,9 @@ def case_line(rec: dict) -> str:
 
 
 def count_check_lines(records: list[dict]) -> list[str]:
-    """Where the level head's count check spoke (pipeline.count_check_notes), and how those
-    cases were named."""
-    flagged = [r for r in records if any("check the count" in n for n in r.get("notes", []))]
+    """Where the level head's count check spoke (pipeline.count_check), and how those cases
+    were named."""
+    flagged = [r for r in records if r.get("count_check")]
     lines = [f"count check (level head): spoke on {len(flagged)} of {len(records)} spine cases"]
     for r in flagged:
         found = [row for row in r["rows"] if row["predicted"]]
