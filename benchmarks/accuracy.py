@@ -23,7 +23,8 @@ is regenerated from its seed, segmented with the shipped weights and scored with
 pipeline is looked at and tuned there, so that the benchmark's cases stay unseen.
 
 ``--save`` writes the printed text to benchmarks/results/accuracy[_<tag>].txt and every
-per-vertebra row to the matching .json.
+per-vertebra row to the matching .json (``--development`` tags "dev" unless told: its figures
+never replace the benchmark's).
 """
 
 from __future__ import annotations
@@ -400,7 +401,8 @@ def main(argv=None) -> int:
         for line in summary_lines([real], "one real VerSe case")[1:]:
             say(line)
     if args.save:
-        tag = f"_{args.tag}" if args.tag else ""
+        tag = args.tag or ("dev" if args.development else "")
+        tag = f"_{tag}" if tag else ""
         out = ROOT / "benchmarks" / "results" / f"accuracy{tag}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("\n".join(lines) + "\n")
