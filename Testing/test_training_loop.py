@@ -297,3 +297,16 @@ def test_every_shipped_config_is_valid(path):
     known = set(inspect.signature(generate_case).parameters)
     settings = PhantomSource([0], cfg.phantom).case_settings(0)
     assert set(settings) - known - {"arch_density"} == set()
+
+
+def test_a_users_folder_is_split_the_same_way_for_the_nets_and_the_level_head():
+    from SpineLabelerLib.training.data import FunctionSource
+    from SpineLabelerLib.training.loop import real_split
+
+    folder = FunctionSource(lambda n: (None, None), 12, "user")
+    train, held = real_split(folder, val_cases=8)
+    assert [train.key(n) for n in range(len(train))] == [f"user-{n}" for n in range(10)]
+    assert [held.key(n) for n in range(len(held))] == ["user-10", "user-11"]  # the last fifth
+    assert len(real_split(folder, val_cases=1)[1]) == 1  # at most val_cases
+    train, held = real_split(FunctionSource(lambda n: (None, None), 4, "few"), val_cases=8)
+    assert held is None and len(train) == 4  # too few to hold any out

@@ -4,7 +4,9 @@ Patches are drawn by the stage-2 training protocol (training/samples.py: target 
 centre, memory on one side or none, FOV cuts) from phantom crops scanned at a clinical
 spacing and orientation and resampled to 1 mm, as every CT reaches the net at inference
 (or, with ``--data DIR``, from real CTs in the VerSe layout: after fine-tuning stage 2 on
-them, the head must be refit to the new net anyway); each patch whose prediction holds at
+them, the head must be refit to the new net anyway; the cases the fine-tuning held out for
+validation, ``loop.real_split`` with the same ``--config``, are held out here too and give
+figures of their own); each patch whose prediction holds at
 least MIN_MASK_VOXELS gives one (features, level) row. The head is a multinomial logistic
 regression (full-batch Adam, L2 weight decay) on those rows. Held-out rows come from other
 seeds (HELDOUT_SEED_BASE) and give the card's figures: top-1 accuracy, within one level,
@@ -38,7 +40,7 @@ from SpineLabelerLib.level_head import (
 )
 from SpineLabelerLib.training.data import CasePreparer, CaseSource, PhantomSource, VerseSource
 from SpineLabelerLib.training.heldout import HELDOUT_SEED_BASE
-from SpineLabelerLib.training.loop import TrainConfig
+from SpineLabelerLib.training.loop import TrainConfig, real_split
 from SpineLabelerLib.training.samples import Stage2Sampling, labelled_stage2_sample
 
 FIT_SEED_BASE = 400_000  # disjoint from the nets' training, validation, held-out and bench seeds
@@ -141,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--data",
         default=None,
-        help="fit on real CTs in the VerSe (or CSI 2014) layout instead of phantoms; "
-        "the held-out figures stay on phantoms",
+        help="fit on real CTs in the VerSe (or CSI 2014) layout instead of phantoms; the "
+        "cases --config's val_cases holds out (as `spinelabeler train --data` does) give "
+        "held-out figures of their own, next to the phantoms'",
     )
     p.add_argument("--cases", type=int, default=200)
     p.add_argument("--heldout-cases", type=int, default=30)
@@ -159,9 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     model = nets.load_model(args.stage2, "stage2")
     cfg = TrainConfig.from_file(args.config)
     t = time.time()
+    real_heldout: CaseSource | None = None
     if args.data:
-        fit_source: CaseSource = VerseSource(args.data)
-        print(f"fit rows from {len(fit_source)} CTs under {args.data}")
+        fit_source, real_heldout = real_split(VerseSource(args.data), cfg.val_cases)
+        held = f", {len(real_heldout)} held out" if real_heldout else ", too few to hold any out"
+        print(f"fit rows from {len(fit_source)} CTs under {args.data}{held}")
     else:
         fit_source = phantom_source(cfg, range(FIT_SEED_BASE, FIT_SEED_BASE + args.cases))
         print(f"fit rows from {args.cases} phantom crops (seeds {FIT_SEED_BASE}...)")
@@ -171,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     hx, hy = draw_rows(model, cfg, phantom_source(cfg, seeds), args.per_case)
     head = fit_head(x, y, args.weight_decay, args.iterations, args.seed)
     figures = {"fit": head_figures(head, x, y), "heldout": head_figures(head, hx, hy)}
+    if real_heldout is not None:
+        print(f"held-out rows from {len(real_heldout)} of the CTs under {args.data}")
+        rx, ry = draw_rows(model, cfg, real_heldout, args.per_case)
+        figures["heldout_real"] = head_figures(head, rx, ry)
     meta = {
         "command": "python -m SpineLabelerLib.training.level_head "
         + " ".join(argv if argv is not None else sys.argv[1:]),

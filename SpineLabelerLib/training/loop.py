@@ -116,15 +116,24 @@ def _step_generator(seed: int, rank: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 
 
+def real_split(
+    real: data.CaseSource, val_cases: int
+) -> tuple[data.CaseSource, data.CaseSource | None]:
+    """(training cases, held-out cases) of a user's folder: its last fifth, at most
+    ``val_cases``; None where it is too small to hold any out. One rule for the nets'
+    validation and the level head's held-out figures, so that both keep out the same cases."""
+    n_val = min(val_cases, len(real) // 5)
+    if n_val == 0:
+        return real, None
+    cut = len(real) - n_val
+    return data.SubsetSource(real, range(cut)), data.SubsetSource(real, range(cut, len(real)))
+
+
 def _sources(cfg: TrainConfig, data_dir: str | Path | None):
     """(train source, validation source): held-out phantom seeds, or a split of a VerSe folder."""
     if data_dir is not None:
-        real = data.VerseSource(data_dir)
-        n_val = min(cfg.val_cases, len(real) // 5)
-        if n_val == 0:
-            return real, real  # too few cases to hold any out: validation is on training cases
-        cut = len(real) - n_val
-        return data.SubsetSource(real, range(cut)), data.SubsetSource(real, range(cut, len(real)))
+        train, held = real_split(data.VerseSource(data_dir), cfg.val_cases)
+        return train, held if held is not None else train  # too few: validated on training cases
     train_seeds = range(cfg.train_seed_base, cfg.train_seed_base + cfg.train_cases)
     val_seeds = range(cfg.val_seed_base, cfg.val_seed_base + cfg.val_cases)
     if set(train_seeds) & set(val_seeds):
