@@ -158,6 +158,7 @@ def test_batch_goes_on_after_a_failure_and_writes_a_summary(lumbar, tmp_path, ca
         ("c_good", "ok"),
     ]
     assert rows[0]["vertebrae"] == " ".join(names) and rows[1]["message"]
+    assert rows[0]["review"] == ""  # named without doubt: nothing to look at first
     assert (out / "c_good" / "centroids.json").is_file() and not (out / "b_broken").exists()
 
 
@@ -198,3 +199,23 @@ def test_real_verse_case_runs_and_writes_on_its_own_grid(tmp_path, monkeypatch):
     else:
         assert read_labelmap(out / "labels.nii.gz").same_grid(read_ct(REAL_CT))
         assert (out / "overview.png").is_file()
+
+
+def test_review_column_names_what_a_person_should_check():
+    from SpineLabelerLib.image import Image
+    from SpineLabelerLib.pipeline import SpineResult, VertebraRecord
+
+    column = [
+        VertebraRecord(n, name, False, 0.9, 40.0, (0.0, 0.0, 0.0))
+        for n, name in ((20, "L1"), (21, "L2"))
+    ]
+    quiet = SpineResult(
+        Image(np.zeros((2, 2, 2), np.uint8)), column, False, {}, "cpu", [], ("spine", "fov")
+    )
+    assert segment.review_reasons(quiet) == []
+    check = {"shift_levels": -1, "nats": 0.8, "named": "L1-L2", "head_prefers": "T12-L1"}
+    flagged = SpineResult(quiet.labels, column, False, {}, "cpu", [], ("fov", "lost"), {}, check)
+    assert segment.review_reasons(flagged) == [
+        "count: named L1-L2, the level head prefers T12-L1",
+        "spine lost below L2",
+    ]

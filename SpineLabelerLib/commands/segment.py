@@ -147,10 +147,27 @@ def segment_one(
         "status": "no spine found" if result.no_spine_found else "ok",
         "vertebrae": " ".join(v.name for v in result.vertebrae),
         "partial": " ".join(v.name for v in result.vertebrae if v.partial),
+        "review": "; ".join(review_reasons(result)),
         "seconds": f"{result.timings_s.get('total', 0.0):.1f}",
         "device": result.device,
         "message": "; ".join(result.messages),
     }
+
+
+def review_reasons(result) -> list[str]:
+    """Why a person should look at this case first (a batch's summary.csv sorts on it): the
+    count check spoke (``SpineResult.count_check``), or the walk lost the spine at an end."""
+    reasons = []
+    if result.count_check:
+        check = result.count_check
+        reasons.append(
+            f"count: named {check['named']}, the level head prefers {check['head_prefers']}"
+        )
+    for end, why in zip(("above", "below"), result.walk_ends):
+        if why == "lost" and result.vertebrae:
+            name = result.vertebrae[0 if end == "above" else -1].name
+            reasons.append(f"spine lost {end} {name}")
+    return reasons
 
 
 def _fail(message: str, code: int) -> int:
@@ -199,7 +216,7 @@ def run_batch(cases, out: Path, settings, formats, force: bool, progress) -> int
 
     summary_path = out / "summary.csv"
     refuse_existing(summary_path, force)
-    fields = ["case", "status", "vertebrae", "partial", "seconds", "device", "message"]
+    fields = ["case", "status", "vertebrae", "partial", "review", "seconds", "device", "message"]
     rows, failures = [], 0
     for n, (name, path) in enumerate(cases, start=1):
         print(f"[{n}/{len(cases)}] {name}", flush=True)
