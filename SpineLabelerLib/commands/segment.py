@@ -17,7 +17,10 @@ import argparse
 import csv
 import sys
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
+
+if TYPE_CHECKING:  # the pipeline (torch) is imported when a command runs, not on --help
+    from SpineLabelerLib.pipeline import SpineResult
 
 # --formats accepts the issue's file-style names as well as the writer names of io.results.
 FORMAT_ALIASES = {
@@ -154,7 +157,7 @@ def segment_one(
     }
 
 
-def review_reasons(result) -> list[str]:
+def review_reasons(result: SpineResult) -> list[str]:
     """Why a person should look at this case first (a batch's summary.csv sorts on it): the
     count check spoke (``SpineResult.count_check``), or the walk lost the spine at an end."""
     reasons = []
