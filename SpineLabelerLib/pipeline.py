@@ -493,12 +493,23 @@ def drop_end_fragments(walk: stage2.WalkResult, votes: list, fraction: float) ->
     return lost
 
 
+# The column's ends past which no vertebra can be missing (the skull, the sacrum).
+LAST_LEVELS = {"above": "C1", "below": "L6"}
+
+
+def levels_may_be_missing(end: str, name: str) -> bool:
+    """Whether a vertebra can lie ``end`` ("above" / "below") of the one named ``name``: pieces
+    lost past C1 are the skull's, past L6 the sacrum's."""
+    return LAST_LEVELS[end] != name
+
+
 def lost_spine_notes(walk: stage2.WalkResult, names: identify.Identification) -> list[str]:
-    """A message per end where the walk lost the spine (``drop_end_fragments``)."""
+    """A message per end where the walk lost the spine (``drop_end_fragments``) and a level
+    can still be missing there."""
     notes = []
     for end in ("above", "below"):
-        if getattr(walk, f"end_{end}") == "lost":
-            name = names.names[0 if end == "above" else -1]
+        name = names.names[0 if end == "above" else -1]
+        if getattr(walk, f"end_{end}") == "lost" and levels_may_be_missing(end, name):
             notes.append(
                 f"the spine goes on {end} {name}, but its vertebrae there were only found in "
                 "pieces: levels may be missing; check the result there"

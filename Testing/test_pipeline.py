@@ -622,6 +622,14 @@ def test_a_piece_at_the_end_of_the_column_is_dropped_and_that_end_is_lost():
     names = identify.Identification((21, 22, 23), (1.0,) * 3, 20, 1.0)
     notes = pipeline.lost_spine_notes(walk, names)
     assert len(notes) == 2 and "above L2" in notes[0] and "below L4" in notes[1]
+    whole = identify.Identification((1, 2, 3), (1.0,) * 3, 0, 1.0)  # C1-C3: nothing above C1
+    assert [n.split(",")[0] for n in pipeline.lost_spine_notes(walk, whole)] == [
+        "the spine goes on below C3"
+    ]
+    to_l6 = identify.Identification((23, 24, 25), (1.0,) * 3, 22, 1.0)  # L4-L6: the sacrum below
+    assert [n.split(",")[0] for n in pipeline.lost_spine_notes(walk, to_l6)] == [
+        "the spine goes on above L4"
+    ]
     # cut by the field of view, or as large as those next to it: a vertebra; one alone stays
     cut = [replace(v, partial=True) if v.index in (1, 5) else v for v in column]
     walk = WalkResult(Image(inst.copy()), cut, end_above="fov", end_below="fov")

@@ -6,6 +6,7 @@ exercised there and in the slow end-to-end tests), so this runs in seconds.
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -219,3 +220,6 @@ def test_review_column_names_what_a_person_should_check():
         "count: named L1-L2, the level head prefers T12-L1",
         "spine lost below L2",
     ]
+    to_l6 = [replace(v, name=n) for v, n in zip(column, ("L5", "L6"))]
+    past_the_sacrum = SpineResult(quiet.labels, to_l6, False, {}, "cpu", [], ("fov", "lost"))
+    assert segment.review_reasons(past_the_sacrum) == []  # only the sacrum lies below L6

@@ -159,7 +159,10 @@ def segment_one(
 
 def review_reasons(result: SpineResult) -> list[str]:
     """Why a person should look at this case first (a batch's summary.csv sorts on it): the
-    count check spoke (``SpineResult.count_check``), or the walk lost the spine at an end."""
+    count check spoke (``SpineResult.count_check``), or the walk lost the spine at an end
+    where a level can be missing."""
+    from SpineLabelerLib.pipeline import levels_may_be_missing
+
     reasons = []
     if result.count_check:
         check = result.count_check
@@ -167,8 +170,10 @@ def review_reasons(result: SpineResult) -> list[str]:
             f"count: named {check['named']}, the level head prefers {check['head_prefers']}"
         )
     for end, why in zip(("above", "below"), result.walk_ends):
-        if why == "lost" and result.vertebrae:
-            name = result.vertebrae[0 if end == "above" else -1].name
+        if why != "lost" or not result.vertebrae:
+            continue
+        name = result.vertebrae[0 if end == "above" else -1].name
+        if levels_may_be_missing(end, name):
             reasons.append(f"spine lost {end} {name}")
     return reasons
 
