@@ -451,7 +451,7 @@ def merge_fragments(walk: stage2.WalkResult, votes: list, fraction: float) -> in
 
 def _is_piece(column: list[stage2.WalkedVertebra], n: int, fraction: float) -> bool:
     """Whether ``column[n]``, not cut by the view, is under ``fraction`` of those around it,
-    or the walk found it that small beside a whole vertebra (``stage2._is_piece``: pieces
+    or the walk found it that small beside a whole vertebra (``stage2._is_piece_beside``: pieces
     side by side shield each other from the median)."""
     vertebra = column[n]
     if vertebra.partial:

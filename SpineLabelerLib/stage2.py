@@ -77,7 +77,7 @@ class WalkedVertebra:
     partial: bool
     iterations: int
     converged: bool
-    piece: bool = False  # under piece_fraction of the whole vertebra before it (_is_piece)
+    piece: bool = False  # under piece_fraction of the whole vertebra before it (_is_piece_beside)
 
 
 @dataclass
@@ -387,7 +387,7 @@ def _walk_one_way(
             if vertebra is not None:  # e.g. the sacrum: stage 1 saw no spine there
                 walker.drop(vertebra)
             return found, _end(walker, far)
-        vertebra.piece = _is_piece(walker, vertebra, prev)
+        vertebra.piece = _is_piece_beside(walker, vertebra, prev)
         if vertebra.piece and pieces_in_row < s.max_pieces_in_row:
             # Stepping on from an arch would walk down the spinous processes and lose the
             # bodies; with the piece in memory, the same patch now shows the next vertebra.
@@ -435,7 +435,7 @@ def _walk_one_way(
             ), "fov"
 
 
-def _is_piece(walker: _Walker, vertebra: WalkedVertebra, prev: WalkedVertebra) -> bool:
+def _is_piece_beside(walker: _Walker, vertebra: WalkedVertebra, prev: WalkedVertebra) -> bool:
     """Whether ``vertebra``, which the view did not cut, is under ``piece_fraction`` of the
     last whole vertebra's volume: neighbouring levels differ by well under two times."""
     if vertebra.partial or prev.partial:
