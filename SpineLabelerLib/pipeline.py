@@ -28,6 +28,7 @@ steps and between vertebrae (raises ``progress.Cancelled``; nothing is returned 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -497,24 +498,28 @@ def drop_end_fragments(walk: stage2.WalkResult, votes: list, fraction: float) ->
 LAST_LEVELS = {"above": "C1", "below": "L6"}
 
 
-def levels_may_be_missing(end: str, name: str) -> bool:
-    """Whether a vertebra can lie ``end`` ("above" / "below") of the one named ``name``: pieces
-    lost past C1 are the skull's, past L6 the sacrum's."""
-    return LAST_LEVELS[end] != name
+def lost_ends(walk_ends: tuple[str, str], names: Sequence[str]) -> list[tuple[str, str]]:
+    """(end, name of the vertebra there) for each end ("above", "below") where the walk lost
+    the spine (``drop_end_fragments``) and a level can still be missing: pieces lost past C1
+    are the skull's, past L6 the sacrum's. The report's notes and a batch's review column
+    both read it."""
+    if not names:
+        return []
+    ends = []
+    for end, why in zip(("above", "below"), walk_ends):
+        name = names[0 if end == "above" else -1]
+        if why == "lost" and LAST_LEVELS[end] != name:
+            ends.append((end, name))
+    return ends
 
 
 def lost_spine_notes(walk: stage2.WalkResult, names: identify.Identification) -> list[str]:
-    """A message per end where the walk lost the spine (``drop_end_fragments``) and a level
-    can still be missing there."""
-    notes = []
-    for end in ("above", "below"):
-        name = names.names[0 if end == "above" else -1]
-        if getattr(walk, f"end_{end}") == "lost" and levels_may_be_missing(end, name):
-            notes.append(
-                f"the spine goes on {end} {name}, but its vertebrae there were only found in "
-                "pieces: levels may be missing; check the result there"
-            )
-    return notes
+    """A message per end of ``lost_ends``."""
+    return [
+        f"the spine goes on {end} {name}, but its vertebrae there were only found in "
+        "pieces: levels may be missing; check the result there"
+        for end, name in lost_ends((walk.end_above, walk.end_below), names.names)
+    ]
 
 
 def count_check(

@@ -5,7 +5,7 @@ seeds: rules are looked at there) with the shipped nets, keeps what identificati
 (votes, ribs, ends, the level head's ratios), and replays identification under each way
 of letting the head vote: summed per placement at a weight, averaged over the column, or
 summed but capped per placement. A vertebra counts as named right when its name is that of
-the reference vertebra within 20 mm of its centroid (the naming half of the paper's
+the reference vertebra within 20 mm of its centroid (the evaluation's ID_MAX_ERROR_MM) (the naming half of the paper's
 identification rate; vertebrae the walk missed are not counted here). Then the count check
 (identify.level_head_shift): on which cases the head places the column elsewhere.
 
@@ -35,6 +35,7 @@ RULES = (
 def collect(specs, settings, say) -> list[dict]:
     """Per spine case: the evidence and ends identification last saw, and the true labels."""
     from SpineLabelerLib import identify, phantom, pipeline
+    from SpineLabelerLib.evaluation.localization import ID_MAX_ERROR_MM
 
     seen: list = []
     original = identify.identify
@@ -62,7 +63,7 @@ def collect(specs, settings, say) -> list[dict]:
                     for k, c in reference.items()
                 }
                 nearest = min(dist, key=dist.get)
-                truth.append(nearest if dist[nearest] < 20.0 else None)
+                truth.append(nearest if dist[nearest] < ID_MAX_ERROR_MM else None)
             cases.append(
                 dict(
                     case=spec.case_id,

@@ -161,7 +161,7 @@ def review_reasons(result: SpineResult) -> list[str]:
     """Why a person should look at this case first (a batch's summary.csv sorts on it): the
     count check spoke (``SpineResult.count_check``), or the walk lost the spine at an end
     where a level can be missing."""
-    from SpineLabelerLib.pipeline import levels_may_be_missing
+    from SpineLabelerLib.pipeline import lost_ends
 
     reasons = []
     if result.count_check:
@@ -169,12 +169,8 @@ def review_reasons(result: SpineResult) -> list[str]:
         reasons.append(
             f"count: named {check['named']}, the level head prefers {check['head_prefers']}"
         )
-    for end, why in zip(("above", "below"), result.walk_ends):
-        if why != "lost" or not result.vertebrae:
-            continue
-        name = result.vertebrae[0 if end == "above" else -1].name
-        if levels_may_be_missing(end, name):
-            reasons.append(f"spine lost {end} {name}")
+    names = [v.name for v in result.vertebrae]
+    reasons += [f"spine lost {end} {name}" for end, name in lost_ends(result.walk_ends, names)]
     return reasons
 
 
