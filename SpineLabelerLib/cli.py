@@ -14,7 +14,14 @@ from collections.abc import Sequence
 
 from SpineLabelerLib import __version__
 
-COMMAND_MODULES: tuple[str, ...] = ("info", "evaluate", "segment", "train", "phantom")
+COMMAND_MODULES: tuple[str, ...] = (
+    "info",
+    "evaluate",
+    "segment",
+    "train",
+    "fit_level_head",
+    "phantom",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

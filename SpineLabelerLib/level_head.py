@@ -84,6 +84,19 @@ def patch_features(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.nd
     return np.concatenate([features, geometry], axis=1).astype(np.float32), voxels
 
 
+def batch_features(
+    model: nn.Module, device: torch.device, patches: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`patch_features` of ``(B, 2, K, J, I)`` float32 patches run as the pipeline runs
+    the net (channels-last on the CPU, fp16 autocast on CUDA), so that a head is fit on the
+    features it will be read with."""
+    x = torch.from_numpy(np.ascontiguousarray(patches, np.float32)).to(device)
+    if device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
+        return patch_features(model, x)
+
+
 class LevelHead(nn.Module):
     """Standardize, then one linear layer: features ``(N, F)`` -> level logits ``(N, 25)``."""
 
@@ -146,7 +159,7 @@ def load_level_head(path: str | Path, stage2_sha256: str) -> LevelHead:
         raise ModelFileError(
             f"{path} was fit to stage-2 weights {str(payload.get('stage2_sha256'))[:12]}..., "
             f"not to the loaded ones ({stage2_sha256[:12]}...); refit it to them with "
-            "python -m SpineLabelerLib.training.level_head"
+            "spinelabeler fit-level-head --stage2 STAGE2.pt --out level_head.pt"
         )
     head = LevelHead(int(payload["n_features"]))
     try:
@@ -188,11 +201,7 @@ def walk_level_ratios(
             ct_patch = crop_with_fill(ct, start, tuple(size), CT_FILL).astype(np.float32)
             labels = crop_with_fill(instances, start, tuple(size), 0)
             patches.append([ct_patch, np.isin(labels, order[:n]).astype(np.float32)])
-        x = torch.from_numpy(np.asarray(patches, np.float32)).to(device)
-        if device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last_3d)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
-            features, voxels = patch_features(model, x)
+        features, voxels = batch_features(model, device, np.asarray(patches, np.float32))
         ratios = head.log_likelihood_ratios(features)
         out.extend(r if v >= MIN_MASK_VOXELS else None for r, v in zip(ratios, voxels))
     return out

@@ -132,9 +132,10 @@ VERSE008 = Path("/work/shared/realdata/verse008")
 
 @pytest.mark.skipif(not VERSE008.is_dir(), reason="needs the real VerSe case verse008")
 def test_rows_can_come_from_real_ct_in_the_verse_layout():
+    from SpineLabelerLib.commands.fit_level_head import DEFAULT_CONFIG
     from SpineLabelerLib.pipeline import DEFAULT_WEIGHTS_DIR
     from SpineLabelerLib.training.data import VerseSource
-    from SpineLabelerLib.training.level_head import DEFAULT_CONFIG, draw_rows
+    from SpineLabelerLib.training.level_head import draw_rows
     from SpineLabelerLib.training.loop import TrainConfig
 
     model = nets.load_model(DEFAULT_WEIGHTS_DIR / "stage2.pt", "stage2")
@@ -142,3 +143,46 @@ def test_rows_can_come_from_real_ct_in_the_verse_layout():
     features, levels = draw_rows(model, cfg, VerseSource(VERSE008), 4, log=lambda *a, **k: None)
     assert features.shape[1] == feature_count(model.config.widths()) and len(levels) >= 1
     assert set((levels + 1).tolist()) <= set(range(19, 25))  # T12-L5 are in the expert mask
+
+
+def _tiny_stage2_file(tmp_path):
+    path = tmp_path / "stage2.pt"
+    nets.save_weights(tiny_net(), path)
+    return path
+
+
+def test_rows_do_not_depend_on_the_workers_that_draw_the_crops(monkeypatch):
+    """Each crop has its own random stream: worker processes change the speed, not the rows."""
+    import SpineLabelerLib.training.level_head as fitting
+    from SpineLabelerLib.commands.fit_level_head import DEFAULT_CONFIG
+    from SpineLabelerLib.training.loop import TrainConfig
+
+    monkeypatch.setattr(fitting, "MIN_MASK_VOXELS", 0)  # a random tiny net predicts little
+    cfg = TrainConfig.from_file(Path(__file__).resolve().parent.parent / DEFAULT_CONFIG)
+    source = fitting.phantom_source(cfg, range(fitting.FIT_SEED_BASE, fitting.FIT_SEED_BASE + 2))
+    quiet = dict(log=lambda *a, **k: None)
+    alone = fitting.draw_rows(tiny_net(), cfg, source, 3, workers=0, **quiet)
+    helped = fitting.draw_rows(tiny_net(), cfg, source, 3, workers=1, **quiet)
+    assert alone[0].shape == (len(alone[1]), feature_count(TINY.widths())) and len(alone[1]) >= 4
+    assert np.array_equal(alone[0], helped[0]) and np.array_equal(alone[1], helped[1])
+    assert set(alone[1].tolist()) <= set(range(N_LEVELS))
+
+
+def test_fit_level_head_command_writes_a_head_bound_to_its_stage2_file(tmp_path, monkeypatch):
+    import SpineLabelerLib.training.level_head as fitting
+    from SpineLabelerLib import cli
+
+    monkeypatch.setattr(fitting, "MIN_MASK_VOXELS", 0)
+    stage2 = _tiny_stage2_file(tmp_path)
+    out = tmp_path / "level_head.pt"
+    argv = ["fit-level-head", "--stage2", str(stage2), "--out", str(out), "--cases", "1"]
+    argv += ["--heldout-cases", "1", "--per-case", "2", "--iterations", "5", "--workers", "0"]
+    argv += ["--device", "cpu"]
+    assert cli.main(argv) == 0
+    head = load_level_head(out, nets.read_weight_file(stage2)["sha256"])
+    assert head.meta["figures"]["heldout"]["rows"] >= 1
+    assert head.meta["device"].startswith("cpu")
+    before = out.read_bytes()
+    with pytest.raises(SystemExit, match="exists"):
+        cli.main(argv)
+    assert out.read_bytes() == before  # a head file is never overwritten

@@ -1,4 +1,4 @@
-"""Fit the level head (level_head.py) on a frozen stage-2 net, on the CPU, and measure it.
+"""Fit the level head (level_head.py) on a frozen stage-2 net, and measure it.
 
 Patches are drawn by the stage-2 training protocol (training/samples.py: target near the
 centre, memory on one side or none, FOV cuts) from phantom crops scanned at a clinical
@@ -12,8 +12,8 @@ regression (full-batch Adam, L2 weight decay) on those rows. Held-out rows come 
 seeds (HELDOUT_SEED_BASE) and give the card's figures: top-1 accuracy, within one level,
 region accuracy, and the log-loss against guessing.
 
-    python -m SpineLabelerLib.training.level_head --stage2 Resources/Models/stage2.pt \\
-        --out Resources/Models/level_head.pt
+    spinelabeler fit-level-head --stage2 Resources/Models/stage2.pt \\
+        --out Resources/Models/level_head.pt   (or python -m SpineLabelerLib.training.level_head)
 """
 
 from __future__ import annotations
@@ -29,13 +29,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from SpineLabelerLib import anatomy, nets
+from SpineLabelerLib.commands.fit_level_head import add_arguments
+from SpineLabelerLib.device import describe, optimize_for_inference, resolve_device
 from SpineLabelerLib.level_head import (
+    BATCH,
     MIN_MASK_VOXELS,
     N_LEVELS,
     LevelHead,
-    patch_features,
+    batch_features,
     save_level_head,
 )
 from SpineLabelerLib.training.data import CasePreparer, CaseSource, PhantomSource, VerseSource
@@ -44,7 +49,6 @@ from SpineLabelerLib.training.loop import TrainConfig, real_split
 from SpineLabelerLib.training.samples import Stage2Sampling, labelled_stage2_sample
 
 FIT_SEED_BASE = 400_000  # disjoint from the nets' training, validation, held-out and bench seeds
-DEFAULT_CONFIG = "configs/stage2_gpu.json"  # the phantom crops and patch of the shipped net
 
 
 def phantom_source(cfg: TrainConfig, seeds: range) -> PhantomSource:
@@ -59,39 +63,66 @@ def _case_seed(source: CaseSource, n: int) -> int:
     return zlib.crc32(source.key(n).encode())
 
 
+class CasePatches(Dataset):
+    """Item ``n``: case ``n``'s drawn patches ``(M, 2, K, J, I)`` and their level classes
+    ``(M,)`` (0 = C1; draws without a vertebra are skipped). Preparing and sampling a case is
+    numpy work that worker processes do while the main process runs the net; each case has
+    its own random stream, so the rows do not depend on the number of workers."""
+
+    def __init__(self, cfg: TrainConfig, source: CaseSource, per_case: int) -> None:
+        self.source, self.per_case = source, per_case
+        self.size = tuple(int(n) for n in cfg.size_kji)
+        self.prep = CasePreparer(cfg.spacing_mm, crop_to_spine=True, max_in_memory=1)
+        self.sampling = Stage2Sampling(**cfg.stage2_sampling)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        case = self.prep(self.source, n)
+        rng = np.random.default_rng([_case_seed(self.source, n), 0x1E7E1])
+        inputs, levels = [], []
+        for _ in range(self.per_case):
+            drawn = labelled_stage2_sample(case, self.size, rng, self.sampling)
+            if drawn.label is not None and drawn.label in anatomy.BY_LABEL:
+                inputs.append(drawn.input)
+                levels.append(drawn.label - 1)
+        if not inputs:
+            return np.zeros((0, 2, *self.size), np.float32), np.zeros(0, np.int64)
+        return np.stack(inputs).astype(np.float32), np.asarray(levels, np.int64)
+
+
 def draw_rows(
-    model: nets.UNet3D,
+    model: nn.Module,
     cfg: TrainConfig,
     source: CaseSource,
     per_case: int,
     log: Callable[..., None] = print,
+    device: torch.device | None = None,
+    workers: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(features ``(N, F)``, level class ``(N,)``, 0 = C1) from ``per_case`` patches per case."""
-    prep = CasePreparer(cfg.spacing_mm, crop_to_spine=True, max_in_memory=1)
-    sampling = Stage2Sampling(**cfg.stage2_sampling)
+    """(features ``(N, F)``, level class ``(N,)``, 0 = C1) from ``per_case`` patches per case,
+    kept where the net predicts at least MIN_MASK_VOXELS. ``model`` runs on ``device`` (CPU by
+    default) BATCH patches at a time; ``workers`` processes prepare the cases meanwhile."""
+    device = device or torch.device("cpu")
+    loader = DataLoader(CasePatches(cfg, source, per_case), batch_size=None, num_workers=workers)
     features, levels = [], []
     t = time.time()
-    for n in range(len(source)):
-        case = prep(source, n)
-        rng = np.random.default_rng([_case_seed(source, n), 0x1E7E1])
-        for _ in range(per_case):
-            drawn = labelled_stage2_sample(case, tuple(cfg.size_kji), rng, sampling)
-            if drawn.label is None or drawn.label not in anatomy.BY_LABEL:
-                continue
-            f, voxels = patch_features(model, torch.from_numpy(drawn.input)[None])
-            if voxels[0] >= MIN_MASK_VOXELS:
-                features.append(f[0])
-                levels.append(drawn.label - 1)
+    for n, (inputs, drawn_levels) in enumerate(loader):
+        inputs, drawn_levels = np.asarray(inputs), np.asarray(drawn_levels)
+        for first in range(0, len(drawn_levels), BATCH):
+            f, voxels = batch_features(model, device, inputs[first : first + BATCH])
+            keep = voxels >= MIN_MASK_VOXELS
+            features.append(f[keep])
+            levels.append(drawn_levels[first : first + BATCH][keep])
         if (n + 1) % 10 == 0 or n + 1 == len(source):
-            log(
-                f"  {n + 1}/{len(source)} cases, {len(levels)} rows, {time.time() - t:.0f} s",
-                flush=True,
-            )
-    if not features:
+            rows = sum(len(x) for x in levels)
+            log(f"  {n + 1}/{len(source)} cases, {rows} rows, {time.time() - t:.0f} s", flush=True)
+    if not features or not sum(len(x) for x in levels):
         raise ValueError(
             f"no patch of {len(source)} case(s) gave a prediction of {MIN_MASK_VOXELS} voxels or more"
         )
-    return np.stack(features), np.asarray(levels, np.int64)
+    return np.concatenate(features), np.concatenate(levels)
 
 
 def fit_head(
@@ -135,33 +166,23 @@ def head_figures(head: LevelHead, features: np.ndarray, levels: np.ndarray) -> d
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--stage2", required=True, help="the stage-2 weight file to read features of")
-    p.add_argument("--out", required=True, help="the level-head file to write")
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="phantom crops and patch size")
-    p.add_argument(
-        "--data",
-        default=None,
-        help="fit on real CTs in the VerSe (or CSI 2014) layout instead of phantoms; the "
-        "cases --config's val_cases holds out (as `spinelabeler train --data` does) give "
-        "held-out figures of their own, next to the phantoms'",
-    )
-    p.add_argument("--cases", type=int, default=200)
-    p.add_argument("--heldout-cases", type=int, default=30)
-    p.add_argument("--per-case", type=int, default=16)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--iterations", type=int, default=600)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+def fit(args: argparse.Namespace, command: str) -> int:
+    """Draw the rows, fit the head, measure it and write it (``commands/fit_level_head``)."""
+    torch.set_num_threads(max(1, args.threads))
     out = Path(args.out)
     if out.exists():
         raise SystemExit(f"{out} exists; remove it first (a head file is never overwritten)")
+    device, messages = resolve_device(args.device)
+    for message in messages:
+        print(message)
     model = nets.load_model(args.stage2, "stage2")
+    fast = optimize_for_inference(model, device)  # the net as the pipeline runs it
     cfg = TrainConfig.from_file(args.config)
     t = time.time()
+
+    def rows(source: CaseSource) -> tuple[np.ndarray, np.ndarray]:
+        return draw_rows(fast, cfg, source, args.per_case, device=device, workers=args.workers)
+
     real_heldout: CaseSource | None = None
     if args.data:
         fit_source, real_heldout = real_split(VerseSource(args.data), cfg.val_cases)
@@ -170,19 +191,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         fit_source = phantom_source(cfg, range(FIT_SEED_BASE, FIT_SEED_BASE + args.cases))
         print(f"fit rows from {args.cases} phantom crops (seeds {FIT_SEED_BASE}...)")
-    x, y = draw_rows(model, cfg, fit_source, args.per_case)
+    print(f"the net on {describe(device)}, {args.workers} worker(s) drawing crops")
+    x, y = rows(fit_source)
     print(f"held-out rows from {args.heldout_cases} crops (seeds {HELDOUT_SEED_BASE}...)")
-    seeds = range(HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + args.heldout_cases)
-    hx, hy = draw_rows(model, cfg, phantom_source(cfg, seeds), args.per_case)
+    hx, hy = rows(
+        phantom_source(cfg, range(HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + args.heldout_cases))
+    )
     head = fit_head(x, y, args.weight_decay, args.iterations, args.seed)
     figures = {"fit": head_figures(head, x, y), "heldout": head_figures(head, hx, hy)}
     if real_heldout is not None:
         print(f"held-out rows from {len(real_heldout)} of the CTs under {args.data}")
-        rx, ry = draw_rows(model, cfg, real_heldout, args.per_case)
+        rx, ry = rows(real_heldout)
         figures["heldout_real"] = head_figures(head, rx, ry)
     meta = {
-        "command": "python -m SpineLabelerLib.training.level_head "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command,
         "config": args.config,
         "fit_data": args.data or f"phantom seeds {FIT_SEED_BASE}-{FIT_SEED_BASE + args.cases - 1}",
         "heldout_seeds": [HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + args.heldout_cases - 1],
@@ -190,12 +212,21 @@ def main(argv: list[str] | None = None) -> int:
         "weight_decay": args.weight_decay,
         "iterations": args.iterations,
         "seed": args.seed,
+        "device": describe(device),
         "figures": figures,
         "wall_s": round(time.time() - t, 1),
     }
     digest = save_level_head(head, out, model.weights_sha256, meta)
     print(json.dumps({**figures, "sha256": digest[:16], "wall_s": meta["wall_s"]}, indent=1))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(p)
+    args = p.parse_args(argv)
+    words = argv if argv is not None else sys.argv[1:]
+    return fit(args, "python -m SpineLabelerLib.training.level_head " + " ".join(words))
 
 
 if __name__ == "__main__":
