@@ -118,7 +118,7 @@ def draw_rows(
         if (n + 1) % 10 == 0 or n + 1 == len(source):
             rows = sum(len(x) for x in levels)
             log(f"  {n + 1}/{len(source)} cases, {rows} rows, {time.time() - t:.0f} s", flush=True)
-    if not features or not sum(len(x) for x in levels):
+    if not sum(len(x) for x in levels):
         raise ValueError(
             f"no patch of {len(source)} case(s) gave a prediction of {MIN_MASK_VOXELS} voxels or more"
         )
