@@ -186,3 +186,19 @@ def test_fit_level_head_command_writes_a_head_bound_to_its_stage2_file(tmp_path,
     with pytest.raises(SystemExit, match="exists"):
         cli.main(argv)
     assert out.read_bytes() == before  # a head file is never overwritten
+
+
+def test_fit_level_head_says_what_is_wrong_with_its_inputs(tmp_path):
+    from SpineLabelerLib import cli
+
+    stage2 = _tiny_stage2_file(tmp_path)
+    out = str(tmp_path / "head.pt")
+    cases = [
+        (["--stage2", str(tmp_path / "none.pt")], "weight file not found"),
+        (["--stage2", str(stage2), "--config", "no_such.json"], "no training config"),
+        (["--stage2", str(stage2), "--data", str(tmp_path / "no_folder")], "is not a folder"),
+    ]
+    for args, message in cases:
+        with pytest.raises(SystemExit, match=message):
+            cli.main(["fit-level-head", "--out", out, *args])
+    assert not (tmp_path / "head.pt").exists()

@@ -9,8 +9,18 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 DEFAULT_CONFIG = "configs/stage2_gpu.json"  # the phantom crops and patch of the shipped net
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def config_path(name: str) -> Path:
+    """``name`` as given, else inside the project (the default works from any folder)."""
+    given = Path(name)
+    if given.is_file() or given.is_absolute():
+        return given
+    return PROJECT_ROOT / given
 
 
 def default_workers() -> int:
@@ -36,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--iterations", type=int, default=600)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default auto)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--threads", type=int, default=2, help="CPU threads of the net")
     p.add_argument(
         "--workers",

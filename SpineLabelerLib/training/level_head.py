@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from SpineLabelerLib import anatomy, nets
-from SpineLabelerLib.commands.fit_level_head import add_arguments
+from SpineLabelerLib.commands.fit_level_head import add_arguments, config_path
 from SpineLabelerLib.device import describe, optimize_for_inference, resolve_device
 from SpineLabelerLib.level_head import (
     BATCH,
@@ -172,12 +172,20 @@ def fit(args: argparse.Namespace, command: str) -> int:
     out = Path(args.out)
     if out.exists():
         raise SystemExit(f"{out} exists; remove it first (a head file is never overwritten)")
+    config = config_path(args.config)
+    if not config.is_file():
+        raise SystemExit(f"no training config {args.config} (looked here and in {config.parent})")
+    if args.data and not Path(args.data).is_dir():
+        raise SystemExit(f"--data {args.data} is not a folder")
+    cfg = TrainConfig.from_file(config)
+    try:
+        model = nets.load_model(args.stage2, "stage2")
+    except nets.ModelFileError as exc:
+        raise SystemExit(str(exc)) from None
     device, messages = resolve_device(args.device)
     for message in messages:
         print(message)
-    model = nets.load_model(args.stage2, "stage2")
     fast = optimize_for_inference(model, device)  # the net as the pipeline runs it
-    cfg = TrainConfig.from_file(args.config)
     t = time.time()
 
     def rows(source: CaseSource) -> tuple[np.ndarray, np.ndarray]:
