@@ -213,10 +213,30 @@ def test_cli_train_command(tmp_path):
         ]
     )
     assert args.stage == "stage2" and args.steps == 5 and not args.resume
+
+
+def test_cli_train_refuses_unusable_inputs_with_a_message(tmp_path, capsys):
+    from SpineLabelerLib import cli
+
     bad = tmp_path / "bad.json"
     bad.write_text('{"lr": 0.001, "learnin_rate": 1}')
-    with pytest.raises(ValueError, match="learnin_rate"):
-        cli.main(["train", "stage1", "--config", str(bad), "--out", str(tmp_path / "o")])
+    config = str(Path(__file__).resolve().parent.parent / "configs" / "stage2.json")
+    out = str(tmp_path / "o")
+    cases = [
+        (["--config", str(bad)], "learnin_rate"),
+        (["--config", str(tmp_path / "none.json")], "no training config"),
+        (["--config", config, "--data", str(tmp_path / "no_folder")], "is not a folder"),
+        (["--config", config, "--init", str(tmp_path / "none.pt")], "weight file not found"),
+    ]
+    for args, message in cases:
+        assert cli.main(["train", "stage2", "--out", out, *args]) == 2
+        assert message in capsys.readouterr().err
+    assert not Path(out).exists()  # nothing was started
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"a run")
+    assert cli.main(["train", "stage2", "--out", str(tmp_path / "run"), "--config", config]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == b"a run"  # never overwritten
 
 
 VERSE008 = Path("/work/shared/realdata/verse008")

@@ -58,26 +58,45 @@ def _progress_bar(width: int = 30):
     return show
 
 
+EXIT_REFUSED = 2  # a setting, file or folder that cannot be used: nothing was trained
+
+
+def _refuse(message: str) -> int:
+    print(f"spinelabeler train: {message}", file=sys.stderr)
+    return EXIT_REFUSED
+
+
 def run(args: argparse.Namespace) -> int:
+    import json
+
+    from SpineLabelerLib.nets import ModelFileError
     from SpineLabelerLib.training.loop import TrainConfig, train
 
-    cfg = TrainConfig.from_file(args.config)
+    try:
+        cfg = TrainConfig.from_file(args.config)
+    except FileNotFoundError:
+        return _refuse(f"no training config {args.config}")
+    except (json.JSONDecodeError, TypeError, ValueError) as err:
+        return _refuse(f"{args.config} is not a usable training config: {err}")
     if args.threads is not None:
         cfg.threads = max(1, args.threads)
     command = "spinelabeler " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    summary = train(
-        args.stage,
-        cfg,
-        args.out,
-        data_dir=args.data,
-        steps=args.steps,
-        resume=args.resume,
-        progress=None if args.no_progress else _progress_bar(),
-        device=args.device,
-        command=command,
-        init_weights=args.init,
-        time_limit_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
-    )
+    try:
+        summary = train(
+            args.stage,
+            cfg,
+            args.out,
+            data_dir=args.data,
+            steps=args.steps,
+            resume=args.resume,
+            progress=None if args.no_progress else _progress_bar(),
+            device=args.device,
+            command=command,
+            init_weights=args.init,
+            time_limit_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
+        )
+    except (FileNotFoundError, FileExistsError, ModelFileError) as err:  # --data, --init, --out
+        return _refuse(str(err))
     if summary["rank"] == 0:
         print(
             f"{args.stage}: {summary['steps']} steps, validation {summary['validation']}, "
