@@ -49,6 +49,17 @@ def test_same_seed_same_bytes_and_no_silent_overwrite(tmp_path):
     assert main([*ARGS, "-o", str(a), "--force"]) == 0
 
 
+def test_a_spacing_that_is_not_positive_or_far_too_fine_is_refused_before_anything_is_written(
+    tmp_path, capsys
+):
+    base = ["phantom", "--fov", "lumbar", "-o", str(tmp_path / "out"), "--spacing"]
+    assert main([*base, "0", "1", "1"]) == 2
+    assert "positive" in capsys.readouterr().err
+    assert main([*base, "0.05", "0.05", "0.05"]) == 2  # billions of voxels: not allocated
+    assert "coarser spacing" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_benchmark_set_covers_every_fov_and_variant():
     specs = benchmark_set_specs()
     assert len(specs) >= 40 and len({s.seed for s in specs}) == len(specs)

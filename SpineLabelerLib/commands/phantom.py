@@ -92,9 +92,13 @@ def run(args: argparse.Namespace) -> int:
             for s in range(args.seed, args.seed + args.count)
         ]
     for n, spec in enumerate(specs, 1):
-        case = generate_case(
-            spec.seed, spec.fov, spec.variant, spec.spacing_mm, physics=not args.no_physics
-        )
+        try:
+            case = generate_case(
+                spec.seed, spec.fov, spec.variant, spec.spacing_mm, physics=not args.no_physics
+            )
+        except ValueError as err:  # a spacing that is not positive, or far too fine
+            print(f"spinelabeler phantom: {err}", file=sys.stderr)
+            return 2
         try:
             write_case(args.output, spec.case_id, case, preview=args.preview, force=args.force)
         except FileExistsError as err:

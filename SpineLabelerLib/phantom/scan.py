@@ -19,6 +19,9 @@ from SpineLabelerLib.phantom.layout import SpineLayout
 
 FOVS: tuple[str, ...] = ("whole", "head-neck", "chest", "abdomen", "lumbar", "lumbar-crop", "leg")
 MAX_VOXELS = 64_000_000  # clinical draws keep a case under ~256 MB of float32
+# A spacing given by hand may go finer, up to this (a 512 x 512 x 2000 CT; the painting needs
+# several arrays of this size): finer than that is refused before anything is allocated.
+MAX_GIVEN_VOXELS = 8 * MAX_VOXELS
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,12 @@ def draw_scan(
             raise ValueError(f"spacing_mm must be three positive numbers, got {spacing_mm!r}")
     spacing_arr = np.array(spacing)
     size_out = np.array([max(int(round(size[perm[c]] / spacing_arr[c])), 1) for c in range(3)])
+    if spacing_mm is not None and float(np.prod(size_out.astype(float))) > MAX_GIVEN_VOXELS:
+        raise ValueError(
+            f"a {spacing_mm!r} mm spacing gives this field of view "
+            f"{' x '.join(str(int(n)) for n in size_out)} voxels (more than "
+            f"{MAX_GIVEN_VOXELS // 1_000_000} million); choose a coarser spacing"
+        )
     origin = centre - P @ ((size_out - 1) / 2 * spacing_arr)
     if kind != "oblique":
         sp_lps = np.array([spacing[perm.index(a_)] for a_ in range(3)])
