@@ -138,6 +138,8 @@ def run_real_case(settings) -> dict:
         "segment_s": round(result.timings_s.get("total", math.nan), 1),
         "found": [v.name for v in result.vertebrae],
         "no_spine_found": result.no_spine_found,
+        "notes": list(result.messages),
+        "count_check": result.count_check,
         "reference": [r.name for r in ev.rows],
         "rows": [r.__dict__ for r in ev.rows],
         "extra": [int(x) for x in ev.extra_predicted_labels],
@@ -400,6 +402,13 @@ def main(argv=None) -> int:
             )
         for line in summary_lines([real], "one real VerSe case")[1:]:
             say(line)
+        check = real["count_check"]
+        say(
+            "count check (level head): "
+            + (f"the head prefers {check['head_prefers']}" if check else "silent")
+            + "; notes: "
+            + ("; ".join(real["notes"]) or "none")
+        )
     if args.save:
         tag = args.tag or ("dev" if args.development else "")
         tag = f"_{tag}" if tag else ""
