@@ -330,3 +330,21 @@ def test_a_users_folder_is_split_the_same_way_for_the_nets_and_the_level_head():
     assert len(real_split(folder, val_cases=1)[1]) == 1  # at most val_cases
     train, held = real_split(FunctionSource(lambda n: (None, None), 4, "few"), val_cases=8)
     assert held is None and len(train) == 4  # too few to hold any out
+
+
+def test_cli_train_says_when_resume_finds_no_run(tmp_path, capsys, monkeypatch):
+    """--resume on an empty --out starts afresh (scripts always pass it), but not silently."""
+    from SpineLabelerLib import cli
+    from SpineLabelerLib.training import loop
+
+    calls = []
+
+    def fake_train(stage, cfg, out, **kwargs):
+        calls.append(kwargs["resume"])
+        return {"rank": 0, "steps": 0, "validation": {}, "wall_s": 0.0}
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    config = str(Path(__file__).resolve().parent.parent / "configs" / "stage2.json")
+    out = str(tmp_path / "typo")
+    assert cli.main(["train", "stage2", "--config", config, "--out", out, "--resume"]) == 0
+    assert calls == [True] and "no run to resume" in capsys.readouterr().err

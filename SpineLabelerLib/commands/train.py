@@ -9,6 +9,7 @@ import argparse
 import shlex
 import sys
 import time
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -81,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         cfg.threads = max(1, args.threads)
     command = "spinelabeler " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if args.resume and not (Path(args.out) / "checkpoint.pt").is_file():
+        print(
+            f"no run to resume in {args.out} (no checkpoint.pt): starting a new one",
+            file=sys.stderr,
+        )
     try:
         summary = train(
             args.stage,
