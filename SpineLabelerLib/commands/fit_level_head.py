@@ -12,15 +12,16 @@ import os
 from pathlib import Path
 
 DEFAULT_CONFIG = "configs/stage2_gpu.json"  # the phantom crops and patch of the shipped net
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def config_path(name: str) -> Path:
     """``name`` as given, else inside the project (the default works from any folder)."""
+    from SpineLabelerLib.childjob import library_root
+
     given = Path(name)
     if given.is_file() or given.is_absolute():
         return given
-    return PROJECT_ROOT / given
+    return library_root() / given
 
 
 def default_workers() -> int:
