@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from SpineLabelerLib.nets import ModelFileError
-    from SpineLabelerLib.training.loop import TrainConfig, train
+    from SpineLabelerLib.training.loop import CHECKPOINT_NAME, TrainConfig, train
 
     try:
         cfg = TrainConfig.from_file(args.config)
@@ -82,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         cfg.threads = max(1, args.threads)
     command = "spinelabeler " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    if args.resume and not (Path(args.out) / "checkpoint.pt").is_file():
+    if args.resume and not (Path(args.out) / CHECKPOINT_NAME).is_file():
         print(
-            f"no run to resume in {args.out} (no checkpoint.pt): starting a new one",
+            f"no run to resume in {args.out} (no {CHECKPOINT_NAME}): starting a new one",
             file=sys.stderr,
         )
     try:

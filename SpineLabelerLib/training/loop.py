@@ -37,6 +37,9 @@ from SpineLabelerLib.training.samples import Stage2Sampling
 VAL_RANK = 1_000_000  # the rank number whose sample stream is the validation set
 
 
+CHECKPOINT_NAME = "checkpoint.pt"  # in a run folder: what --resume goes on from
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a run (a JSON file gives any subset; unknown keys are an error)."""
@@ -287,10 +290,10 @@ def train(
     if dev.type == "cpu":
         torch.set_num_threads(max(1, cfg.threads))
     out = Path(out_dir)
-    ckpt_path = out / "checkpoint.pt"
+    ckpt_path = out / CHECKPOINT_NAME
     if ckpt_path.exists() and not resume:
         raise FileExistsError(
-            f"{out} already holds a run (checkpoint.pt); pass --resume or another --out"
+            f"{out} already holds a run ({CHECKPOINT_NAME}); pass --resume or another --out"
         )
 
     torch.manual_seed(cfg.seed)
