@@ -1,25 +1,28 @@
 """The one entry point: a CT in, every visible vertebra segmented, centred and named out.
 
 ``segment_spine(ct, settings, progress, cancel) -> SpineResult`` is what the CLI
-(``spinelabeler segment``) and the Slicer module call. Steps (issue 5):
+(``spinelabeler segment``) and the Slicer module call. This module reads top to bottom in
+the order the data flows (issue 5):
 
-1. stage 1 over the whole CT on the stage-1 canonical grid (``stage1_spacing_mm``):
+1. read: the CT checked, the networks (and the level head) loaded.
+2. stage 1 over the whole CT on the stage-1 canonical grid (``stage1_spacing_mm``):
    regions, cleaned; boxes; centre line. Nothing found -> ``no_spine_found`` (not an error).
-2. stage 2 on the spine box only, at 1 mm: the iterative walk (stage2.py), started at the
+3. crop: the spine box plus a margin, at 1 mm, with the mask of what the CT covers.
+4. stage 2 on that crop: the iterative walk (stage2.py), started at the
    thoracolumbar or cervicothoracic boundary when one is visible, else at the end of the
    column that offers an anchor (C1 under the skull for a cervical-only view, the vertebra
    above the sacrum for a lumbar-only view), else mid-column. A walk that finds fewer than
    half the vertebrae the spine box could hold (a wrong anchor: it stalls on one fragment)
    is tried again from mid-column, and the longer walk is kept (``restart_below``).
-3. the column cleaned: a piece cut off a vertebra (an inner one, under a quarter of the
-   median of the two on each side) folded back into it (``merge_fragments``); end vertebrae stage 1 does not call
-   spine dropped (``trim_unsupported_ends``); then identification (identify.py) from the
-   walk, the stage-1 votes, the ribs and how the walk ended; the level head (one more
-   stage-2 prediction per vertebra) checks the count and a message says when it disagrees
-   (``count_check``).
-4. labels back to the CT's own grid (each label's stage-2 probability resampled linearly,
-   its boundary where that crosses 0.5: ``labels_to_input_grid``); centroids and volumes
-   from those final masks.
+5. the column judged (column.py): pieces cut off a vertebra folded back into it or, at an
+   end, dropped; end vertebrae stage 1 does not call spine dropped.
+6. names (identify.py) from the walk, the stage-1 votes, the ribs and how the walk ended;
+   a bottom "L6" that is the sacrum dropped and the column named again; the level head
+   (one more stage-2 prediction per vertebra) checks the count and a message says when it
+   disagrees (``column.count_check``).
+7. output grid: labels back to the CT's own grid (each label's stage-2 probability
+   resampled linearly, its boundary where that crosses 0.5: ``labels_to_input_grid``).
+8. report: centroids and volumes from those final masks, messages, timings, work.
 
 Progress fractions are overall (0..1) with the stage named; ``cancel`` is checked between
 steps and between vertebrae (raises ``progress.Cancelled``; nothing is returned or written).
@@ -28,7 +31,6 @@ steps and between vertebrae (raises ``progress.Cancelled``; nothing is returned 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from SpineLabelerLib import anatomy, identify, preprocess, ribs, stage1, stage2
+from SpineLabelerLib import anatomy, column, identify, preprocess, ribs, stage1, stage2
 from SpineLabelerLib.evaluation.centroids import centroids_and_counts
 from SpineLabelerLib.image import (
     Image,
@@ -51,6 +53,7 @@ from SpineLabelerLib.io.checks import check_ct
 from SpineLabelerLib.progress import CancelFlag, ProgressCallback, report
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
+
 
 # Overall progress span of each stage.
 _SPANS = {
@@ -134,7 +137,7 @@ class SpineResult:
     work: dict[str, Any] = field(
         default_factory=dict
     )  # grid shapes, network calls (for benchmarks)
-    count_check: dict[str, Any] | None = None  # pipeline.count_check where it spoke
+    count_check: dict[str, Any] | None = None  # column.count_check where it spoke
 
     def report(self) -> dict[str, Any]:
         """The JSON report (report.json) of ARCHITECTURE.md."""
@@ -150,7 +153,159 @@ class SpineResult:
         }
 
 
-# ----------------------------------------------------------------------------- models
+# ----------------------------------------------------------------------- entry point
+
+
+def segment_spine(
+    ct: Image,
+    settings: SegmentSettings = SegmentSettings(),
+    progress: ProgressCallback | None = None,
+    cancel: CancelFlag | None = None,
+    runners: tuple[Any, Any, str] | None = None,
+) -> SpineResult:
+    """Segment, locate and name every visible vertebra of ``ct`` (HU, any grid, LPS).
+
+    ``runners``: (stage-1, stage-2, device name) to use instead of the weight files, for
+    callers that hold their own networks (and tests with oracle "networks"); a runner maps
+    ``(C, K, J, I)`` float32 to probabilities and has a ``messages`` list.
+    Raises io.CTInputError for an input that cannot be a CT, nets.ModelFileError for
+    missing or broken weights, progress.Cancelled when ``cancel`` is set.
+    """
+    t_all = time.perf_counter()
+    check_ct(ct)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    if runners is None:
+        run1, run2, device_name, messages = load_runners(settings)
+        head, head_notes = load_level_head(settings, run2)
+        messages = messages + head_notes
+    else:
+        (run1, run2, device_name), messages, head = runners, [], None
+    messages = messages + input_notes(ct)
+    timings["load_models"] = time.perf_counter() - t
+    report(progress, "stage1", _SPANS["stage1"][0], f"stage 1 on {device_name}")
+
+    # Stage 1: regions on the whole CT.
+    t = time.perf_counter()
+    s1 = run_stage1(ct, run1, settings, _span(progress, "stage1"), cancel)
+    timings["stage1"] = time.perf_counter() - t
+    work: dict[str, Any] = {
+        "input_spacing_mm": [round(float(v), 4) for v in ct.spacing_mm],
+        "stage1_spacing_mm": s1.classes.spacing_mm[0],
+        "stage1_grid_kji": list(s1.classes.array.shape),
+    }
+    if cancel is not None:
+        cancel.check()
+    if not s1.found:
+        timings["total"] = time.perf_counter() - t_all
+        report(progress, "done", 1.0, "no spine found")
+        why = "stage 1 found no spine region"
+        return _no_spine(ct, timings, device_name, messages + run1.messages, why, work)
+
+    # Stage 2: the walk on the spine box at 1 mm.
+    t = time.perf_counter()
+    crop, valid, walk = run_stage2(ct, s1, run2, settings, _span(progress, "stage2"), cancel)
+    timings["stage2"] = time.perf_counter() - t
+    messages = messages + run1.messages + run2.messages
+    work.update(
+        stage2_crop_kji=list(crop.array.shape),
+        stage2_predictions=walk.predictions,
+        walk_start=walk.start,
+    )
+    if not walk.vertebrae:
+        timings["total"] = time.perf_counter() - t_all
+        report(progress, "done", 1.0, "no spine found")
+        why = "stage 2 found no vertebra in the spine region"
+        return _no_spine(ct, timings, device_name, messages, why, work)
+
+    # The column judged (column.py), then named.
+    t = time.perf_counter()
+    report(progress, "identify", _SPANS["identify"][0], "naming the vertebrae")
+    classes_on_crop = preprocess.labels_onto(s1.classes, crop).array
+    votes = _votes(walk.instances.array, classes_on_crop, [v.index for v in walk.vertebrae])
+    work["pieces_folded"] = column.merge_fragments(walk, votes, settings.fragment_fraction)
+    column.drop_end_fragments(walk, votes, settings.fragment_fraction)
+    column.trim_unsupported_ends(walk, votes, settings.min_stage1_support, settings.sliver_fraction)
+    if not walk.vertebrae:
+        timings["total"] = time.perf_counter() - t_all
+        report(progress, "done", 1.0, "no spine found")
+        why = "no vertebra of the walk lies where stage 1 sees spine"
+        return _no_spine(ct, timings, device_name, messages, why, work)
+    rib_evidence = ribs.rib_scores(
+        crop.array,
+        valid,
+        walk.instances.array,
+        [v.index for v in walk.vertebrae],
+        preprocess.STAGE2_SPACING_MM,
+    )
+    t_head = time.perf_counter()
+    levels = read_levels(head, run2, crop, walk, _span(progress, "identify"), cancel)
+    timings["level_head"] = time.perf_counter() - t_head
+    work["level_head_patches"] = 0 if head is None else len(walk.vertebrae)
+    evidence = [  # a vertebra cut by the field of view has no reliable side: its ribs unmeasured
+        identify.VertebraEvidence(vote, tuple(v.centroid_lps), None if v.partial else rib, level)
+        for v, vote, rib, level in zip(walk.vertebrae, votes, rib_evidence, levels)
+    ]
+    ends = identify.ColumnEnds(
+        ends_above=walk.end_above == "spine", ends_below=walk.end_below == "spine"
+    )
+    names = identify.identify(evidence, ends)
+    if column.is_sacrum_called_l6(walk, votes, names, settings.sacrum_relative_support):
+        walk.vertebrae.pop(), votes.pop(), evidence.pop()
+        walk.end_below = "spine"  # the sacrum is in view: the lumbar spine ends above it
+        ends = replace(ends, ends_below=True)
+        names = identify.identify(evidence, ends)
+    messages = messages + column.lost_spine_notes(walk, names)
+    check = column.count_check(evidence, names, settings.count_check_nats)
+    messages = messages + ([column.count_check_note(check)] if check else [])
+    timings["identify"] = time.perf_counter() - t
+    if cancel is not None:
+        cancel.check()
+
+    # Back to the input grid; centroids and volumes from the final masks.
+    t = time.perf_counter()
+    report(progress, "output", _SPANS["output"][0], "resampling to the input grid")
+    lut = np.zeros(int(walk.instances.array.max()) + 1, np.uint8)
+    for v, label in zip(walk.vertebrae, names.labels):
+        lut[v.index] = label
+    labels_crop = walk.instances.with_array(lut[walk.instances.array])
+    labels, covered = labels_to_input_grid(labels_crop, ct, walk.probability)
+    records = _records(covered, walk, names, evidence)
+    timings["output"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_all
+    report(progress, "done", 1.0, f"{len(records)} vertebrae")
+    return SpineResult(
+        labels,
+        records,
+        not records,
+        timings,
+        device_name,
+        messages,
+        (walk.end_above, walk.end_below),
+        work,
+        check,
+    )
+
+
+# ----------------------------------------------------- read: the CT and the networks
+
+
+# Voxels thicker than this along one axis reach stage 2 blurred along it: its outlines are
+# less exact there (benchmarks/accuracy.py, rows by slices: Dice of whole vertebrae 95.5 %
+# under 1.2 mm slices, 92.5 % at 2.6-3 mm, with the shipped nets).
+THICK_VOXEL_MM = 2.0
+
+
+def input_notes(ct: Image) -> list[str]:
+    """What a user should know about the input's grid when reading the result."""
+    thickest = max(ct.spacing_mm)
+    if thickest <= THICK_VOXEL_MM:
+        return []
+    return [
+        f"{thickest:.1f} mm voxels along one axis: outlines are less exact than on thin "
+        "slices (the networks work at 1 mm)"
+    ]
+
 
 _MODEL_CACHE: dict[tuple, Any] = {}
 
@@ -207,43 +362,44 @@ def load_level_head(settings: SegmentSettings, runner) -> tuple[Any, list[str]]:
         return None, [f"the count is not checked against the vertebrae's look: {exc}"]
 
 
-def read_levels(
-    head, runner, crop: Image, walk: stage2.WalkResult, progress=None, cancel=None
-) -> list:
-    """The level head's ratios per walked vertebra (None each where there is no head)."""
-    if head is None:
-        return [None] * len(walk.vertebrae)
-    from SpineLabelerLib import level_head
+# --------------------------------------------------------------------------- stage 1
 
-    def before_each(n: int, total: int) -> None:
-        if cancel is not None:
-            cancel.check()
-        report(progress, "identify", n / total, f"checking the count: vertebra {n + 1}/{total}")
 
-    patch = runner.trained_patch_kji or preprocess.STAGE2_PATCH_KJI
-    ratios = level_head.walk_level_ratios(
-        runner.model,
-        runner.device,
-        head,
-        crop.array,
-        walk.instances.array,
-        [v.index for v in walk.vertebrae],
-        lps_to_index(crop, np.array([v.centroid_lps for v in walk.vertebrae]))[:, ::-1],
-        tuple(patch),
-        before_each,
+def stage1_spacing(settings: SegmentSettings, runner) -> float:
+    """Stage-1 grid spacing (mm): the setting, else what the network was trained at."""
+    if settings.stage1_spacing_mm is not None:
+        return float(settings.stage1_spacing_mm)
+    trained = getattr(runner, "trained_spacing_mm", None)
+    return float(trained) if trained else preprocess.STAGE1_SPACING_MM
+
+
+def run_stage1(
+    ct: Image, runner, settings: SegmentSettings, progress=None, cancel=None
+) -> stage1.Stage1Result:
+    """Stage 1 on the whole CT: canonical grid at ``stage1_spacing_mm``, windows, cleaning."""
+    spacing = stage1_spacing(settings, runner)
+    canon = preprocess.to_canonical(ct, spacing)
+    volume = preprocess.normalize_hu(canon.array)[None]
+    probs = stage1.sliding_window_probabilities(
+        volume, runner, 4, settings.stage1_window_kji, settings.stage1_overlap, progress, cancel
     )
-    return [None if r is None else tuple(float(x) for x in r) for r in ratios]
+    # argmax: a false spine voxel costs more than a missed one (stage 2 fills in the
+    # vertebrae along the centre line, but can only walk where stage 1 says spine is)
+    classes = canon.with_array(np.argmax(probs, axis=0).astype(np.uint8))
+    return stage1.summarize(classes, settings.cleaning)
 
 
-# ----------------------------------------------------------------------------- helpers
+# ------------------------------------------------------------------------------ crop
 
 
-def _span(progress: ProgressCallback | None, name: str) -> ProgressCallback | None:
-    """A callback that maps a stage's own 0..1 onto its overall span."""
-    if progress is None:
-        return None
-    lo, hi = _SPANS[name]
-    return lambda stage, fraction, message: progress(stage, lo + (hi - lo) * fraction, message)
+def spine_crop_box(ct: Image, s1: stage1.Stage1Result, margin_mm) -> tuple[np.ndarray, np.ndarray]:
+    """The spine box plus margin, inside the CT's extent grown by 2 mm (so that a face of the
+    crop that is the CT's edge holds a layer of outside voxels: where cut vertebrae touch)."""
+    box = s1.boxes["spine"]
+    lo = np.asarray(box.min_lps) - np.asarray(margin_mm)
+    hi = np.asarray(box.max_lps) + np.asarray(margin_mm)
+    ct_lo, ct_hi = preprocess.physical_bounds_lps(ct)
+    return np.maximum(lo, ct_lo - 2.0), np.minimum(hi, ct_hi + 2.0)
 
 
 def covering_slices(
@@ -273,6 +429,186 @@ def covering_subimage(
 ) -> Image:
     """The part of ``ct`` (a view, no copy) whose voxels cover an LPS box (mm)."""
     return subimage(ct, covering_slices(ct, box_lps, pad_voxels))
+
+
+def fov_mask(ct: Image, grid: Image, chunk: int = 64) -> np.ndarray:
+    """Bool ``(K, J, I)`` on ``grid``: True where a voxel centre lies inside ``ct``'s voxels.
+
+    Each CT index is an affine function of the grid index; it is evaluated only over the grid
+    axes it depends on (an axis-aligned CT's index along one axis is a single row): 0.03 s
+    instead of 0.8 s for a full per-voxel map of a clinical crop, with the same floats."""
+    n = np.array(ct.size_ijk, float)
+    # grid index (i, j, k) -> ct continuous index, one affine map.
+    a = np.linalg.inv(ijk_to_lps_matrix(ct)) @ ijk_to_lps_matrix(grid)
+    out = np.ones(grid.array.shape[:3], bool)
+    n_k, n_j, n_i = out.shape
+    ii = np.arange(n_i, dtype=float)[None, None, :]
+    jj = np.arange(n_j, dtype=float)[None, :, None]
+    for k0 in range(0, n_k, chunk):  # slabs: an oblique map is a full float array per slab
+        kk = np.arange(k0, min(k0 + chunk, n_k), dtype=float)[:, None, None]
+        for d in range(3):
+            # ((i a0 + j a1) + a3) + k a2, in that order, zero terms left out: the same floats
+            idx = np.float64(0.0)
+            if a[d, 0] != 0:
+                idx = ii * a[d, 0]
+            if a[d, 1] != 0:
+                idx = idx + jj * a[d, 1]
+            idx = idx + a[d, 3]
+            if a[d, 2] != 0:
+                idx = idx + kk * a[d, 2]
+            out[k0 : k0 + chunk] &= (idx >= -0.5) & (idx <= n[d] - 0.5)
+    return out
+
+
+# --------------------------------------------------------------------------- stage 2
+
+
+def run_stage2(
+    ct: Image,
+    s1: stage1.Stage1Result,
+    runner,
+    settings: SegmentSettings,
+    progress=None,
+    cancel=None,
+):
+    """The walk on the 1 mm canonical crop of the spine box: (crop grid, FOV mask, WalkResult)."""
+    box = spine_crop_box(ct, s1, settings.box_margin_mm)
+    source = covering_subimage(ct, box)
+    crop_hu = preprocess.to_canonical(source, preprocess.STAGE2_SPACING_MM, box)
+    crop = crop_hu.with_array(preprocess.normalize_hu(crop_hu.array))
+    valid = fov_mask(ct, crop)
+    spine = s1.boxes["spine"]
+    box_z = (spine.min_lps[2], spine.max_lps[2])
+    walk_settings = settings.walk
+    if walk_settings.patch_kji is None:
+        patch = getattr(runner, "trained_patch_kji", None) or preprocess.STAGE2_PATCH_KJI
+        walk_settings = replace(walk_settings, patch_kji=tuple(patch))
+
+    def predict(ct_patch: np.ndarray, memory: np.ndarray) -> np.ndarray:
+        return runner(np.stack([ct_patch, memory]))[0]
+
+    def walk_from(z0: float, span) -> stage2.WalkResult:
+        step = stage2.TYPICAL_STEP_MM[_region_at(s1, z0)]
+        expected = max(1, int(round((box_z[1] - box_z[0]) / step)))
+        start = s1.centerline.point_at(z0)
+        return stage2.walk(
+            crop,
+            valid,
+            predict,
+            s1.centerline,
+            start,
+            step,
+            box_z,
+            walk_settings,
+            span,
+            cancel,
+            expected,
+        )
+
+    progress = _monotonic(progress)
+    z0, why = choose_start(s1)
+    walk = walk_from(z0, progress)
+    middle = 0.5 * (box_z[0] + box_z[1])
+    fewest = settings.restart_below * (box_z[1] - box_z[0]) / max(stage2.TYPICAL_STEP_MM.values())
+    if len(walk.vertebrae) < fewest and abs(z0 - middle) > min(stage2.TYPICAL_STEP_MM.values()):
+        # A start on a wrong anchor (stage 1 called a region boundary where there is none)
+        # can leave the walk stuck on one fragment; a column that long holds more vertebrae.
+        retry = walk_from(middle, progress)
+        predictions = walk.predictions + retry.predictions
+        if len(retry.vertebrae) > len(walk.vertebrae):
+            why = f"middle of the spine region (from the {why}: {len(walk.vertebrae)} found)"
+            walk = retry
+        walk.predictions = predictions
+    walk.start = why
+    return crop, valid, walk
+
+
+def choose_start(result: stage1.Stage1Result) -> tuple[float, str]:
+    """S coordinate (mm) to start the walk at and why (see the module doc)."""
+    boundaries = dict(stage1.region_boundaries_z(result.classes))
+    # Half a vertebra below the boundary (on L1 / T1), not on the disc itself, where two
+    # vertebrae would be equally near the first patch's centre; above it (on T12 / C7)
+    # when the region below ends within a vertebra (cut by the field of view).
+    pairs = (("T/L", "thoracic", "lumbar"), ("C/T", "cervical", "thoracic"))
+    for name, above, below in pairs:
+        if name in boundaries:
+            z = boundaries[name]
+            step_below = stage2.TYPICAL_STEP_MM[below]
+            if z - result.boxes[below].min_lps[2] >= step_below:
+                return z - 0.5 * step_below, f"{name} boundary"
+            return z + 0.5 * stage2.TYPICAL_STEP_MM[above], f"{name} boundary"
+    regions = result.regions_present()
+    spine = result.boxes["spine"]
+    if regions == ["cervical"]:
+        return spine.max_lps[2] - 10.0, "top of the cervical spine (C1 anchor)"
+    if regions == ["lumbar"]:
+        return spine.min_lps[2] + 15.0, "bottom of the lumbar spine (sacrum anchor)"
+    return 0.5 * (spine.min_lps[2] + spine.max_lps[2]), "middle of the spine region"
+
+
+def _region_at(result: stage1.Stage1Result, z: float) -> str:
+    for region in anatomy.REGIONS:
+        box = result.boxes.get(region)
+        if box is not None and box.min_lps[2] <= z <= box.max_lps[2]:
+            return region
+    return "thoracic"
+
+
+def _monotonic(progress: ProgressCallback | None) -> ProgressCallback | None:
+    """A callback that never reports a fraction below one it reported before (a re-walk)."""
+    if progress is None:
+        return None
+    highest = [0.0]
+
+    def forward(stage: str, fraction: float, message: str) -> None:
+        highest[0] = max(highest[0], fraction)
+        progress(stage, highest[0], message)
+
+    return forward
+
+
+# --------------------------------------- evidence for the column rules and the names
+
+
+def _votes(
+    instances: np.ndarray, classes_on_crop: np.ndarray, indices: list[int]
+) -> list[tuple[float, float, float]]:
+    """Stage-1 voxels (cervical, thoracic, lumbar) inside each instance, in one pass."""
+    inside = instances > 0  # a few per cent of the crop
+    pairs = instances[inside].astype(np.int64) * 4 + classes_on_crop[inside]
+    counts = np.bincount(pairs, minlength=4 * (max(indices, default=0) + 1)).reshape(-1, 4)
+    return [(float(counts[i, 1]), float(counts[i, 2]), float(counts[i, 3])) for i in indices]
+
+
+def read_levels(
+    head, runner, crop: Image, walk: stage2.WalkResult, progress=None, cancel=None
+) -> list:
+    """The level head's ratios per walked vertebra (None each where there is no head)."""
+    if head is None:
+        return [None] * len(walk.vertebrae)
+    from SpineLabelerLib import level_head
+
+    def before_each(n: int, total: int) -> None:
+        if cancel is not None:
+            cancel.check()
+        report(progress, "identify", n / total, f"checking the count: vertebra {n + 1}/{total}")
+
+    patch = runner.trained_patch_kji or preprocess.STAGE2_PATCH_KJI
+    ratios = level_head.walk_level_ratios(
+        runner.model,
+        runner.device,
+        head,
+        crop.array,
+        walk.instances.array,
+        [v.index for v in walk.vertebrae],
+        lps_to_index(crop, np.array([v.centroid_lps for v in walk.vertebrae]))[:, ::-1],
+        tuple(patch),
+        before_each,
+    )
+    return [None if r is None else tuple(float(x) for x in r) for r in ratios]
+
+
+# ----------------------------------------------------------------------- output grid
 
 
 def labels_to_input_grid(
@@ -338,549 +674,7 @@ def _interpolated_labels(
     return out
 
 
-def fov_mask(ct: Image, grid: Image, chunk: int = 64) -> np.ndarray:
-    """Bool ``(K, J, I)`` on ``grid``: True where a voxel centre lies inside ``ct``'s voxels.
-
-    Each CT index is an affine function of the grid index; it is evaluated only over the grid
-    axes it depends on (an axis-aligned CT's index along one axis is a single row): 0.03 s
-    instead of 0.8 s for a full per-voxel map of a clinical crop, with the same floats."""
-    n = np.array(ct.size_ijk, float)
-    # grid index (i, j, k) -> ct continuous index, one affine map.
-    a = np.linalg.inv(ijk_to_lps_matrix(ct)) @ ijk_to_lps_matrix(grid)
-    out = np.ones(grid.array.shape[:3], bool)
-    n_k, n_j, n_i = out.shape
-    ii = np.arange(n_i, dtype=float)[None, None, :]
-    jj = np.arange(n_j, dtype=float)[None, :, None]
-    for k0 in range(0, n_k, chunk):  # slabs: an oblique map is a full float array per slab
-        kk = np.arange(k0, min(k0 + chunk, n_k), dtype=float)[:, None, None]
-        for d in range(3):
-            # ((i a0 + j a1) + a3) + k a2, in that order, zero terms left out: the same floats
-            idx = np.float64(0.0)
-            if a[d, 0] != 0:
-                idx = ii * a[d, 0]
-            if a[d, 1] != 0:
-                idx = idx + jj * a[d, 1]
-            idx = idx + a[d, 3]
-            if a[d, 2] != 0:
-                idx = idx + kk * a[d, 2]
-            out[k0 : k0 + chunk] &= (idx >= -0.5) & (idx <= n[d] - 0.5)
-    return out
-
-
-def choose_start(result: stage1.Stage1Result) -> tuple[float, str]:
-    """S coordinate (mm) to start the walk at and why (see the module doc)."""
-    boundaries = dict(stage1.region_boundaries_z(result.classes))
-    # Half a vertebra below the boundary (on L1 / T1), not on the disc itself, where two
-    # vertebrae would be equally near the first patch's centre; above it (on T12 / C7)
-    # when the region below ends within a vertebra (cut by the field of view).
-    pairs = (("T/L", "thoracic", "lumbar"), ("C/T", "cervical", "thoracic"))
-    for name, above, below in pairs:
-        if name in boundaries:
-            z = boundaries[name]
-            step_below = stage2.TYPICAL_STEP_MM[below]
-            if z - result.boxes[below].min_lps[2] >= step_below:
-                return z - 0.5 * step_below, f"{name} boundary"
-            return z + 0.5 * stage2.TYPICAL_STEP_MM[above], f"{name} boundary"
-    regions = result.regions_present()
-    spine = result.boxes["spine"]
-    if regions == ["cervical"]:
-        return spine.max_lps[2] - 10.0, "top of the cervical spine (C1 anchor)"
-    if regions == ["lumbar"]:
-        return spine.min_lps[2] + 15.0, "bottom of the lumbar spine (sacrum anchor)"
-    return 0.5 * (spine.min_lps[2] + spine.max_lps[2]), "middle of the spine region"
-
-
-def _region_at(result: stage1.Stage1Result, z: float) -> str:
-    for region in anatomy.REGIONS:
-        box = result.boxes.get(region)
-        if box is not None and box.min_lps[2] <= z <= box.max_lps[2]:
-            return region
-    return "thoracic"
-
-
-def _stage1_share(
-    vote: tuple[float, float, float], v: stage2.WalkedVertebra, voxel_ml: float
-) -> float:
-    """The share of a walked vertebra's voxels that stage 1 called spine."""
-    return sum(vote) / max(v.volume_ml / voxel_ml, 1.0)
-
-
-# Vertebrae on each side of an inner vertebra that merge_fragments compares it with.
-FRAGMENT_WINDOW = 2
-
-
-def merge_fragments(walk: stage2.WalkResult, votes: list, fraction: float) -> int:
-    """Fold each inner vertebra of the column that is a piece of a neighbour into it (in
-    place); returns how many were folded.
-
-    Neighbouring levels differ in volume by well under two times, so a whole vertebra is
-    never a small fraction of the vertebrae around it; but a stage-2 net can cut a spinous
-    process off and walk on from it, and the piece then takes a level of its own and shifts
-    every name below it (seen with an unshipped checkpoint on the real case, and on thick
-    slices, where the vertebra it broke off is itself only a part). An inner vertebra the
-    field of view did not cut, under ``fraction`` of the median volume of the vertebrae among
-    the ``FRAGMENT_WINDOW`` on each side (a median, so that one broken neighbour does not
-    shield it), joins the neighbour its mask touches most (voxels, stage-1 votes,
-    volume-weighted centroid); one that touches neither is dropped.
-    """
-    folded = 0
-    n = 1
-    while n < len(walk.vertebrae) - 1:
-        above, piece, below = walk.vertebrae[n - 1 : n + 2]
-        if not _is_piece(walk.vertebrae, n, fraction):
-            n += 1
-            continue
-        instances = walk.instances.array
-        mine = instances == piece.index
-        rim = ndimage.binary_dilation(mine) & ~mine
-        touching = [int(np.count_nonzero(instances[rim] == v.index)) for v in (above, below)]
-        instances[mine] = 0
-        if max(touching) > 0:
-            pos = n - 1 if touching[0] >= touching[1] else n + 1
-            owner = walk.vertebrae[pos]
-            instances[mine] = owner.index
-            total = owner.volume_ml + piece.volume_ml
-            owner.centroid_lps = (
-                owner.centroid_lps * owner.volume_ml + piece.centroid_lps * piece.volume_ml
-            ) / total
-            owner.volume_ml = total
-            votes[pos] = tuple(a + b for a, b in zip(votes[pos], votes[n]))
-        del walk.vertebrae[n], votes[n]
-        folded += 1
-    return folded
-
-
-def _is_piece(column: list[stage2.WalkedVertebra], n: int, fraction: float) -> bool:
-    """Whether ``column[n]``, not cut by the view, is under ``fraction`` of those around it,
-    or the walk found it that small beside a whole vertebra (``stage2._is_piece_beside``: pieces
-    side by side shield each other from the median)."""
-    vertebra = column[n]
-    if vertebra.partial:
-        return False
-    return vertebra.piece or vertebra.volume_ml < fraction * _local_median_ml(column, n)
-
-
-def _local_median_ml(column: list[stage2.WalkedVertebra], n: int) -> float:
-    """Median volume of the ``FRAGMENT_WINDOW`` vertebrae on each side of ``column[n]`` (cut
-    ones too: a tight lumbar view cuts every vertebra's processes)."""
-    around = column[max(n - FRAGMENT_WINDOW, 0) : n] + column[n + 1 : n + 1 + FRAGMENT_WINDOW]
-    return float(np.median([v.volume_ml for v in around])) if around else 0.0
-
-
-def drop_end_fragments(walk: stage2.WalkResult, votes: list, fraction: float) -> list[str]:
-    """Drop end vertebrae of the column that are pieces (in place); returns the ends
-    ("above", "below") where any went.
-
-    ``merge_fragments`` for the two ends: an end vertebra the field of view did not cut,
-    under ``fraction`` of the median volume of the ``FRAGMENT_WINDOW`` vertebrae next to it,
-    is not a whole vertebra. Where stage 2 loses the spine (bodies it cannot see: bone as
-    faint as the discs) it walks on over the spinous processes; the pieces inside the
-    column are folded away, and the last one would take the next level's name however far
-    below it lies. That end becomes "lost": the spine goes on there, so it is no anchor for
-    the names (neither the sacrum nor the skull), and the user is told.
-    """
-    lost = []
-    for end in ("above", "below"):
-        while len(walk.vertebrae) > 1:
-            n = 0 if end == "above" else len(walk.vertebrae) - 1
-            if not _is_piece(walk.vertebrae, n, fraction):
-                break
-            piece = walk.vertebrae.pop(n)
-            votes.pop(n)
-            walk.instances.array[walk.instances.array == piece.index] = 0
-            setattr(walk, f"end_{end}", "lost")
-            if end not in lost:
-                lost.append(end)
-    return lost
-
-
-# The column's ends past which no vertebra can be missing (the skull, the sacrum).
-LAST_LEVELS = {"above": "C1", "below": "L6"}
-
-
-def lost_ends(walk_ends: tuple[str, str], names: Sequence[str]) -> list[tuple[str, str]]:
-    """(end, name of the vertebra there) for each end ("above", "below") where the walk lost
-    the spine (``drop_end_fragments``) and a level can still be missing: pieces lost past C1
-    are the skull's, past L6 the sacrum's. The report's notes and a batch's review column
-    both read it."""
-    if not names:
-        return []
-    ends = []
-    for end, why in zip(("above", "below"), walk_ends):
-        name = names[0 if end == "above" else -1]
-        if why == "lost" and LAST_LEVELS[end] != name:
-            ends.append((end, name))
-    return ends
-
-
-def lost_spine_notes(walk: stage2.WalkResult, names: identify.Identification) -> list[str]:
-    """A message per end of ``lost_ends``."""
-    return [
-        f"the spine goes on {end} {name}, but its vertebrae there were only found in "
-        "pieces: levels may be missing; check the result there"
-        for end, name in lost_ends((walk.end_above, walk.end_below), names.names)
-    ]
-
-
-def count_check(
-    evidence: list[identify.VertebraEvidence], names: identify.Identification, min_nats: float
-) -> dict[str, Any] | None:
-    """Where the level head alone would place the column when it prefers that by at least
-    ``min_nats`` (identify.py rule 6): a transitional vertebra or a miscount, which a person
-    should count; None when it agrees (or did not read). Kept in the report as it is, so that
-    a reader (the benchmarks, a batch summary) needs no message text."""
-    shift, nats = identify.level_head_shift(evidence, names.start_level)
-    if shift == 0 or nats < min_nats:
-        return None
-    first = names.start_level + shift
-    other = (identify.LEVELS[first].name, identify.LEVELS[first + len(evidence) - 1].name)
-    return {
-        "shift_levels": shift,
-        "nats": round(nats, 3),
-        "named": f"{names.names[0]}-{names.names[-1]}",
-        "head_prefers": f"{other[0]}-{other[1]}",
-    }
-
-
-def count_check_note(check: dict[str, Any]) -> str:
-    """The message for a ``count_check`` that spoke."""
-    shift = check["shift_levels"]
-    return (
-        f"the vertebrae look {abs(shift)} level{'s' if abs(shift) > 1 else ''} "
-        f"{'lower' if shift > 0 else 'higher'} than named ({check['head_prefers']} rather than "
-        f"{check['named']}): a transitional vertebra (L6, a sacralized L5, 11 or 13 rib pairs) "
-        "or a missed one; check the count"
-    )
-
-
-def trim_unsupported_ends(
-    walk: stage2.WalkResult, votes: list, min_support: float, sliver_fraction: float
-) -> None:
-    """Drop vertebrae at either end of the column that stage 1 hardly calls spine (in place).
-
-    Stage 2 segments whatever vertebra-like bone is near its patch (the sacrum, say);
-    stage 1 says where the spine is. An end vertebra with under ``min_support`` of its
-    voxels called spine by stage 1 goes, and that end becomes a "spine" end (the spine
-    ended there as stage 1 sees it) unless the field of view had cut it. A sliver the
-    field of view cut (partial, under ``sliver_fraction`` of the column's median volume)
-    stays: stage 1's coarse grid hardly sees a few slices at the edge of the view, and the
-    top of the sacrum is as large as a vertebra.
-    """
-    if not walk.vertebrae:
-        return
-    voxel_ml = float(np.prod(walk.instances.spacing_mm)) / 1000.0
-    small_ml = sliver_fraction * float(np.median([v.volume_ml for v in walk.vertebrae]))
-
-    def unsupported(vote: tuple, v: stage2.WalkedVertebra) -> bool:
-        small_and_cut = v.partial and v.volume_ml < small_ml
-        return not small_and_cut and _stage1_share(vote, v, voxel_ml) < min_support
-
-    while walk.vertebrae and unsupported(votes[-1], walk.vertebrae[-1]):
-        votes.pop()
-        walk.end_below = "fov" if walk.vertebrae.pop().partial else "spine"
-    while walk.vertebrae and unsupported(votes[0], walk.vertebrae[0]):
-        votes.pop(0)
-        walk.end_above = "fov" if walk.vertebrae.pop(0).partial else "spine"
-
-
-def is_sacrum_called_l6(
-    walk: stage2.WalkResult, votes: list, names: identify.Identification, max_relative: float
-) -> bool:
-    """Whether the bottom vertebra, named L6, is the top of the sacrum.
-
-    How much of a vertebra stage 1 calls spine varies with the scanner and the patient, so a
-    fixed threshold (``trim_unsupported_ends``) cannot tell a faintly seen vertebra from the
-    sacrum; but the sacrum keeps only a fraction of what its neighbours get. A share under
-    ``max_relative`` times the column's median is not enough on its own (a sliver of a
-    vertebra cut by the field of view gets as little), so it decides only for a bottom
-    vertebra that identification called L6, a rare level (the L6 prior) where a sacrum
-    counted as a vertebra lands.
-    """
-    if len(walk.vertebrae) < 3 or names.names[-1] != "L6":
-        return False
-    voxel_ml = float(np.prod(walk.instances.spacing_mm)) / 1000.0
-    shares = [_stage1_share(vote, v, voxel_ml) for vote, v in zip(votes, walk.vertebrae)]
-    return shares[-1] < max_relative * float(np.median(shares))
-
-
-def _votes(
-    instances: np.ndarray, classes_on_crop: np.ndarray, indices: list[int]
-) -> list[tuple[float, float, float]]:
-    """Stage-1 voxels (cervical, thoracic, lumbar) inside each instance, in one pass."""
-    inside = instances > 0  # a few per cent of the crop
-    pairs = instances[inside].astype(np.int64) * 4 + classes_on_crop[inside]
-    counts = np.bincount(pairs, minlength=4 * (max(indices, default=0) + 1)).reshape(-1, 4)
-    return [(float(counts[i, 1]), float(counts[i, 2]), float(counts[i, 3])) for i in indices]
-
-
-def _no_spine(
-    ct: Image,
-    timings: dict[str, float],
-    device: str,
-    messages: list[str],
-    why: str,
-    work: dict[str, Any],
-) -> SpineResult:
-    empty = ct.with_array(np.zeros(ct.array.shape[:3], np.uint8))
-    return SpineResult(empty, [], True, timings, device, [*messages, why], ("none", "none"), work)
-
-
-# ----------------------------------------------------------------------------- entry point
-
-
-# Voxels thicker than this along one axis reach stage 2 blurred along it: its outlines are
-# less exact there (benchmarks/accuracy.py, rows by slices: Dice of whole vertebrae 95.5 %
-# under 1.2 mm slices, 92.5 % at 2.6-3 mm, with the shipped nets).
-THICK_VOXEL_MM = 2.0
-
-
-def input_notes(ct: Image) -> list[str]:
-    """What a user should know about the input's grid when reading the result."""
-    thickest = max(ct.spacing_mm)
-    if thickest <= THICK_VOXEL_MM:
-        return []
-    return [
-        f"{thickest:.1f} mm voxels along one axis: outlines are less exact than on thin "
-        "slices (the networks work at 1 mm)"
-    ]
-
-
-def segment_spine(
-    ct: Image,
-    settings: SegmentSettings = SegmentSettings(),
-    progress: ProgressCallback | None = None,
-    cancel: CancelFlag | None = None,
-    runners: tuple[Any, Any, str] | None = None,
-) -> SpineResult:
-    """Segment, locate and name every visible vertebra of ``ct`` (HU, any grid, LPS).
-
-    ``runners``: (stage-1, stage-2, device name) to use instead of the weight files, for
-    callers that hold their own networks (and tests with oracle "networks"); a runner maps
-    ``(C, K, J, I)`` float32 to probabilities and has a ``messages`` list.
-    Raises io.CTInputError for an input that cannot be a CT, nets.ModelFileError for
-    missing or broken weights, progress.Cancelled when ``cancel`` is set.
-    """
-    t_all = time.perf_counter()
-    check_ct(ct)
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-    if runners is None:
-        run1, run2, device_name, messages = load_runners(settings)
-        head, head_notes = load_level_head(settings, run2)
-        messages = messages + head_notes
-    else:
-        (run1, run2, device_name), messages, head = runners, [], None
-    messages = messages + input_notes(ct)
-    timings["load_models"] = time.perf_counter() - t
-    report(progress, "stage1", _SPANS["stage1"][0], f"stage 1 on {device_name}")
-
-    # Stage 1: regions on the whole CT.
-    t = time.perf_counter()
-    s1 = run_stage1(ct, run1, settings, _span(progress, "stage1"), cancel)
-    timings["stage1"] = time.perf_counter() - t
-    work: dict[str, Any] = {
-        "input_spacing_mm": [round(float(v), 4) for v in ct.spacing_mm],
-        "stage1_spacing_mm": s1.classes.spacing_mm[0],
-        "stage1_grid_kji": list(s1.classes.array.shape),
-    }
-    if cancel is not None:
-        cancel.check()
-    if not s1.found:
-        timings["total"] = time.perf_counter() - t_all
-        report(progress, "done", 1.0, "no spine found")
-        why = "stage 1 found no spine region"
-        return _no_spine(ct, timings, device_name, messages + run1.messages, why, work)
-
-    # Stage 2: the walk on the spine box at 1 mm.
-    t = time.perf_counter()
-    crop, valid, walk = run_stage2(ct, s1, run2, settings, _span(progress, "stage2"), cancel)
-    timings["stage2"] = time.perf_counter() - t
-    messages = messages + run1.messages + run2.messages
-    work.update(
-        stage2_crop_kji=list(crop.array.shape),
-        stage2_predictions=walk.predictions,
-        walk_start=walk.start,
-    )
-    if not walk.vertebrae:
-        timings["total"] = time.perf_counter() - t_all
-        report(progress, "done", 1.0, "no spine found")
-        why = "stage 2 found no vertebra in the spine region"
-        return _no_spine(ct, timings, device_name, messages, why, work)
-
-    # Identification.
-    t = time.perf_counter()
-    report(progress, "identify", _SPANS["identify"][0], "naming the vertebrae")
-    classes_on_crop = preprocess.labels_onto(s1.classes, crop).array
-    votes = _votes(walk.instances.array, classes_on_crop, [v.index for v in walk.vertebrae])
-    work["pieces_folded"] = merge_fragments(walk, votes, settings.fragment_fraction)
-    drop_end_fragments(walk, votes, settings.fragment_fraction)
-    trim_unsupported_ends(walk, votes, settings.min_stage1_support, settings.sliver_fraction)
-    if not walk.vertebrae:
-        timings["total"] = time.perf_counter() - t_all
-        report(progress, "done", 1.0, "no spine found")
-        why = "no vertebra of the walk lies where stage 1 sees spine"
-        return _no_spine(ct, timings, device_name, messages, why, work)
-    rib_evidence = ribs.rib_scores(
-        crop.array,
-        valid,
-        walk.instances.array,
-        [v.index for v in walk.vertebrae],
-        preprocess.STAGE2_SPACING_MM,
-    )
-    t_head = time.perf_counter()
-    levels = read_levels(head, run2, crop, walk, _span(progress, "identify"), cancel)
-    timings["level_head"] = time.perf_counter() - t_head
-    work["level_head_patches"] = 0 if head is None else len(walk.vertebrae)
-    evidence = [  # a vertebra cut by the field of view has no reliable side: its ribs unmeasured
-        identify.VertebraEvidence(vote, tuple(v.centroid_lps), None if v.partial else rib, level)
-        for v, vote, rib, level in zip(walk.vertebrae, votes, rib_evidence, levels)
-    ]
-    ends = identify.ColumnEnds(
-        ends_above=walk.end_above == "spine", ends_below=walk.end_below == "spine"
-    )
-    names = identify.identify(evidence, ends)
-    if is_sacrum_called_l6(walk, votes, names, settings.sacrum_relative_support):
-        walk.vertebrae.pop(), votes.pop(), evidence.pop()
-        walk.end_below = "spine"  # the sacrum is in view: the lumbar spine ends above it
-        ends = replace(ends, ends_below=True)
-        names = identify.identify(evidence, ends)
-    messages = messages + lost_spine_notes(walk, names)
-    check = count_check(evidence, names, settings.count_check_nats)
-    messages = messages + ([count_check_note(check)] if check else [])
-    timings["identify"] = time.perf_counter() - t
-    if cancel is not None:
-        cancel.check()
-
-    # Back to the input grid; centroids and volumes from the final masks.
-    t = time.perf_counter()
-    report(progress, "output", _SPANS["output"][0], "resampling to the input grid")
-    lut = np.zeros(int(walk.instances.array.max()) + 1, np.uint8)
-    for v, label in zip(walk.vertebrae, names.labels):
-        lut[v.index] = label
-    labels_crop = walk.instances.with_array(lut[walk.instances.array])
-    labels, covered = labels_to_input_grid(labels_crop, ct, walk.probability)
-    records = _records(covered, walk, names, evidence)
-    timings["output"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - t_all
-    report(progress, "done", 1.0, f"{len(records)} vertebrae")
-    return SpineResult(
-        labels,
-        records,
-        not records,
-        timings,
-        device_name,
-        messages,
-        (walk.end_above, walk.end_below),
-        work,
-        check,
-    )
-
-
-def stage1_spacing(settings: SegmentSettings, runner) -> float:
-    """Stage-1 grid spacing (mm): the setting, else what the network was trained at."""
-    if settings.stage1_spacing_mm is not None:
-        return float(settings.stage1_spacing_mm)
-    trained = getattr(runner, "trained_spacing_mm", None)
-    return float(trained) if trained else preprocess.STAGE1_SPACING_MM
-
-
-def run_stage1(
-    ct: Image, runner, settings: SegmentSettings, progress=None, cancel=None
-) -> stage1.Stage1Result:
-    """Stage 1 on the whole CT: canonical grid at ``stage1_spacing_mm``, windows, cleaning."""
-    spacing = stage1_spacing(settings, runner)
-    canon = preprocess.to_canonical(ct, spacing)
-    volume = preprocess.normalize_hu(canon.array)[None]
-    probs = stage1.sliding_window_probabilities(
-        volume, runner, 4, settings.stage1_window_kji, settings.stage1_overlap, progress, cancel
-    )
-    # argmax: a false spine voxel costs more than a missed one (stage 2 fills in the
-    # vertebrae along the centre line, but can only walk where stage 1 says spine is)
-    classes = canon.with_array(np.argmax(probs, axis=0).astype(np.uint8))
-    return stage1.summarize(classes, settings.cleaning)
-
-
-def spine_crop_box(ct: Image, s1: stage1.Stage1Result, margin_mm) -> tuple[np.ndarray, np.ndarray]:
-    """The spine box plus margin, inside the CT's extent grown by 2 mm (so that a face of the
-    crop that is the CT's edge holds a layer of outside voxels: where cut vertebrae touch)."""
-    box = s1.boxes["spine"]
-    lo = np.asarray(box.min_lps) - np.asarray(margin_mm)
-    hi = np.asarray(box.max_lps) + np.asarray(margin_mm)
-    ct_lo, ct_hi = preprocess.physical_bounds_lps(ct)
-    return np.maximum(lo, ct_lo - 2.0), np.minimum(hi, ct_hi + 2.0)
-
-
-def run_stage2(
-    ct: Image,
-    s1: stage1.Stage1Result,
-    runner,
-    settings: SegmentSettings,
-    progress=None,
-    cancel=None,
-):
-    """The walk on the 1 mm canonical crop of the spine box: (crop grid, FOV mask, WalkResult)."""
-    box = spine_crop_box(ct, s1, settings.box_margin_mm)
-    source = covering_subimage(ct, box)
-    crop_hu = preprocess.to_canonical(source, preprocess.STAGE2_SPACING_MM, box)
-    crop = crop_hu.with_array(preprocess.normalize_hu(crop_hu.array))
-    valid = fov_mask(ct, crop)
-    spine = s1.boxes["spine"]
-    box_z = (spine.min_lps[2], spine.max_lps[2])
-    walk_settings = settings.walk
-    if walk_settings.patch_kji is None:
-        patch = getattr(runner, "trained_patch_kji", None) or preprocess.STAGE2_PATCH_KJI
-        walk_settings = replace(walk_settings, patch_kji=tuple(patch))
-
-    def predict(ct_patch: np.ndarray, memory: np.ndarray) -> np.ndarray:
-        return runner(np.stack([ct_patch, memory]))[0]
-
-    def walk_from(z0: float, span) -> stage2.WalkResult:
-        step = stage2.TYPICAL_STEP_MM[_region_at(s1, z0)]
-        expected = max(1, int(round((box_z[1] - box_z[0]) / step)))
-        start = s1.centerline.point_at(z0)
-        return stage2.walk(
-            crop,
-            valid,
-            predict,
-            s1.centerline,
-            start,
-            step,
-            box_z,
-            walk_settings,
-            span,
-            cancel,
-            expected,
-        )
-
-    progress = _monotonic(progress)
-    z0, why = choose_start(s1)
-    walk = walk_from(z0, progress)
-    middle = 0.5 * (box_z[0] + box_z[1])
-    fewest = settings.restart_below * (box_z[1] - box_z[0]) / max(stage2.TYPICAL_STEP_MM.values())
-    if len(walk.vertebrae) < fewest and abs(z0 - middle) > min(stage2.TYPICAL_STEP_MM.values()):
-        # A start on a wrong anchor (stage 1 called a region boundary where there is none)
-        # can leave the walk stuck on one fragment; a column that long holds more vertebrae.
-        retry = walk_from(middle, progress)
-        predictions = walk.predictions + retry.predictions
-        if len(retry.vertebrae) > len(walk.vertebrae):
-            why = f"middle of the spine region (from the {why}: {len(walk.vertebrae)} found)"
-            walk = retry
-        walk.predictions = predictions
-    walk.start = why
-    return crop, valid, walk
-
-
-def _monotonic(progress: ProgressCallback | None) -> ProgressCallback | None:
-    """A callback that never reports a fraction below one it reported before (a re-walk)."""
-    if progress is None:
-        return None
-    highest = [0.0]
-
-    def forward(stage: str, fraction: float, message: str) -> None:
-        highest[0] = max(highest[0], fraction)
-        progress(stage, highest[0], message)
-
-    return forward
+# ---------------------------------------------------------------------------- report
 
 
 def _records(
@@ -910,3 +704,26 @@ def _records(
             )
         )
     return records
+
+
+def _no_spine(
+    ct: Image,
+    timings: dict[str, float],
+    device: str,
+    messages: list[str],
+    why: str,
+    work: dict[str, Any],
+) -> SpineResult:
+    empty = ct.with_array(np.zeros(ct.array.shape[:3], np.uint8))
+    return SpineResult(empty, [], True, timings, device, [*messages, why], ("none", "none"), work)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _span(progress: ProgressCallback | None, name: str) -> ProgressCallback | None:
+    """A callback that maps a stage's own 0..1 onto its overall span."""
+    if progress is None:
+        return None
+    lo, hi = _SPANS[name]
+    return lambda stage, fraction, message: progress(stage, lo + (hi - lo) * fraction, message)

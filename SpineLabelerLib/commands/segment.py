@@ -161,7 +161,7 @@ def review_reasons(result: SpineResult) -> list[str]:
     """Why a person should look at this case first (a batch's summary.csv sorts on it): the
     count check spoke (``SpineResult.count_check``), or the walk lost the spine at an end
     where a level can be missing."""
-    from SpineLabelerLib.pipeline import lost_ends
+    from SpineLabelerLib.column import lost_ends
 
     reasons = []
     if result.count_check:

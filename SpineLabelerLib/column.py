@@ -1,0 +1,231 @@
+"""The rules that judge the walked column before and after it is named (pipeline step 3).
+
+Stage 2's walk (stage2.py) hands over a column of masks; not every one is a whole vertebra,
+and not every end is where the spine ends. In the order the pipeline applies them:
+
+- ``merge_fragments``: an inner piece cut off a vertebra (under a quarter of the median of
+  the two on each side, or flagged by the walk) is folded back into the neighbour it touches;
+- ``drop_end_fragments``: such a piece at an end is dropped, and that end is "lost";
+- ``trim_unsupported_ends``: end vertebrae stage 1 hardly calls spine are dropped;
+- ``is_sacrum_called_l6``: after naming (identify.py), a bottom "L6" with a fraction of
+  its neighbours' stage-1 support is the top of the sacrum;
+- ``lost_ends`` / ``lost_spine_notes``: where levels may be missing, for the report;
+- ``count_check`` / ``count_check_note``: where the level head would place the column
+  instead (identify rule 6), for the report.
+
+Each rule changes the walk and its stage-1 votes in place, or reads them; none runs a net.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from SpineLabelerLib import identify, stage2
+
+# Vertebrae on each side of an inner vertebra that merge_fragments compares it with.
+FRAGMENT_WINDOW = 2
+
+
+def merge_fragments(walk: stage2.WalkResult, votes: list, fraction: float) -> int:
+    """Fold each inner vertebra of the column that is a piece of a neighbour into it (in
+    place); returns how many were folded.
+
+    Neighbouring levels differ in volume by well under two times, so a whole vertebra is
+    never a small fraction of the vertebrae around it; but a stage-2 net can cut a spinous
+    process off and walk on from it, and the piece then takes a level of its own and shifts
+    every name below it (seen with an unshipped checkpoint on the real case, and on thick
+    slices, where the vertebra it broke off is itself only a part). An inner vertebra the
+    field of view did not cut, under ``fraction`` of the median volume of the vertebrae among
+    the ``FRAGMENT_WINDOW`` on each side (a median, so that one broken neighbour does not
+    shield it), joins the neighbour its mask touches most (voxels, stage-1 votes,
+    volume-weighted centroid); one that touches neither is dropped.
+    """
+    folded = 0
+    n = 1
+    while n < len(walk.vertebrae) - 1:
+        above, piece, below = walk.vertebrae[n - 1 : n + 2]
+        if not _is_piece(walk.vertebrae, n, fraction):
+            n += 1
+            continue
+        instances = walk.instances.array
+        mine = instances == piece.index
+        rim = ndimage.binary_dilation(mine) & ~mine
+        touching = [int(np.count_nonzero(instances[rim] == v.index)) for v in (above, below)]
+        instances[mine] = 0
+        if max(touching) > 0:
+            pos = n - 1 if touching[0] >= touching[1] else n + 1
+            owner = walk.vertebrae[pos]
+            instances[mine] = owner.index
+            total = owner.volume_ml + piece.volume_ml
+            owner.centroid_lps = (
+                owner.centroid_lps * owner.volume_ml + piece.centroid_lps * piece.volume_ml
+            ) / total
+            owner.volume_ml = total
+            votes[pos] = tuple(a + b for a, b in zip(votes[pos], votes[n]))
+        del walk.vertebrae[n], votes[n]
+        folded += 1
+    return folded
+
+
+def _is_piece(column: list[stage2.WalkedVertebra], n: int, fraction: float) -> bool:
+    """Whether ``column[n]``, not cut by the view, is under ``fraction`` of those around it,
+    or the walk found it that small beside a whole vertebra (``stage2._is_piece_beside``: pieces
+    side by side shield each other from the median)."""
+    vertebra = column[n]
+    if vertebra.partial:
+        return False
+    return vertebra.piece or vertebra.volume_ml < fraction * _local_median_ml(column, n)
+
+
+def _local_median_ml(column: list[stage2.WalkedVertebra], n: int) -> float:
+    """Median volume of the ``FRAGMENT_WINDOW`` vertebrae on each side of ``column[n]`` (cut
+    ones too: a tight lumbar view cuts every vertebra's processes)."""
+    around = column[max(n - FRAGMENT_WINDOW, 0) : n] + column[n + 1 : n + 1 + FRAGMENT_WINDOW]
+    return float(np.median([v.volume_ml for v in around])) if around else 0.0
+
+
+def drop_end_fragments(walk: stage2.WalkResult, votes: list, fraction: float) -> list[str]:
+    """Drop end vertebrae of the column that are pieces (in place); returns the ends
+    ("above", "below") where any went.
+
+    ``merge_fragments`` for the two ends: an end vertebra the field of view did not cut,
+    under ``fraction`` of the median volume of the ``FRAGMENT_WINDOW`` vertebrae next to it,
+    is not a whole vertebra. Where stage 2 loses the spine (bodies it cannot see: bone as
+    faint as the discs) it walks on over the spinous processes; the pieces inside the
+    column are folded away, and the last one would take the next level's name however far
+    below it lies. That end becomes "lost": the spine goes on there, so it is no anchor for
+    the names (neither the sacrum nor the skull), and the user is told.
+    """
+    lost = []
+    for end in ("above", "below"):
+        while len(walk.vertebrae) > 1:
+            n = 0 if end == "above" else len(walk.vertebrae) - 1
+            if not _is_piece(walk.vertebrae, n, fraction):
+                break
+            piece = walk.vertebrae.pop(n)
+            votes.pop(n)
+            walk.instances.array[walk.instances.array == piece.index] = 0
+            setattr(walk, f"end_{end}", "lost")
+            if end not in lost:
+                lost.append(end)
+    return lost
+
+
+def trim_unsupported_ends(
+    walk: stage2.WalkResult, votes: list, min_support: float, sliver_fraction: float
+) -> None:
+    """Drop vertebrae at either end of the column that stage 1 hardly calls spine (in place).
+
+    Stage 2 segments whatever vertebra-like bone is near its patch (the sacrum, say);
+    stage 1 says where the spine is. An end vertebra with under ``min_support`` of its
+    voxels called spine by stage 1 goes, and that end becomes a "spine" end (the spine
+    ended there as stage 1 sees it) unless the field of view had cut it. A sliver the
+    field of view cut (partial, under ``sliver_fraction`` of the column's median volume)
+    stays: stage 1's coarse grid hardly sees a few slices at the edge of the view, and the
+    top of the sacrum is as large as a vertebra.
+    """
+    if not walk.vertebrae:
+        return
+    voxel_ml = float(np.prod(walk.instances.spacing_mm)) / 1000.0
+    small_ml = sliver_fraction * float(np.median([v.volume_ml for v in walk.vertebrae]))
+
+    def unsupported(vote: tuple, v: stage2.WalkedVertebra) -> bool:
+        small_and_cut = v.partial and v.volume_ml < small_ml
+        return not small_and_cut and _stage1_share(vote, v, voxel_ml) < min_support
+
+    while walk.vertebrae and unsupported(votes[-1], walk.vertebrae[-1]):
+        votes.pop()
+        walk.end_below = "fov" if walk.vertebrae.pop().partial else "spine"
+    while walk.vertebrae and unsupported(votes[0], walk.vertebrae[0]):
+        votes.pop(0)
+        walk.end_above = "fov" if walk.vertebrae.pop(0).partial else "spine"
+
+
+def _stage1_share(
+    vote: tuple[float, float, float], v: stage2.WalkedVertebra, voxel_ml: float
+) -> float:
+    """The share of a walked vertebra's voxels that stage 1 called spine."""
+    return sum(vote) / max(v.volume_ml / voxel_ml, 1.0)
+
+
+def is_sacrum_called_l6(
+    walk: stage2.WalkResult, votes: list, names: identify.Identification, max_relative: float
+) -> bool:
+    """Whether the bottom vertebra, named L6, is the top of the sacrum.
+
+    How much of a vertebra stage 1 calls spine varies with the scanner and the patient, so a
+    fixed threshold (``trim_unsupported_ends``) cannot tell a faintly seen vertebra from the
+    sacrum; but the sacrum keeps only a fraction of what its neighbours get. A share under
+    ``max_relative`` times the column's median is not enough on its own (a sliver of a
+    vertebra cut by the field of view gets as little), so it decides only for a bottom
+    vertebra that identification called L6, a rare level (the L6 prior) where a sacrum
+    counted as a vertebra lands.
+    """
+    if len(walk.vertebrae) < 3 or names.names[-1] != "L6":
+        return False
+    voxel_ml = float(np.prod(walk.instances.spacing_mm)) / 1000.0
+    shares = [_stage1_share(vote, v, voxel_ml) for vote, v in zip(votes, walk.vertebrae)]
+    return shares[-1] < max_relative * float(np.median(shares))
+
+
+# The column's ends past which no vertebra can be missing (the skull, the sacrum).
+LAST_LEVELS = {"above": "C1", "below": "L6"}
+
+
+def lost_ends(walk_ends: tuple[str, str], names: Sequence[str]) -> list[tuple[str, str]]:
+    """(end, name of the vertebra there) for each end ("above", "below") where the walk lost
+    the spine (``drop_end_fragments``) and a level can still be missing: pieces lost past C1
+    are the skull's, past L6 the sacrum's. The report's notes and a batch's review column
+    both read it."""
+    if not names:
+        return []
+    ends = []
+    for end, why in zip(("above", "below"), walk_ends):
+        name = names[0 if end == "above" else -1]
+        if why == "lost" and LAST_LEVELS[end] != name:
+            ends.append((end, name))
+    return ends
+
+
+def lost_spine_notes(walk: stage2.WalkResult, names: identify.Identification) -> list[str]:
+    """A message per end of ``lost_ends``."""
+    return [
+        f"the spine goes on {end} {name}, but its vertebrae there were only found in "
+        "pieces: levels may be missing; check the result there"
+        for end, name in lost_ends((walk.end_above, walk.end_below), names.names)
+    ]
+
+
+def count_check(
+    evidence: list[identify.VertebraEvidence], names: identify.Identification, min_nats: float
+) -> dict[str, Any] | None:
+    """Where the level head alone would place the column when it prefers that by at least
+    ``min_nats`` (identify.py rule 6): a transitional vertebra or a miscount, which a person
+    should count; None when it agrees (or did not read). Kept in the report as it is, so that
+    a reader (the benchmarks, a batch summary) needs no message text."""
+    shift, nats = identify.level_head_shift(evidence, names.start_level)
+    if shift == 0 or nats < min_nats:
+        return None
+    first = names.start_level + shift
+    other = (identify.LEVELS[first].name, identify.LEVELS[first + len(evidence) - 1].name)
+    return {
+        "shift_levels": shift,
+        "nats": round(nats, 3),
+        "named": f"{names.names[0]}-{names.names[-1]}",
+        "head_prefers": f"{other[0]}-{other[1]}",
+    }
+
+
+def count_check_note(check: dict[str, Any]) -> str:
+    """The message for a ``count_check`` that spoke."""
+    shift = check["shift_levels"]
+    return (
+        f"the vertebrae look {abs(shift)} level{'s' if abs(shift) > 1 else ''} "
+        f"{'lower' if shift > 0 else 'higher'} than named ({check['head_prefers']} rather than "
+        f"{check['named']}): a transitional vertebra (L6, a sacralized L5, 11 or 13 rib pairs) "
+        "or a missed one; check the count"
+    )
