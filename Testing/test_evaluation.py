@@ -291,3 +291,64 @@ def test_evaluate_command_reads_centroid_files(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("[{}]")
     assert main([*argv, "--pred-centroids", str(tmp_path / "bad.json")]) == 2
     assert "not a VerSe centroid file" in capsys.readouterr().err
+
+
+def slab_maps(pred_slabs: dict[int, tuple[int, int]], ref_slabs: dict[int, tuple[int, int]]):
+    """A predicted and a reference labelmap of 10 x 4 x 4 voxels, each label a slab of
+    k-slices ``[k0, k1)`` (16 voxels a slice), on the same 1 mm grid."""
+    maps = []
+    for slabs in (pred_slabs, ref_slabs):
+        a = np.zeros((10, 4, 4), np.uint8)
+        for label, (k0, k1) in slabs.items():
+            a[k0:k1] = label
+        maps.append(Image(a, (1.0, 1.0, 1.0)))
+    return maps
+
+
+def test_outline_scores_see_the_outline_past_a_wrong_name():
+    """Expert L1 = slices 0-3, L2 = 4-7. Prediction: slices 0-3 named T12 (the right outline,
+    the wrong name), slices 5-8 named L2 (one slice short of L2 at the top, one over below).
+    L1: recall 0 and no precision (nothing named L1), outline T12 with Dice 1. L2: recall
+    3/4, precision 3/4, outline L2 with Dice 2*3/(4+4)."""
+    from SpineLabelerLib.evaluation import outline_scores
+
+    pred, ref = slab_maps({19: (0, 4), 21: (5, 9)}, {20: (0, 4), 21: (4, 8)})
+    scores = outline_scores(pred, ref)
+    assert set(scores) == {20, 21}
+    l1, l2 = scores[20], scores[21]
+    assert (l1.recall, l1.outline_label, l1.outline_dice) == (0.0, 19, 1.0)
+    assert math.isnan(l1.precision)
+    assert l2.recall == pytest.approx(0.75)
+    assert l2.precision == pytest.approx(0.75)
+    assert (l2.outline_label, l2.outline_dice) == (21, pytest.approx(0.75))
+
+
+def test_outline_scores_take_the_prediction_covering_most_and_zero_when_none():
+    """Expert L3 = slices 0-5 is covered by L2 on 0-1 and L4 on 2-5 (L4 covers most: Dice
+    2*4/(6+4)); expert L5 = slices 8-9 is not touched (outline Dice 0, no label)."""
+    from SpineLabelerLib.evaluation import outline_scores
+
+    pred, ref = slab_maps({21: (0, 2), 23: (2, 6)}, {22: (0, 6), 24: (8, 10)})
+    scores = outline_scores(pred, ref)
+    assert scores[22].outline_label == 23
+    assert scores[22].outline_dice == pytest.approx(0.8)
+    assert scores[22].recall == 0.0
+    assert (scores[24].outline_label, scores[24].outline_dice, scores[24].recall) == (
+        None,
+        0.0,
+        0.0,
+    )
+
+
+def test_predicted_matches_sort_right_wrong_and_extra():
+    """L1 lies on expert L1 (right), the prediction named L3 lies 3 of 4 slices on expert L2
+    (wrong), L5 lies on voxels the expert left unlabelled (extra, a sacrum)."""
+    from SpineLabelerLib.evaluation import predicted_matches
+
+    pred, ref = slab_maps({20: (0, 3), 22: (3, 7), 24: (8, 10)}, {20: (0, 3), 21: (3, 6)})
+    found = predicted_matches(pred, ref)
+    assert set(found) == {20, 22, 24}
+    assert found[20].named_right and not found[20].extra and found[20].share == 1.0
+    assert (found[22].covers, found[22].share) == (21, pytest.approx(0.75))
+    assert not found[22].named_right and not found[22].extra
+    assert found[24].extra and found[24].covers == 0

@@ -1,7 +1,15 @@
 """The paper's metrics: Dice, ASSD, HD (Table 1), localization error and identification
-rate (Table 2), plus the one shared ``centroids_from_labels``."""
+rate (Table 2), plus the one shared ``centroids_from_labels``; outline Dice, recall and
+precision, and which expert vertebra each predicted one lies on (``correspondence``)."""
 
 from SpineLabelerLib.evaluation.centroids import Centroids, centroids_from_labels
+from SpineLabelerLib.evaluation.correspondence import (
+    OutlineScore,
+    PredictedVertebra,
+    outline_scores,
+    pair_counts,
+    predicted_matches,
+)
 from SpineLabelerLib.evaluation.localization import (
     ID_MAX_ERROR_MM,
     LocalizationScore,
@@ -32,7 +40,9 @@ __all__ = [
     "Evaluation",
     "GroupSummary",
     "LocalizationScore",
+    "OutlineScore",
     "OverlapScores",
+    "PredictedVertebra",
     "VertebraRow",
     "centroids_from_labels",
     "dice",
@@ -43,6 +53,9 @@ __all__ = [
     "label_overlap",
     "localization_scores",
     "on_reference_grid",
+    "outline_scores",
+    "pair_counts",
+    "predicted_matches",
     "summarize",
     "surface_distances_mm",
     "write_tables",
