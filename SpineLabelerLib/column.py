@@ -5,13 +5,18 @@ and not every end is where the spine ends. In the order the pipeline applies the
 
 - ``merge_fragments``: an inner piece cut off a vertebra (under a quarter of the median of
   the two on each side, or flagged by the walk) is folded back into the neighbour it touches;
+- ``merge_split_vertebrae``: two touching masks that are the halves of one vertebra (half a
+  step apart, one vertebra's volume together) become one;
 - ``drop_end_fragments``: such a piece at an end is dropped, and that end is "lost";
+- ``recognise_sacrum``: a bottom mask stage 1 calls little spine and wider than the
+  vertebrae above is the sacrum's top: dropped, and the sacrum anchors the names;
 - ``trim_unsupported_ends``: end vertebrae stage 1 hardly calls spine are dropped;
 - ``is_sacrum_called_l6``: after naming (identify.py), a bottom "L6" with a fraction of
   its neighbours' stage-1 support is the top of the sacrum;
 - ``lost_ends`` / ``lost_spine_notes``: where levels may be missing, for the report;
 - ``count_check`` / ``count_check_note``: where the level head would place the column
-  instead (identify rule 6), for the report.
+  instead (identify rule 6), for the report;
+- ``unanchored_notes``: where nothing in view anchors the count, for the report.
 
 Each rule changes the walk and its stage-1 votes in place, or reads them; none runs a net.
 """
@@ -55,20 +60,28 @@ def merge_fragments(walk: stage2.WalkResult, votes: list, fraction: float) -> in
         mine = instances == piece.index
         rim = ndimage.binary_dilation(mine) & ~mine
         touching = [int(np.count_nonzero(instances[rim] == v.index)) for v in (above, below)]
-        instances[mine] = 0
         if max(touching) > 0:
-            pos = n - 1 if touching[0] >= touching[1] else n + 1
-            owner = walk.vertebrae[pos]
-            instances[mine] = owner.index
-            total = owner.volume_ml + piece.volume_ml
-            owner.centroid_lps = (
-                owner.centroid_lps * owner.volume_ml + piece.centroid_lps * piece.volume_ml
-            ) / total
-            owner.volume_ml = total
-            votes[pos] = tuple(a + b for a, b in zip(votes[pos], votes[n]))
-        del walk.vertebrae[n], votes[n]
+            _fold(walk, votes, n, n - 1 if touching[0] >= touching[1] else n + 1)
+        else:
+            instances[mine] = 0
+            del walk.vertebrae[n], votes[n]
         folded += 1
     return folded
+
+
+def _fold(walk: stage2.WalkResult, votes: list, piece_at: int, owner_at: int) -> None:
+    """Give the mask, stage-1 votes and volume of ``walk.vertebrae[piece_at]`` to its
+    neighbour at ``owner_at`` (centroid volume-weighted) and take the piece out of the column."""
+    piece, owner = walk.vertebrae[piece_at], walk.vertebrae[owner_at]
+    instances = walk.instances.array
+    instances[instances == piece.index] = owner.index
+    total = owner.volume_ml + piece.volume_ml
+    owner.centroid_lps = (
+        owner.centroid_lps * owner.volume_ml + piece.centroid_lps * piece.volume_ml
+    ) / total
+    owner.volume_ml = total
+    votes[owner_at] = tuple(a + b for a, b in zip(votes[owner_at], votes[piece_at]))
+    del walk.vertebrae[piece_at], votes[piece_at]
 
 
 def _is_piece(column: list[stage2.WalkedVertebra], n: int, fraction: float) -> bool:
@@ -86,6 +99,69 @@ def _local_median_ml(column: list[stage2.WalkedVertebra], n: int) -> float:
     ones too: a tight lumbar view cuts every vertebra's processes)."""
     around = column[max(n - FRAGMENT_WINDOW, 0) : n] + column[n + 1 : n + 1 + FRAGMENT_WINDOW]
     return float(np.median([v.volume_ml for v in around])) if around else 0.0
+
+
+def merge_split_vertebrae(
+    walk: stage2.WalkResult, votes: list, step_fraction: float, volume_fraction: float
+) -> int:
+    """Make one vertebra of each pair of touching neighbours that are its two halves (in
+    place); returns how many pairs were joined.
+
+    On real CT the stage-2 net can return a vertebra's arch and its body as two masks (the
+    walk steps on from the first half and finds the second), and each takes a level: every
+    name below shifts by one (real case verse005: its L3 as 11 + 25 ml, centroids 14 mm
+    apart along the spine where its neighbours lie 31-33 mm apart). Two whole vertebrae are
+    never that close, nor that small together: a pair of touching masks, neither cut by the
+    field of view, whose step along the column is under ``step_fraction`` of the column's
+    step there and whose volumes together stay under ``volume_fraction`` of a whole vertebra
+    near them, is one vertebra. The smaller half joins the larger.
+    """
+    joined = 0
+    n = 0
+    while n < len(walk.vertebrae) - 1:
+        if not _is_split(walk, n, step_fraction, volume_fraction):
+            n += 1
+            continue
+        first, second = walk.vertebrae[n], walk.vertebrae[n + 1]
+        if first.volume_ml < second.volume_ml:
+            _fold(walk, votes, n, n + 1)
+        else:
+            _fold(walk, votes, n + 1, n)
+        joined += 1
+    return joined
+
+
+# Vertebrae on each side of a pair that merge_split_vertebrae measures the column's step and
+# a whole vertebra's volume on.
+SPLIT_WINDOW = 3
+
+
+def _is_split(
+    walk: stage2.WalkResult, n: int, step_fraction: float, volume_fraction: float
+) -> bool:
+    """Whether ``walk.vertebrae[n]`` and ``[n + 1]`` are two halves of one vertebra."""
+    column = walk.vertebrae
+    first, second = column[n], column[n + 1]
+    if first.partial or second.partial:
+        return False
+    lo, hi = max(n - SPLIT_WINDOW, 0), min(n + 2 + SPLIT_WINDOW, len(column))
+    around = column[lo:n] + column[n + 2 : hi]
+    whole = [v.volume_ml for v in around if not v.partial] or [v.volume_ml for v in around]
+    if not whole or first.volume_ml + second.volume_ml >= volume_fraction * np.median(whole):
+        return False
+    centroids = np.array([v.centroid_lps for v in column[lo:hi]], float)
+    axis = centroids[-1] - centroids[0]
+    if not np.any(axis):
+        return False
+    axis /= np.linalg.norm(axis)
+    pair = n - lo  # the pair's first position in ``centroids``
+    steps = np.abs(np.diff(centroids, axis=0) @ axis)
+    others = np.delete(steps, pair)  # the pair's own step left out
+    if len(others) < 2 or steps[pair] >= step_fraction * np.median(others):
+        return False
+    instances = walk.instances.array
+    mine = instances == first.index
+    return bool(np.any(instances[ndimage.binary_dilation(mine) & ~mine] == second.index))
 
 
 def drop_end_fragments(walk: stage2.WalkResult, votes: list, fraction: float) -> list[str]:
@@ -113,6 +189,51 @@ def drop_end_fragments(walk: stage2.WalkResult, votes: list, fraction: float) ->
             if end not in lost:
                 lost.append(end)
     return lost
+
+
+def recognise_sacrum(
+    walk: stage2.WalkResult, votes: list, max_relative: float, min_width_ratio: float
+) -> bool:
+    """Drop the bottom mask of the column when it is the top of the sacrum (in place), and
+    make the sacrum the column's lower end: an anchor for the names (identify rule 3).
+
+    Stage 2 segments the sacrum's top like a vertebra, and counted as one it names every
+    vertebra a level too high (real case verse005: "L5" over S1). Two things tell it from
+    the last lumbar vertebra, and it takes both: stage 1, trained to call the sacrum
+    background, calls little of it spine (under ``max_relative`` of the column's median
+    share; on real CT that share varies too much to be used alone), and its alae make it
+    wider than the vertebrae above (left-right extent over ``min_width_ratio`` times
+    theirs; a lumbar vertebra's transverse processes are no wider than its neighbours').
+    """
+    column = walk.vertebrae
+    if len(column) < 3:
+        return False
+    voxel_ml = float(np.prod(walk.instances.spacing_mm)) / 1000.0
+    shares = [_stage1_share(vote, v, voxel_ml) for vote, v in zip(votes, column)]
+    if shares[-1] >= max_relative * float(np.median(shares[:-1])):
+        return False
+    widths = _left_right_extents_mm(walk)
+    above = [w for w, v in zip(widths[:-1], column[:-1]) if not v.partial] or widths[:-1]
+    if widths[-1] <= min_width_ratio * float(np.median(above)):
+        return False
+    bottom = column.pop()
+    votes.pop()
+    walk.instances.array[walk.instances.array == bottom.index] = 0
+    walk.end_below = "spine"
+    return True
+
+
+def _left_right_extents_mm(walk: stage2.WalkResult) -> list[float]:
+    """Each walked vertebra's extent along the crop's i axis (patient left-right), mm."""
+    instances = walk.instances.array
+    along_i = np.nonzero(instances)[2]
+    values = instances[np.nonzero(instances)]
+    spacing = float(walk.instances.spacing_mm[0])
+    extents = []
+    for v in walk.vertebrae:
+        i = along_i[values == v.index]
+        extents.append(float(i.max() - i.min() + 1) * spacing if i.size else 0.0)
+    return extents
 
 
 def trim_unsupported_ends(
@@ -229,3 +350,14 @@ def count_check_note(check: dict[str, Any]) -> str:
         f"{check['named']}): a transitional vertebra (L6, a sacralized L5, 11 or 13 rib pairs) "
         "or a missed one; check the count"
     )
+
+
+def unanchored_notes(names: identify.Identification) -> list[str]:
+    """The message where nothing in view anchors the count (identify.count_anchors)."""
+    if names.anchors:
+        return []
+    return [
+        "nothing in view anchors the count (neither C1 under the skull, the sacrum nor the "
+        "end of the ribs): the names follow the regions stage 1 sees and may be off by a "
+        f"level or more (confidence at most {identify.UNANCHORED_CONFIDENCE:.1f}); check the count"
+    ]

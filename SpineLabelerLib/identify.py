@@ -69,7 +69,11 @@ log-score, the sum of:
 The scores give a posterior over placements (softmax). A vertebra's confidence is the
 posterior of the chosen placement times how well its own evidence fits its level relative
 to the best evidence that level could show (1.0 for a typical vertebra, lower for the odd
-one out, such as a rib-less T12).
+one out, such as a rib-less T12). The posterior is only as good as the evidence it is
+computed from, and the region votes, counted as independent per vertebra, make it sure of
+itself: where nothing in view anchors the count (no skull above, no sacrum below, no end of
+the ribs: :func:`count_anchors`) every confidence is capped at ``UNANCHORED_CONFIDENCE``,
+and the pipeline says that the count could not be anchored.
 
 Known limit: when neither C1 nor the cervicothoracic boundary is in view, a six-lumbar
 spine and an 11-rib spine whose T12 stage 1 calls lumbar look the same (some thoracic
@@ -174,6 +178,7 @@ class Identification:
     start_level: int  # index into LEVELS of the top vertebra
     placement_posterior: float
     scores: dict[int, float] = field(default_factory=dict)  # start level -> log-score
+    anchors: tuple[str, ...] = ()  # what in view fixes the count (count_anchors)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -258,6 +263,35 @@ def level_head_shift(evidence: Sequence[VertebraEvidence], start: int) -> tuple[
     return best - start, float(sums[best] - sums[start])
 
 
+# ribs.py scores at which a vertebra counts as carrying ribs, or as measured without any
+RIBS_SEEN = 0.5
+RIBS_ABSENT = 0.2
+# The highest confidence a name gets where nothing in view anchors the count
+UNANCHORED_CONFIDENCE = 0.5
+
+
+def count_anchors(evidence: Sequence[VertebraEvidence], ends: ColumnEnds) -> tuple[str, ...]:
+    """What in the field of view fixes the count, whatever the names: the skull above the
+    top vertebra (C1), the sacrum below the bottom one, the end of the ribs (a vertebra
+    carrying ribs and another measured without any: the T12/L1 or C7/T1 boundary lies
+    between them).
+
+    Stage 1's region votes alone are no anchor: it tells thoracic vertebrae by their ribs,
+    and in a crop tight around the spine, where neither ribs nor the ends of the spine are
+    in view, it has been seen to call two lumbar vertebrae of a real CT thoracic (verse005):
+    every name came out two levels off, with confidence 0.8.
+    """
+    anchors = []
+    if ends.ends_above:
+        anchors.append("skull")
+    if ends.ends_below:
+        anchors.append("sacrum")
+    ribs = [ev.rib_score for ev in evidence if ev.rib_score is not None]
+    if any(r >= RIBS_SEEN for r in ribs) and any(r <= RIBS_ABSENT for r in ribs):
+        anchors.append("rib ends")
+    return tuple(anchors)
+
+
 def identify(
     evidence: Sequence[VertebraEvidence],
     ends: ColumnEnds = ColumnEnds(),
@@ -286,6 +320,9 @@ def identify(
         own = _vertebra_loglik(ev, best + i, weights)
         ideal_votes, ideal_ribs = _ideal_loglik(best + i, weights)
         ideal = ideal_votes + (ideal_ribs if ev.rib_score is not None else 0.0)
-        confidences.append(round(p_best * min(1.0, float(np.exp(own - ideal))), 4))
+        confidences.append(p_best * min(1.0, float(np.exp(own - ideal))))
+    anchors = count_anchors(evidence, ends)
+    cap = 1.0 if anchors else UNANCHORED_CONFIDENCE
+    confidences = [round(min(c, cap), 4) for c in confidences]
     labels = tuple(LEVELS[best + i].label for i in range(n))
-    return Identification(labels, tuple(confidences), best, p_best, scores)
+    return Identification(labels, tuple(confidences), best, p_best, scores, anchors)

@@ -83,8 +83,16 @@ class SegmentSettings:
     min_stage1_support: float = 0.1  # end vertebrae less spine than this to stage 1 are dropped
     # a bottom "L6" that stage 1 calls spine less than this times the column's median is sacrum
     sacrum_relative_support: float = 0.35
+    # a bottom mask that stage 1 calls spine less than this times the column's median and is
+    # wider (left-right) than sacrum_width_ratio times the vertebrae above is the sacrum
+    sacrum_wide_relative_support: float = 0.6
+    sacrum_width_ratio: float = 1.2
     sliver_fraction: float = 0.25  # a cut end vertebra this small (x median) needs no stage 1
     fragment_fraction: float = 0.25  # an inner vertebra this small (x those around it) is a piece
+    # two touching masks closer than this (x the column's step) and together smaller than
+    # split_volume_fraction (x a whole vertebra near them) are the halves of one vertebra
+    split_step_fraction: float = 0.6
+    split_volume_fraction: float = 1.3
     # a walk that found fewer than this share of the vertebrae the spine box could hold (at
     # the longest typical step) is tried again from the box's middle; the longer walk is kept
     restart_below: float = 0.5
@@ -138,6 +146,7 @@ class SpineResult:
         default_factory=dict
     )  # grid shapes, network calls (for benchmarks)
     count_check: dict[str, Any] | None = None  # column.count_check where it spoke
+    count_anchors: tuple[str, ...] = ()  # identify.count_anchors: what fixes the count
 
     def report(self) -> dict[str, Any]:
         """The JSON report (report.json) of ARCHITECTURE.md."""
@@ -150,6 +159,7 @@ class SpineResult:
             "work": dict(self.work),
             "messages": list(self.messages),
             "count_check": None if self.count_check is None else dict(self.count_check),
+            "count_anchors": list(self.count_anchors),
         }
 
 
@@ -224,7 +234,13 @@ def segment_spine(
     classes_on_crop = preprocess.labels_onto(s1.classes, crop).array
     votes = _votes(walk.instances.array, classes_on_crop, [v.index for v in walk.vertebrae])
     work["pieces_folded"] = column.merge_fragments(walk, votes, settings.fragment_fraction)
+    work["halves_joined"] = column.merge_split_vertebrae(
+        walk, votes, settings.split_step_fraction, settings.split_volume_fraction
+    )
     column.drop_end_fragments(walk, votes, settings.fragment_fraction)
+    work["sacrum_recognised"] = column.recognise_sacrum(
+        walk, votes, settings.sacrum_wide_relative_support, settings.sacrum_width_ratio
+    )
     column.trim_unsupported_ends(walk, votes, settings.min_stage1_support, settings.sliver_fraction)
     if not walk.vertebrae:
         timings["total"] = time.perf_counter() - t_all
@@ -258,6 +274,7 @@ def segment_spine(
     messages = messages + column.lost_spine_notes(walk, names)
     check = column.count_check(evidence, names, settings.count_check_nats)
     messages = messages + ([column.count_check_note(check)] if check else [])
+    messages = messages + column.unanchored_notes(names)
     timings["identify"] = time.perf_counter() - t
     if cancel is not None:
         cancel.check()
@@ -284,6 +301,7 @@ def segment_spine(
         (walk.end_above, walk.end_below),
         work,
         check,
+        names.anchors,
     )
 
 

@@ -187,3 +187,89 @@ def test_count_check_says_when_the_level_head_prefers_another_count():
     assert column.count_check(weak, identify.identify(weak, sacrum_below), 0.5) is None
     agree = _lumbar_column_that_looks_from("L1", 1.0)
     assert column.count_check(agree, identify.identify(agree, sacrum_below), 0.5) is None
+
+
+def _blocks(spans: dict[int, tuple[int, int]], width: int = 10):
+    """Instances on a 1 mm grid: vertebra ``index`` fills k in [a, b) of a ``width``-wide
+    square; returns the map and walked vertebrae in the order given (k is the S axis)."""
+    from SpineLabelerLib.stage2 import WalkedVertebra
+
+    inst = np.zeros((max(b for _, b in spans.values()) + 2, width + 4, width + 4), np.int16)
+    walked = []
+    for index, (a, b) in spans.items():
+        inst[a:b, 2 : 2 + width, 2 : 2 + width] = index
+        ml = (b - a) * width * width / 1000.0
+        walked.append(
+            WalkedVertebra(index, np.array([7.0, 7.0, (a + b - 1) / 2]), ml, False, 1, True)
+        )
+    return inst, walked
+
+
+def test_two_halves_of_one_vertebra_become_one():
+    """verse005's L3 came as two masks 14 mm apart along a column stepping 31-33 mm: every
+    name below it moved by one."""
+    from SpineLabelerLib.stage2 import WalkResult
+
+    spans = {1: (2, 26), 2: (32, 56), 3: (62, 74), 4: (74, 86), 5: (92, 116), 6: (122, 146)}
+    inst, walked = _blocks(spans)
+    walk = WalkResult(Image(inst.copy()), list(walked))
+    votes = [(0, 0, n) for n in range(6)]
+    assert column.merge_split_vertebrae(walk, votes, 0.6, 1.3) == 1
+    assert [v.index for v in walk.vertebrae] == [1, 2, 3, 5, 6] and votes[2] == (0, 0, 5)
+    joined = walk.vertebrae[2]
+    assert joined.volume_ml == pytest.approx(2.4) and joined.centroid_lps[2] == pytest.approx(73.5)
+    assert set(np.unique(walk.instances.array)) == {0, 1, 2, 3, 5, 6}
+    # two whole vertebrae close together are too large together to be one
+    whole = [replace(v, volume_ml=2.0) if v.index in (3, 4) else v for v in walked]
+    assert (
+        column.merge_split_vertebrae(WalkResult(Image(inst.copy()), whole), [()] * 6, 0.6, 1.3) == 0
+    )
+    # a half cut by the field of view: its centroid moved with the cut, nothing to compare
+    cut = [replace(v, partial=v.index == 4) for v in walked]
+    assert (
+        column.merge_split_vertebrae(WalkResult(Image(inst.copy()), cut), [()] * 6, 0.6, 1.3) == 0
+    )
+    # masks that do not touch are two things, however close
+    apart = inst.copy()
+    apart[74:76][apart[74:76] == 4] = 0
+    assert (
+        column.merge_split_vertebrae(WalkResult(Image(apart), list(walked)), [()] * 6, 0.6, 1.3)
+        == 0
+    )
+
+
+def test_a_wide_bottom_mask_stage_one_calls_little_spine_is_the_sacrum():
+    """verse005: stage 2 took S1 as "L5"; stage 1 called a quarter of it spine (the column's
+    median 0.6) and its alae made it 92 mm wide against 65-75 mm."""
+    from SpineLabelerLib.stage2 import WalkResult
+
+    inst, walked = _blocks({1: (2, 26), 2: (32, 56), 3: (62, 86), 4: (92, 116)})
+    inst[92:116, 2:12, 0:14] = 4  # the bottom one is 14 mm wide, the others 10 mm
+    ml = float((inst == 4).sum()) / 1000.0
+    walked[3] = replace(walked[3], volume_ml=ml, partial=True)
+    voxels = [v.volume_ml * 1000 for v in walked]
+    supported = [(0, 0, 0.6 * n) for n in voxels]
+    sacrum_votes = supported[:3] + [(0, 0, 0.25 * voxels[3])]
+    walk = WalkResult(Image(inst.copy()), list(walked), end_below="fov")
+    assert column.recognise_sacrum(walk, list(sacrum_votes), 0.6, 1.2)
+    assert [v.index for v in walk.vertebrae] == [1, 2, 3] and walk.end_below == "spine"
+    assert not (walk.instances.array == 4).any()
+    # as much spine to stage 1 as the vertebrae above: a vertebra with wide processes
+    walk = WalkResult(Image(inst.copy()), list(walked), end_below="fov")
+    assert not column.recognise_sacrum(walk, list(supported), 0.6, 1.2)
+    # little spine to stage 1 but no wider than the vertebrae above: a cut sliver stays
+    narrow = inst.copy()
+    narrow[92:116, :, 0:2] = 0
+    narrow[92:116, :, 12:14] = 0
+    walk = WalkResult(Image(narrow), list(walked), end_below="fov")
+    assert not column.recognise_sacrum(walk, list(sacrum_votes), 0.6, 1.2)
+    assert walk.end_below == "fov" and len(walk.vertebrae) == 4
+
+
+def test_the_report_says_when_nothing_anchors_the_count():
+    from SpineLabelerLib import identify
+
+    free = identify.Identification((20, 21), (0.5, 0.5), 19, 0.9)
+    assert "nothing in view anchors the count" in column.unanchored_notes(free)[0]
+    anchored = replace(free, anchors=("sacrum",))
+    assert column.unanchored_notes(anchored) == []

@@ -237,3 +237,24 @@ def test_level_head_shift_says_where_the_head_alone_would_put_the_column():
     assert level_head_shift(column(col), result.start_level) == (0, 0.0)
     agree = with_level_ratios(column(col), col)
     assert level_head_shift(agree, result.start_level) == (0, 0.0)
+
+
+def test_a_column_nothing_in_view_anchors_is_named_with_low_confidence():
+    """Regions alone (no skull, no sacrum, no end of the ribs in view) fix no count on real
+    CT: stage 1 tells thoracic by ribs it cannot see in a tight crop."""
+    from SpineLabelerLib.identify import UNANCHORED_CONFIDENCE, count_anchors
+
+    unanchored = column(names("T11", "L3"), ribs=False)
+    result = identify(unanchored)
+    assert result.names == tuple(names("T11", "L3"))  # the votes still give the names
+    assert result.anchors == () and count_anchors(unanchored, ColumnEnds()) == ()
+    assert max(result.confidences) <= UNANCHORED_CONFIDENCE
+    with_ribs = column(names("T11", "L3"))  # ribs on T11-T12, none measured below
+    assert identify(with_ribs).anchors == ("rib ends",)
+    assert max(identify(with_ribs).confidences) > UNANCHORED_CONFIDENCE
+    sacrum = identify(column(names("L1", "L5"), ribs=False), ColumnEnds(ends_below=True))
+    assert sacrum.anchors == ("sacrum",) and max(sacrum.confidences) > UNANCHORED_CONFIDENCE
+    skull = identify(column(names("C1", "C5"), ribs=False), ColumnEnds(ends_above=True))
+    assert skull.anchors == ("skull",)
+    all_ribbed = column(names("T3", "T8"))  # ribs everywhere: no end of them in view
+    assert identify(all_ribbed).anchors == ()
