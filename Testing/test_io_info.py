@@ -70,11 +70,16 @@ def test_info_on_a_missing_file(tmp_path, capsys):
 
 
 def test_info_on_a_dicom_folder_names_the_series_used(tmp_path, tiny_ct, capsys):
-    from test_io_reader import write_dicom_series
+    from _dicom_series import write_ct_series
 
-    write_dicom_series(tiny_ct, tmp_path / "dcm", "1.2.826.0.1.3680043.2.1125.7", range(16))
-    write_dicom_series(tiny_ct, tmp_path / "dcm" / "b", "1.2.826.0.1.3680043.2.1125.8", range(10))
+    write_ct_series(tiny_ct, tmp_path / "dcm", series_uid="1.2.826.0.1.3680043.2.1125.7")
+    write_ct_series(
+        tiny_ct,
+        tmp_path / "dcm" / "b",
+        series_uid="1.2.826.0.1.3680043.2.1125.8",
+        drop_slices=range(10, 16),
+    )
     assert main(["info", str(tmp_path / "dcm")]) == 0
     out = capsys.readouterr().out
     assert "size:          24 x 20 x 16 voxels" in out
-    assert "note:" in out and "using the largest, 1.2.826.0.1.3680043.2.1125.7 (16 files)" in out
+    assert "note:" in out and "using 1.2.826.0.1.3680043.2.1125.7 (16 slices" in out

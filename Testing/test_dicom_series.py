@@ -1,0 +1,86 @@
+"""DICOM series: the test writer makes valid CT series that read back exactly; the reader
+chooses a series of several and refuses a stack that would land on a wrong grid."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pydicom
+import pytest
+from _dicom_series import write_ct_series
+from conftest import make_tiny_ct
+
+from SpineLabelerLib.image import Image
+from SpineLabelerLib.io import CTInputError, read_ct
+from SpineLabelerLib.io.dicom_series import choose_series, find_series
+
+
+def axis_aligned_ct() -> Image:
+    ct = make_tiny_ct()
+    return Image(ct.array, ct.spacing_mm, ct.origin_lps, np.eye(3))
+
+
+def flipped_ct() -> Image:
+    """Index axes towards R, P, I: a left-handed, axis-aligned frame."""
+    ct = make_tiny_ct()
+    return Image(ct.array, ct.spacing_mm, ct.origin_lps, np.diag([-1.0, 1.0, -1.0]) @ np.eye(3))
+
+
+@pytest.mark.parametrize(
+    "make", [axis_aligned_ct, flipped_ct, make_tiny_ct], ids=["aligned", "flipped", "oblique"]
+)
+def test_written_series_reads_back_with_the_same_voxels_and_grid(tmp_path, make):
+    ct = make()
+    files = write_ct_series(ct, tmp_path / "dcm")
+    assert len(files) == ct.array.shape[0]
+    back = read_ct(tmp_path / "dcm")
+    assert back.same_grid(ct, tol=1e-6)
+    np.testing.assert_array_equal(back.array, ct.array)
+
+
+def test_series_files_are_listed_in_slice_order_with_their_uids(tmp_path, tiny_ct):
+    files = write_ct_series(
+        tiny_ct,
+        tmp_path,
+        study_uid="1.2.3.4",
+        series_uid="1.2.3.4.5",
+        frame_of_reference_uid="1.2.3.4.6",
+        series_description="spine 2.5 mm",
+    )
+    (series,) = find_series(tmp_path)
+    assert series.files == tuple(files)  # k = 0 first, though det(direction) = -1
+    assert (series.uid, series.study_uid, series.frame_of_reference_uid) == (
+        "1.2.3.4.5",
+        "1.2.3.4",
+        "1.2.3.4.6",
+    )
+    assert (series.modality, series.description) == ("CT", "spine 2.5 mm")
+    ds = pydicom.dcmread(files[3])
+    assert ds.InstanceNumber == 4 and ds.SOPClassUID == pydicom.uid.CTImageStorage
+    assert [float(v) for v in ds.PixelSpacing] == [1.1, 0.8]  # rows (j), then columns (i)
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) not installed")
+def test_written_slices_are_a_valid_ct_image_iod(tmp_path, tiny_ct):
+    files = write_ct_series(tiny_ct, tmp_path, gantry_tilt_deg=0.0)
+    result = subprocess.run(["dciodvfy", str(files[0])], capture_output=True, text=True)
+    report = result.stdout + result.stderr
+    assert "CTImage" in report and "Error" not in report, report
+
+
+def test_folder_with_two_series_reads_the_larger_and_says_which(tmp_path, tiny_ct):
+    write_ct_series(tiny_ct, tmp_path, series_uid="1.2.3.100", series_description="bone")
+    small = tiny_ct.with_array(tiny_ct.array)
+    write_ct_series(small, tmp_path / "b", series_uid="1.2.3.200", drop_slices=range(10, 16))
+    notes: list[str] = []
+    back = read_ct(tmp_path, notes)
+    assert back.same_grid(tiny_ct, tol=1e-6)
+    assert len(notes) == 1
+    assert "2 DICOM series; using 1.2.3.100 (16 slices, CT 'bone')" in notes[0]
+    assert "--series UID" in notes[0] and "not used: 1.2.3.200 (10 slices" in notes[0]
+    other = read_ct(tmp_path, series_uid="1.2.3.200")
+    assert other.size_ijk == (24, 20, 10)
+    with pytest.raises(CTInputError, match=r"no DICOM series 9\.9; the folder holds: 1\.2\.3\.100"):
+        choose_series(tmp_path, "9.9")
