@@ -9,6 +9,7 @@ import subprocess
 import numpy as np
 import pydicom
 import pytest
+import SimpleITK as sitk
 from _dicom_series import write_ct_series
 from conftest import make_tiny_ct
 
@@ -84,3 +85,59 @@ def test_folder_with_two_series_reads_the_larger_and_says_which(tmp_path, tiny_c
     assert other.size_ijk == (24, 20, 10)
     with pytest.raises(CTInputError, match=r"no DICOM series 9\.9; the folder holds: 1\.2\.3\.100"):
         choose_series(tmp_path, "9.9")
+
+
+# ---- series SimpleITK would put on a wrong grid are refused, each with its message -----
+
+
+def test_a_missing_slice_is_named_with_its_position_and_neighbours(tmp_path):
+    ct = axis_aligned_ct()  # k towards S, 2.5 mm apart from 101 mm
+    write_ct_series(ct, tmp_path, drop_slices=(7,))
+    with pytest.raises(CTInputError) as err:
+        read_ct(tmp_path)
+    message = str(err.value)
+    assert "slices missing (1 between instance 7 at 116.00 mm and instance 9 at 121.00" in message
+    assert "expected at 118.50 mm" in message and "the others are 2.5 mm apart" in message
+
+
+def test_uneven_spacing_lists_the_gaps_seen(tmp_path):
+    write_ct_series(axis_aligned_ct(), tmp_path, spacing_jitter={8: 0.7})
+    with pytest.raises(CTInputError, match=r"uneven slice spacing \(gaps seen: 1.8 mm \(1x\), "):
+        read_ct(tmp_path)
+
+
+def test_slight_spacing_noise_is_read(tmp_path):
+    ct = axis_aligned_ct()
+    write_ct_series(ct, tmp_path, spacing_jitter={3: 0.05, 9: -0.1})
+    assert read_ct(tmp_path).same_grid(ct, tol=1e-6)
+
+
+def test_two_slices_at_one_position_are_refused(tmp_path):
+    write_ct_series(axis_aligned_ct(), tmp_path, spacing_jitter={5: -2.5})
+    with pytest.raises(CTInputError, match=r"slices (5 and 6|6 and 5) .* lie at the same position"):
+        read_ct(tmp_path)
+
+
+def test_a_tilted_gantry_is_refused_since_simpleitk_would_misplace_the_slices(tmp_path):
+    ct = axis_aligned_ct()
+    files = write_ct_series(ct, tmp_path, gantry_tilt_deg=15.0)
+    # What SimpleITK does with it: the slices stacked along their normal, the last one
+    # 10 mm from where its header puts it.
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames([str(f) for f in files])
+    last = np.array(reader.Execute().TransformIndexToPhysicalPoint((0, 0, len(files) - 1)))
+    assert (
+        np.linalg.norm(last - [float(v) for v in pydicom.dcmread(files[-1]).ImagePositionPatient])
+        > 9
+    )
+    with pytest.raises(CTInputError, match=r"a tilted gantry \(gantry tilt 15 deg; .* sheared"):
+        read_ct(tmp_path)
+
+
+def test_mixed_orientations_are_refused(tmp_path):
+    files = write_ct_series(axis_aligned_ct(), tmp_path)
+    ds = pydicom.dcmread(files[4])
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]  # a coronal slice among axial ones
+    ds.save_as(files[4])
+    with pytest.raises(CTInputError, match=r"different orientations \(15 slices at .*; 1 slices"):
+        read_ct(tmp_path)

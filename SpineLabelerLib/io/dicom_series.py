@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 ORIENTATION_TOL = 1e-3  # direction cosines written with 6 digits still agree
 SHEAR_TOL_PIXELS = 0.1  # a slice off the stack's normal by this much of a pixel is sheared
-SPACING_TOL = 0.1  # a slice off the regular grid by this much of a gap is uneven
+SPACING_TOL = 0.1  # a slice this much of a gap off the even grid is misplaced
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _floats(ds: pydicom.Dataset, keyword: str) -> tuple[float, ...] | None:
 
 def _slice_header(path: Path, ds: pydicom.Dataset) -> SliceHeader:
     number = ds.get("InstanceNumber")
-    tilt = _floats(ds, "GantryDetectorTilt") or _floats(ds, "DetectorTilt") or (0.0,)
+    tilt = _floats(ds, "GantryDetectorTilt") or (0.0,)
     return SliceHeader(
         path=path,
         instance_number=int(number) if number not in (None, "") else None,
@@ -262,29 +262,35 @@ def _check_spacing(uid: str, slices: list[SliceHeader], along: np.ndarray) -> No
                 "one series? Choose one with --series or separate them"
             )
     step = float(np.median(gaps))
-    if np.abs(gaps - step).max() <= SPACING_TOL * step:
+    # SimpleITK spaces the slices evenly between the first and the last one.
+    grid = np.linspace(along[0], along[-1], len(along))
+    if np.abs(along - grid).max() <= SPACING_TOL * step:
         return
     multiples = gaps / step
     missing = np.flatnonzero(np.abs(multiples - np.round(multiples)) <= SPACING_TOL)
     missing = [n for n in missing if round(multiples[n]) >= 2]
     uneven = np.abs(gaps - step) > SPACING_TOL * step
     if missing and uneven.sum() == len(missing):
-        where = "; ".join(
-            f"{round(multiples[n]) - 1} between instance {names[n]} ({along[n]:.2f} mm) and "
-            f"instance {names[n + 1]} ({along[n + 1]:.2f} mm), at "
-            + ", ".join(
-                f"{along[n] + m * (along[n + 1] - along[n]) / round(multiples[n]):.2f} mm"
-                for m in range(1, round(multiples[n]))
-            )
-            for n in missing
-        )
         raise CTInputError(
-            f"series {uid}: slices missing ({where} along the slice normal; the others are "
-            f"{step:g} mm apart); a gap would stretch the volume. Copy the missing files"
+            f"series {uid}: slices missing ({'; '.join(_gap_text(n, gaps, along, names, step) for n in missing)}"
+            f"; the others are {step:g} mm apart); read as an even stack, every slice past the "
+            "gap would be misplaced. Copy the missing files"
         )
     seen = Counter(round(float(g), 2) for g in gaps)
     spacings = ", ".join(f"{g:g} mm ({n}x)" for g, n in sorted(seen.items()))
     raise CTInputError(
         f"series {uid}: uneven slice spacing (gaps seen: {spacings}); a volume needs one "
         "spacing. Resample it to even slices first"
+    )
+
+
+def _gap_text(n: int, gaps: np.ndarray, along: np.ndarray, names: list, step: float) -> str:
+    """Where the slices missing between slice ``n`` and ``n + 1`` would lie (mm along the normal)."""
+    count = round(gaps[n] / step)
+    at = ", ".join(
+        f"{along[n] + m * (along[n + 1] - along[n]) / count:.2f}" for m in range(1, count)
+    )
+    return (
+        f"{count - 1} between instance {names[n]} at {along[n]:.2f} mm and instance "
+        f"{names[n + 1]} at {along[n + 1]:.2f} mm along the slice normal, expected at {at} mm"
     )
