@@ -242,8 +242,9 @@ def _check_shear(
     span = float(abs(along[-1] - along[0])) or 1.0
     tilt = max((abs(s.gantry_tilt_deg) for s in slices), default=0.0)
     said = f"gantry tilt {tilt:g} deg; " if tilt else ""
+    angle = np.degrees(np.arctan2(drift, span))
     raise CTInputError(
-        f"series {uid}: a tilted gantry ({said}the slices step {np.degrees(np.arctan2(drift, span)):.1f} "
+        f"series {uid}: a tilted gantry ({said}the slices step {angle:.1f} "
         f"deg off their normal, a sheared stack {drift:.1f} mm off over {span:.0f} mm); "
         "read on a regular grid it would be distorted. Resample it onto an orthogonal grid "
         "first (dcm2niix or 3D Slicer's DICOM import correct gantry tilt)"
@@ -271,8 +272,9 @@ def _check_spacing(uid: str, slices: list[SliceHeader], along: np.ndarray) -> No
     missing = [n for n in missing if round(multiples[n]) >= 2]
     uneven = np.abs(gaps - step) > SPACING_TOL * step
     if missing and uneven.sum() == len(missing):
+        where = "; ".join(_gap_text(n, gaps, along, names, step) for n in missing)
         raise CTInputError(
-            f"series {uid}: slices missing ({'; '.join(_gap_text(n, gaps, along, names, step) for n in missing)}"
+            f"series {uid}: slices missing ({where}"
             f"; the others are {step:g} mm apart); read as an even stack, every slice past the "
             "gap would be misplaced. Copy the missing files"
         )
@@ -285,7 +287,7 @@ def _check_spacing(uid: str, slices: list[SliceHeader], along: np.ndarray) -> No
 
 
 def _gap_text(n: int, gaps: np.ndarray, along: np.ndarray, names: list, step: float) -> str:
-    """Where the slices missing between slice ``n`` and ``n + 1`` would lie (mm along the normal)."""
+    """Where the slices missing between slices ``n`` and ``n + 1`` lie (mm along the normal)."""
     count = round(gaps[n] / step)
     at = ", ".join(
         f"{along[n] + m * (along[n + 1] - along[n]) / count:.2f}" for m in range(1, count)

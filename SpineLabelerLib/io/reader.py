@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from SpineLabelerLib.image import Image, from_sitk, resample_onto
 from SpineLabelerLib.io.checks import CTInputError, check_ct_values, check_layout
 from SpineLabelerLib.io.dicom_series import check_series, choose_series, find_series
+from SpineLabelerLib.io.integrity import check_complete
 from SpineLabelerLib.io.nifti_raw import nonfinite_count
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def read_sitk(
             f"{path}: unsupported file type {suffix or '(none)'}; expected one of "
             f"{', '.join(VOLUME_SUFFIXES)} or a folder of DICOM slices"
         )
+    check_complete(path)
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as err:
