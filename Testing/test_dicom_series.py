@@ -3,6 +3,7 @@ chooses a series of several and refuses a stack that would land on a wrong grid.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -12,7 +13,9 @@ import pytest
 import SimpleITK as sitk
 from _dicom_series import write_ct_series
 from conftest import make_tiny_ct
+from test_pipeline import oracle_runners, spine_ct
 
+from SpineLabelerLib import cli, pipeline
 from SpineLabelerLib.image import Image
 from SpineLabelerLib.io import CTInputError, read_ct
 from SpineLabelerLib.io.dicom_series import choose_series, find_series
@@ -141,3 +144,43 @@ def test_mixed_orientations_are_refused(tmp_path):
     ds.save_as(files[4])
     with pytest.raises(CTInputError, match=r"different orientations \(15 slices at .*; 1 slices"):
         read_ct(tmp_path)
+
+
+# ---- the command line: segment --series, info lists the series -------------------------
+
+
+@pytest.fixture
+def two_series_folder(tmp_path, monkeypatch):
+    """A DICOM folder holding a lumbar CT (1.2.3.10) and a shorter copy of it (1.2.3.20)."""
+    monkeypatch.setattr(pipeline, "load_runners", lambda settings: (*oracle_runners(), []))
+    ct, _, _ = spine_ct("L3", "L5", above_mm=0.0)
+    ct = ct.with_array(np.round(ct.array).astype(np.int16))
+    folder = tmp_path / "study"
+    write_ct_series(ct, folder, series_uid="1.2.3.10", series_description="spine")
+    k = ct.array.shape[0]
+    write_ct_series(ct, folder, series_uid="1.2.3.20", drop_slices=range(k - 10, k))
+    return folder, ct
+
+
+def test_segment_reads_the_largest_series_or_the_one_asked_for(two_series_folder, tmp_path):
+    folder, ct = two_series_folder
+    common = ["--formats", "nii.gz", "--progress", "none"]
+    assert cli.main(["segment", str(folder), "-o", str(tmp_path / "a"), *common]) == 0
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert "using 1.2.3.10 (" in report["reading_notes"][0]
+    assert sitk.ReadImage(str(tmp_path / "a" / "labels.nii.gz")).GetSize() == ct.size_ijk
+    args = ["segment", str(folder), "-o", str(tmp_path / "b"), "--series", "1.2.3.20", *common]
+    assert cli.main(args) == 0
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert "using 1.2.3.20 (" in report["reading_notes"][0]
+    labels = sitk.ReadImage(str(tmp_path / "b" / "labels.nii.gz"))
+    assert labels.GetSize()[2] == ct.array.shape[0] - 10
+
+
+def test_segment_with_an_unknown_series_lists_those_present(two_series_folder, tmp_path, capsys):
+    folder, _ = two_series_folder
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(folder), "-o", str(out), "--series", "7.7"]) == 2
+    err = capsys.readouterr().err
+    assert "no DICOM series 7.7; the folder holds: 1.2.3.10 (" in err and "1.2.3.20 (" in err
+    assert not out.exists()

@@ -73,6 +73,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--weights", metavar="DIR", help="folder with stage1.pt and stage2.pt")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    p.add_argument(
+        "--series",
+        metavar="UID",
+        help="the DICOM series to read (SeriesInstanceUID; `spinelabeler info FOLDER` lists "
+        "them); default: the CT series with the most slices. The input is then one DICOM "
+        "folder (with its sub-folders), never a batch",
+    )
     p.set_defaults(func=run)
 
 
@@ -183,9 +190,16 @@ def case_inputs(folder: Path) -> list[tuple[str, Path]]:
 
 
 def segment_one(
-    ct_path: Path, out_dir: Path, settings, formats: list[str], force: bool, progress
+    ct_path: Path,
+    out_dir: Path,
+    settings,
+    formats: list[str],
+    force: bool,
+    progress,
+    series_uid: str | None = None,
 ) -> dict:
-    """Read, segment and write one CT; returns its summary row. Raises on refusal."""
+    """Read (``series_uid``: that series of a DICOM folder), segment and write one CT;
+    returns its summary row. Raises on refusal."""
     from SpineLabelerLib.io import read_ct
     from SpineLabelerLib.io._files import refuse_existing
     from SpineLabelerLib.io.results import DICOM_FORMATS, RESULT_FILES, write_result_files
@@ -196,9 +210,9 @@ def segment_one(
         if fmt != "surfaces":
             refuse_existing(out_dir / RESULT_FILES[fmt], force)
     notes: list[str] = []
-    ct = read_ct(ct_path, notes)
+    ct = read_ct(ct_path, notes, series_uid)
     wants_dicom = any(f in DICOM_FORMATS for f in formats)
-    source_files = dicom_source_files(ct_path) if wants_dicom else ()
+    source_files = dicom_source_files(ct_path, series_uid) if wants_dicom else ()
     result = segment_spine(ct, settings, progress)
     report = result.report()
     report["input"] = str(ct_path)
@@ -261,13 +275,13 @@ def run(args: argparse.Namespace) -> int:
     if not source.exists():
         return _fail(f"refused: {source} does not exist", EXIT_REFUSED)
     progress = progress_printer(args.progress, sys.stdout)
-    cases = case_inputs(source) if source.is_dir() else []
+    cases = case_inputs(source) if source.is_dir() and args.series is None else []
     refusal = refuse_dicom_output(formats, [path for _, path in cases] or [source])
     if args.formats.strip() != "all" and refusal:
         return _fail(f"refused: {refusal}", EXIT_REFUSED)
     try:
         if not cases:
-            row = segment_one(source, out, settings, formats, args.force, progress)
+            row = segment_one(source, out, settings, formats, args.force, progress, args.series)
             print(f"{row['status']}: {row['vertebrae'] or 'no vertebrae'} -> {out}")
             return EXIT_OK
         return run_batch(cases, out, settings, formats, args.force, progress)
