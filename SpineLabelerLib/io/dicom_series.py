@@ -167,11 +167,20 @@ def choose_series(
 ) -> DicomSeries:
     """The series to read: ``series_uid`` if given, else the CT series with the most slices.
 
-    A note (appended to ``notes`` and logged) says which series was used when there are
+    A note (appended to ``notes``, else logged) says which series was used when there are
     several. Raises :class:`CTInputError` when the folder holds no series, no CT series, or
     no series ``series_uid`` (the message lists those present).
     """
-    found = find_series(folder)
+    return pick_series(find_series(folder), folder, series_uid, notes)
+
+
+def pick_series(
+    found: list[DicomSeries],
+    folder: str | os.PathLike,
+    series_uid: str | None = None,
+    notes: list[str] | None = None,
+) -> DicomSeries:
+    """:func:`choose_series` on the series :func:`find_series` found in ``folder``."""
     if not found:
         raise CTInputError(f"{folder}: no DICOM series found in this folder")
     if series_uid is not None:
@@ -193,7 +202,8 @@ def choose_series(
         )
         if notes is not None:
             notes.append(note)
-        log.warning(note)
+        else:
+            log.warning(note)
     return chosen
 
 

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from SpineLabelerLib.image import Image, from_sitk, resample_onto
 from SpineLabelerLib.io.checks import CTInputError, check_ct_values, check_layout
-from SpineLabelerLib.io.dicom_series import check_series, choose_series, find_series
+from SpineLabelerLib.io.dicom_series import check_series, find_series, pick_series
 from SpineLabelerLib.io.integrity import check_complete
 from SpineLabelerLib.io.nifti_raw import nonfinite_count
 
@@ -37,10 +37,11 @@ def _read_dicom(
 ) -> sitk.Image:
     """Read one checked series of a DICOM folder: ``series_uid``, else the one holding
     ``only_file``, else the CT series with the most slices."""
+    found = find_series(folder)
     if only_file is not None and series_uid is None:
-        holding = [s for s in find_series(folder) if any(f.samefile(only_file) for f in s.files)]
+        holding = [s for s in found if any(f.samefile(only_file) for f in s.files)]
         series_uid = holding[0].uid if holding else None
-    series = choose_series(folder, series_uid, notes)
+    series = pick_series(found, folder, series_uid, notes)
     check_series(series)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(f) for f in series.files])
