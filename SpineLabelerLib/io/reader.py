@@ -33,7 +33,10 @@ def _suffix(path: Path) -> str:
 
 
 def _read_dicom(
-    folder: Path, notes: list[str], series_uid: str | None, only_file: Path | None = None
+    folder: Path,
+    notes: list[str] | None,
+    series_uid: str | None,
+    only_file: Path | None = None,
 ) -> sitk.Image:
     """Read one checked series of a DICOM folder: ``series_uid``, else the one holding
     ``only_file``, else the CT series with the most slices."""
@@ -64,11 +67,10 @@ def read_sitk(
     """Read any supported volume file or DICOM folder as a SimpleITK image (LPS); its values
     are unchecked, but a file cut short or a DICOM series off a regular grid is refused.
 
-    ``notes`` (if given) collects what the user should know, e.g. which DICOM series of
-    several was used; ``series_uid`` chooses the series of a DICOM folder.
+    ``notes`` (if given; else it is logged) collects what the user should know, e.g. which
+    DICOM series of several was used; ``series_uid`` chooses the series of a DICOM folder.
     """
     path = Path(path)
-    notes = notes if notes is not None else []
     if not path.exists():
         raise CTInputError(f"{path}: no such file or folder")
     if path.is_dir():
