@@ -51,6 +51,10 @@ ATTRIBUTION = (
 )
 TARGET_MEAN_DICE = 0.90
 TARGET_MIN_DICE = 0.80
+PICTURE_CREDIT = (
+    "Real CT: VerSe (Loeffler et al. 2020; Sekuboyina et al. 2021),",
+    "CC BY-SA 4.0; this picture is shared under the same licence.",
+)
 SURE = 0.7  # a wrong name given with at least this confidence is a target failure
 WEIGHT_FILES = ("stage1.pt", "stage2.pt")
 
@@ -242,21 +246,24 @@ def write_picture(path: Path, rec: dict, ct, pred, ref) -> None:
 
     from SpineLabelerLib.io.overview import render_overview
 
+    judged = "held out" if rec["held_out"] else "not judged: see real.txt"
     tiles = [
-        (render_overview(ct, pred)[0], f"{rec['case']}: predicted ({rec['standing']})"),
+        (render_overview(ct, pred)[0], f"{rec['case']}: predicted ({judged})"),
         (render_overview(ct, ref)[0], f"{rec['case']}: expert mask"),
     ]
     font = ImageFont.load_default(size=13)
     caption = 20
     width = max(t.width for t, _ in tiles)
-    canvas = PILImage.new("RGB", (width, sum(t.height + caption for t, _ in tiles) + caption))
+    height = sum(t.height + caption for t, _ in tiles) + caption * len(PICTURE_CREDIT)
+    canvas = PILImage.new("RGB", (width, height))
     draw = ImageDraw.Draw(canvas)
     y = 0
     for tile, title in tiles:
         draw.text((4, y + 3), title, fill=(255, 255, 255), font=font)
         canvas.paste(tile, (0, y + caption))
         y += tile.height + caption
-    draw.text((4, y + 3), ATTRIBUTION, fill=(200, 200, 200), font=font)
+    for n, line in enumerate(PICTURE_CREDIT):
+        draw.text((4, y + 3 + n * caption), line, fill=(200, 200, 200), font=font)
     canvas.save(path)
 
 
