@@ -61,8 +61,9 @@ class DicomSeries:
         return f"{self.uid} ({len(self.files)} slices, {self.modality} {self.description!r})"
 
 
-def _read_header(path: Path) -> pydicom.Dataset | None:
-    """The header of a DICOM file, None for a file that is not DICOM; refuses a damaged one."""
+def _read_header(path: Path) -> tuple[pydicom.Dataset, str | None] | None:
+    """The header of a DICOM file and why its pixels cannot be whole (None when they can);
+    None for a file that is not DICOM. Refuses a file whose header is cut short."""
     with open(path, "rb") as fp:
         try:
             ds = pydicom.dcmread(fp, stop_before_pixels=True)
@@ -78,8 +79,7 @@ def _read_header(path: Path) -> pydicom.Dataset | None:
             f"{path}: a damaged DICOM file (the header ends after {pixel_offset} bytes, before "
             "its series UID): a truncated copy?"
         )
-    ds.pixel_problem = dicom_pixel_problem(path, ds, pixel_offset)
-    return ds
+    return ds, dicom_pixel_problem(path, ds, pixel_offset)
 
 
 def _floats(ds: pydicom.Dataset, keyword: str) -> tuple[float, ...] | None:
@@ -90,7 +90,7 @@ def _floats(ds: pydicom.Dataset, keyword: str) -> tuple[float, ...] | None:
     return tuple(float(v) for v in values)
 
 
-def _slice_header(path: Path, ds: pydicom.Dataset) -> SliceHeader:
+def _slice_header(path: Path, ds: pydicom.Dataset, pixel_problem: str | None) -> SliceHeader:
     number = ds.get("InstanceNumber")
     tilt = _floats(ds, "GantryDetectorTilt") or (0.0,)
     return SliceHeader(
@@ -100,7 +100,7 @@ def _slice_header(path: Path, ds: pydicom.Dataset) -> SliceHeader:
         orientation=_floats(ds, "ImageOrientationPatient"),
         pixel_spacing_mm=_floats(ds, "PixelSpacing"),
         gantry_tilt_deg=float(tilt[0]),
-        pixel_problem=ds.pixel_problem,
+        pixel_problem=pixel_problem,
     )
 
 
@@ -131,19 +131,19 @@ def find_series(folder: str | os.PathLike) -> list[DicomSeries]:
     Files that are not DICOM are passed over; a DICOM file whose header is cut short is
     refused (:class:`CTInputError`), since the series it belonged to cannot be whole.
     """
-    groups: dict[str, list[tuple[Path, pydicom.Dataset]]] = {}
+    groups: dict[str, list[tuple[Path, pydicom.Dataset, str | None]]] = {}
     for root, _dirs, names in os.walk(folder):
         for name in sorted(names):
             path = Path(root) / name
             if name.upper() == "DICOMDIR":
                 continue
-            ds = _read_header(path)
-            if ds is not None:
-                groups.setdefault(str(ds.SeriesInstanceUID), []).append((path, ds))
+            header = _read_header(path)
+            if header is not None:
+                groups.setdefault(str(header[0].SeriesInstanceUID), []).append((path, *header))
     series = []
     for uid, members in groups.items():
         first = members[0][1]
-        slices = _stack_order([_slice_header(path, ds) for path, ds in members])
+        slices = _stack_order([_slice_header(*member) for member in members])
         series.append(
             DicomSeries(
                 uid=uid,
