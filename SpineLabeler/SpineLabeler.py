@@ -601,8 +601,13 @@ class SpineLabelerLogic(ScriptedLoadableModuleLogic):
         written into ``folder`` (a new folder in Slicer's temporary path if None) and added
         to Slicer's DICOM database, next to the CT. The CT must have been loaded from that
         database. Returns the SEG file's path."""
-        import DICOMSegmentationPlugin
-
+        try:
+            import DICOMSegmentationPlugin
+        except ImportError:
+            raise ValueError(
+                "This Slicer has no DICOM SEG exporter (DICOMSegmentationPlugin); install the "
+                "QuantitativeReporting extension, which provides it, and restart Slicer."
+            ) from None
         volumeNode = self.sourceVolume(segmentationNode)
         instanceUids = volumeNode.GetAttribute("DICOM.instanceUIDs")
         if not instanceUids:

@@ -666,3 +666,11 @@ def test_dicom_export_says_what_slicers_exporter_said(dicom_route, monkeypatch):
     monkeypatch.setattr(SegmentationExporter, "error", "No non empty segments found.")
     with pytest.raises(RuntimeError, match="No non empty segments found"):
         logic.exportDicomSeg(node)
+
+
+def test_dicom_export_without_slicers_seg_exporter_says_where_to_get_it(dicom_route, monkeypatch):
+    _, logic, volume, node, _ = dicom_route
+    volume.SetAttribute("DICOM.instanceUIDs", "1.2.3.1")
+    monkeypatch.setitem(sys.modules, "DICOMSegmentationPlugin", None)  # import fails
+    with pytest.raises(ValueError, match="QuantitativeReporting"):
+        logic.exportDicomSeg(node)
