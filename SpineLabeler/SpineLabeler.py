@@ -42,6 +42,7 @@ PIP_REQUIREMENTS = {
     "slicerio": "slicerio",
     "nrrd": "pynrrd",
     "PIL": "pillow",
+    "highdicom": "highdicom",
 }
 DEVICES = ("auto", "cpu", "cuda")
 OUTPUT_FORMATS = ("seg.nrrd", "nii.gz", "mrk.json", "stl", "png")
@@ -51,6 +52,9 @@ SOURCE_VOLUME_ATTRIBUTE = "SpineLabeler.SourceVolumeID"
 VERTEBRAE_ATTRIBUTE = "SpineLabeler.Vertebrae"  # JSON {label: {"confidence": c, "partial": p}}
 CENTROIDS_REFERENCE = "SpineLabelerCentroids"
 TABLE_REFERENCE = "SpineLabelerTable"
+# Segment tags Slicer's DICOM SEG exporter reads (a segment without them counts as MANUAL).
+ALGORITHM_TYPE_TAG = "DICOM.SegmentAlgorithmType"
+ALGORITHM_NAME_TAG = "DICOM.SegmentAlgorithmName"
 
 
 #
@@ -591,6 +595,69 @@ class SpineLabelerLogic(ScriptedLoadableModuleLogic):
             written.append(relabel.write_vertebrae_csv(csvPath, labels, force=True))
         return written
 
+    def exportDicomSeg(self, segmentationNode, folder=None):
+        """DICOM Segmentation through Slicer's own DICOM route (DICOMSegmentationPlugin):
+        the segmentation moves under its CT's study in the subject hierarchy, the SEG is
+        written into ``folder`` (a new folder in Slicer's temporary path if None) and added
+        to Slicer's DICOM database, next to the CT. The CT must have been loaded from that
+        database. Returns the SEG file's path."""
+        try:
+            import DICOMSegmentationPlugin
+        except ImportError:
+            raise ValueError(
+                "This Slicer has no DICOM SEG exporter (DICOMSegmentationPlugin); install the "
+                "QuantitativeReporting extension, which provides it, and restart Slicer."
+            ) from None
+        volumeNode = self.sourceVolume(segmentationNode)
+        instanceUids = volumeNode.GetAttribute("DICOM.instanceUIDs")
+        if not instanceUids:
+            raise ValueError(
+                f"'{volumeNode.GetName()}' was not loaded from Slicer's DICOM database; a DICOM "
+                "SEG must reference the CT's images. Import the CT series in the DICOM module, "
+                "load it from there and segment that volume."
+            )
+        shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
+        segmentationItem = shNode.GetItemByDataNode(segmentationNode)
+        studyItem = shNode.GetItemParent(shNode.GetItemByDataNode(volumeNode))
+        shNode.SetItemParent(segmentationItem, studyItem)
+        shNode.SetItemAttribute(
+            segmentationItem,
+            slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMReferencedInstanceUIDsAttributeName(),
+            instanceUids,
+        )
+        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+        self._tagAlgorithm(segmentationNode)
+        exporter = DICOMSegmentationPlugin.DICOMSegmentationPluginClass()
+        exportables = exporter.examineForExport(segmentationItem)
+        if not exportables:
+            raise ValueError(
+                f"Slicer's DICOM SEG exporter does not take '{segmentationNode.GetName()}': "
+                "are the CT's files still in the DICOM database?"
+            )
+        folder = Path(
+            folder or tempfile.mkdtemp(prefix="SpineLabeler-SEG-", dir=slicer.app.temporaryPath)
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        before = set(folder.glob("*.dcm"))
+        for exportable in exportables:
+            exportable.directory = str(folder)
+            exportable.setTag("SeriesDescription", f"{segmentationNode.GetName()} (SpineLabeler)")
+        error = exporter.export(exportables)
+        written = sorted(set(folder.glob("*.dcm")) - before)
+        if error or not written:
+            raise RuntimeError(f"DICOM SEG export failed: {error or 'no file written'}")
+        return written[0]
+
+    def _tagAlgorithm(self, segmentationNode):
+        """Mark the vertebra segments as SpineLabeler's (AUTOMATIC) for the SEG's algorithm
+        identification, unless a segment already names its algorithm."""
+        segmentation = segmentationNode.GetSegmentation()
+        for segmentId in self._vertebraSegmentIds(segmentationNode).values():
+            segment = segmentation.GetSegment(segmentId)
+            if not segment.GetTag(ALGORITHM_TYPE_TAG, vtk.mutable("")):
+                segment.SetTag(ALGORITHM_TYPE_TAG, "AUTOMATIC")
+                segment.SetTag(ALGORITHM_NAME_TAG, "SpineLabeler")
+
 
 #
 # SpineLabelerWidget
@@ -645,6 +712,7 @@ class SpineLabelerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportLabelmapButton.connect("clicked(bool)", self.onExportLabelmap)
         self.ui.exportSurfacesButton.connect("clicked(bool)", self.onExportSurfaces)
         self.ui.exportCentroidsButton.connect("clicked(bool)", self.onExportCentroids)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
 
         self.initializeParameterNode()
 
@@ -721,6 +789,7 @@ class SpineLabelerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.exportLabelmapButton,
             self.ui.exportSurfacesButton,
             self.ui.exportCentroidsButton,
+            self.ui.exportDicomButton,
         ):
             button.enabled = segmentation is not None and not running
         self.ui.undoButton.enabled = not running and self.logic.canUndo(segmentation)
@@ -940,6 +1009,11 @@ class SpineLabelerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 written = self.logic.exportCentroids(self._segmentation(), path, csvPath)
                 self.ui.statusLabel.text = "Wrote " + ", ".join(str(p) for p in written)
 
+    def onExportDicom(self):
+        with slicer.util.tryWithErrorDisplay("DICOM export failed.", waitCursor=True):
+            path = self.logic.exportDicomSeg(self._segmentation())
+            self.ui.statusLabel.text = f"DICOM SEG added to the DICOM database ({path})"
+
 
 #
 # SpineLabelerTest
@@ -957,6 +1031,8 @@ class SpineLabelerTest(ScriptedLoadableModuleTest):
         self.test_corrections_on_a_known_labelmap()
         self.setUp()
         self.test_segment_phantom_and_export()
+        self.setUp()
+        self.test_export_dicom_seg_into_the_database()
 
     def _phantomVolume(self, folder):
         """A small phantom CT (library generator) loaded as a volume node."""
@@ -1104,3 +1180,74 @@ class SpineLabelerTest(ScriptedLoadableModuleTest):
             surfaces = logic.exportSurfaces(result.segmentation, out / "surfaces")
             self.assertEqual(sorted(surfaces), relabel.present_labels(shifted))
             self.assertTrue(all(p.stat().st_size > 0 for p in surfaces.values()))
+
+    def test_export_dicom_seg_into_the_database(self):
+        """A phantom series in a temporary DICOM database (written by Slicer's own volume
+        exporter); its vertebrae exported through Slicer's DICOM SEG route land in that
+        database, in the CT's study, referencing its series, named and coded."""
+        import DICOMScalarVolumePlugin
+        import highdicom as hd
+        import numpy as np
+        from DICOMLib import DICOMUtils
+
+        logic = SpineLabelerLogic()
+        self.assertTrue(logic.ensureDependencies(askConfirmation=False))
+        anatomy, _, _, _ = _lib()
+        names = ["T12", "L1", "L2"]
+        hu = np.full((30, 24, 24), -1000, np.int16)
+        for position, name in enumerate(names):  # each vertebra's HU encodes its label
+            top = 28 - position * 9
+            hu[top - 7 : top, 6:18, 6:18] = 200 + 30 * anatomy.BY_NAME[name].label
+        ijkToRas = np.array(
+            [[0.9, 0.0, 0.0, 10.0], [0.0, 0.9, 0.0, 20.0], [0.0, 0.0, 2.0, 30.0], [0, 0, 0, 1]]
+        )
+        phantom = slicer.util.addVolumeFromArray(hu, ijkToRas, "phantom")
+        with tempfile.TemporaryDirectory() as folder, DICOMUtils.TemporaryDICOMDatabase() as db:
+            shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
+            patient = shNode.CreateSubjectItem(shNode.GetSceneItemID(), "Phantom")
+            study = shNode.CreateStudyItem(patient, "Spine")
+            shNode.SetItemParent(shNode.GetItemByDataNode(phantom), study)
+            exporter = DICOMScalarVolumePlugin.DICOMScalarVolumePluginClass()
+            exportables = exporter.examineForExport(shNode.GetItemByDataNode(phantom))
+            for exportable in exportables:
+                exportable.directory = str(Path(folder) / "ct")
+            Path(folder, "ct").mkdir()
+            self.assertFalse(exporter.export(exportables))
+            slicer.mrmlScene.Clear()
+            DICOMUtils.importDicom(str(Path(folder) / "ct"), db)
+            (studyUid,) = db.studiesForPatient(db.patients()[0])
+            (seriesUid,) = db.seriesForStudy(studyUid)
+            loaded = [
+                slicer.mrmlScene.GetNodeByID(i) for i in DICOMUtils.loadSeriesByUID([seriesUid])
+            ]
+            volume = next(n for n in loaded if n.IsA("vtkMRMLScalarVolumeNode"))
+            read = slicer.util.arrayFromVolume(volume)
+            labels = volumeImage(
+                volume, np.where(read >= 200, np.round((read - 200) / 30.0), 0).astype(np.uint8)
+            )
+            segmentation = SpineLabelerLogic._newSegmentationNode(volume)
+            segmentation.SetAttribute(SOURCE_VOLUME_ATTRIBUTE, volume.GetID())
+            logic.setLabels(segmentation, labels, remember=False)
+
+            path = logic.exportDicomSeg(segmentation, Path(folder) / "seg")
+            self.assertTrue(path.is_file())
+            segSeries = [uid for uid in db.seriesForStudy(studyUid) if uid != seriesUid]
+            self.assertEqual(len(segSeries), 1)
+            segFile = db.filesForSeries(segSeries[0])[0]
+            self.assertEqual(db.fileValue(segFile, "0008,0060"), "SEG")
+            seg = hd.seg.segread(segFile)
+            self.assertEqual(seg.StudyInstanceUID, studyUid)
+            self.assertEqual(seg.ReferencedSeriesSequence[0].SeriesInstanceUID, seriesUid)
+            sources = volume.GetAttribute("DICOM.instanceUIDs").split()
+            for number in seg.segment_numbers:
+                description = seg.get_segment_description(number)
+                vertebra = anatomy.BY_NAME[description.segment_label]
+                self.assertEqual(description.segmented_property_type.value, vertebra.snomed_code)
+                frames = seg.get_pixels_by_source_instance(
+                    sources, segment_numbers=[number], assert_missing_frames_are_empty=True
+                )
+                self.assertEqual(int(frames.sum()), int((labels.array == vertebra.label).sum()))
+            self.assertEqual(
+                sorted(seg.get_segment_description(n).segment_label for n in seg.segment_numbers),
+                sorted(names),
+            )

@@ -70,11 +70,49 @@ def test_info_on_a_missing_file(tmp_path, capsys):
 
 
 def test_info_on_a_dicom_folder_names_the_series_used(tmp_path, tiny_ct, capsys):
-    from test_io_reader import write_dicom_series
+    from _dicom_series import write_ct_series
 
-    write_dicom_series(tiny_ct, tmp_path / "dcm", "1.2.826.0.1.3680043.2.1125.7", range(16))
-    write_dicom_series(tiny_ct, tmp_path / "dcm" / "b", "1.2.826.0.1.3680043.2.1125.8", range(10))
+    write_ct_series(tiny_ct, tmp_path / "dcm", series_uid="1.2.826.0.1.3680043.2.1125.7")
+    write_ct_series(
+        tiny_ct,
+        tmp_path / "dcm" / "b",
+        series_uid="1.2.826.0.1.3680043.2.1125.8",
+        drop_slices=range(10, 16),
+    )
     assert main(["info", str(tmp_path / "dcm")]) == 0
     out = capsys.readouterr().out
     assert "size:          24 x 20 x 16 voxels" in out
-    assert "note:" in out and "using the largest, 1.2.826.0.1.3680043.2.1125.7 (16 files)" in out
+    assert "note:" in out and "using 1.2.826.0.1.3680043.2.1125.7 (16 slices" in out
+
+
+def test_info_lists_the_series_of_a_dicom_folder_and_marks_the_one_read(tmp_path, capsys):
+    from _dicom_series import write_ct_series
+    from conftest import make_tiny_ct
+
+    ct = make_tiny_ct()
+    write_ct_series(ct, tmp_path, series_uid="1.2.3.1", series_description="bone")
+    write_ct_series(ct, tmp_path, series_uid="1.2.3.2", drop_slices=range(12, 16))
+    assert main(["info", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == [
+        "DICOM series:  2 (* = read)",
+        "  * 1.2.3.1  16 slices  CT  'bone'",
+        "    1.2.3.2  12 slices  CT  'CT'",
+    ]
+    assert main(["info", "--json", "--series", "1.2.3.2", str(tmp_path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["size_ijk"] == [24, 20, 12]
+    assert [(s["uid"], s["used"]) for s in summary["dicom_series"]] == [
+        ("1.2.3.1", False),
+        ("1.2.3.2", True),
+    ]
+
+
+def test_info_lists_the_series_of_a_folder_it_refuses(tmp_path, capsys):
+    from _dicom_series import write_ct_series
+    from conftest import make_tiny_ct
+
+    write_ct_series(make_tiny_ct(), tmp_path, series_uid="1.2.3.1", drop_slices=(5,))
+    assert main(["info", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "* 1.2.3.1  15 slices" in captured.out and "slices missing (1 between" in captured.err

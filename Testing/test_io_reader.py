@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from _dicom_series import write_ct_series
 from conftest import MARKED_LABEL, MARKED_VOXEL_IJK
 
 from SpineLabelerLib.image import Image, index_to_lps, to_sitk
@@ -71,58 +72,36 @@ def test_float_labelmap_with_fractions_is_refused(tmp_path, tiny_labels):
         read_labelmap(path)
 
 
-def write_dicom_series(ct: Image, folder: Path, uid: str, slices: range) -> None:
-    """Write ``slices`` (k indices) of ``ct`` as a DICOM CT series with explicit geometry tags."""
-    folder.mkdir(parents=True, exist_ok=True)
-    volume = to_sitk(ct)
-    orientation = "\\".join(
-        f"{v:.10f}" for v in np.concatenate([ct.direction[:, 0], ct.direction[:, 1]])
-    )
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for number, k in enumerate(slices, start=1):
-        piece = volume[:, :, k]
-        position = index_to_lps(ct, [0.0, 0.0, float(k)])[0]
-        for tag, value in {
-            "0008|0060": "CT",
-            "0020|000d": "1.2.826.0.1.3680043.2.1125.1",
-            "0020|000e": uid,
-            "0008|0018": f"{uid}.{number}",
-            "0020|0013": str(number),
-            "0020|0032": "\\".join(f"{v:.10f}" for v in position),
-            "0020|0037": orientation,
-            "0018|0050": str(ct.spacing_mm[2]),
-        }.items():
-            piece.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"{uid[-3:]}_{number:03d}.dcm"))
-        writer.Execute(piece)
-
-
-def test_dicom_folder_picks_the_largest_series_and_says_so(tmp_path, tiny_ct, tiny_labels):
+def test_dicom_folder_picks_the_largest_series_and_says_so(tmp_path, tiny_ct):
     marked = tiny_ct.array.copy()
     i, j, k = MARKED_VOXEL_IJK
     marked[k, j, i] = 1234  # a bright voxel to find again in the read-back volume
     ct = tiny_ct.with_array(marked)
-    write_dicom_series(ct, tmp_path / "dicom", "1.2.826.0.1.3680043.2.1125.101", range(16))
-    write_dicom_series(
-        ct, tmp_path / "dicom" / "scout", "1.2.826.0.1.3680043.2.1125.202", range(3, 12)
+    write_ct_series(ct, tmp_path / "dicom", series_uid="1.2.826.0.1.3680043.2.1125.101")
+    scout = ct.with_array(ct.array)
+    write_ct_series(
+        scout,
+        tmp_path / "dicom" / "scout",
+        series_uid="1.2.826.0.1.3680043.2.1125.202",
+        drop_slices=[*range(3), *range(12, 16)],
     )
     notes: list[str] = []
     back = read_ct(tmp_path / "dicom", notes)
-    assert back.size_ijk == ct.size_ijk
-    assert len(notes) == 1 and "2 DICOM series" in notes[0] and "1125.101 (16 files)" in notes[0]
-    # Slices may come back in the other k order (DICOM sorts along the slice normal), but
-    # the bright voxel must sit at the same place in the patient.
-    found = np.argwhere(back.array == 1234)
-    assert len(found) == 1
+    assert back.same_grid(ct, tol=1e-6)
+    assert len(notes) == 1 and "2 DICOM series" in notes[0]
+    assert "using 1.2.826.0.1.3680043.2.1125.101 (16 slices" in notes[0]
+    np.testing.assert_array_equal(back.array, ct.array)
     np.testing.assert_allclose(
-        index_to_lps(back, found[0][::-1].astype(float))[0],
-        index_to_lps(ct, np.array(MARKED_VOXEL_IJK, float))[0],
-        atol=1e-3,
+        marked_position_lps(labels_like(back)), marked_position_lps(labels_like(ct)), atol=1e-4
     )
     # One file of the small series reads that series.
     one = sorted((tmp_path / "dicom" / "scout").glob("*.dcm"))[0]
     assert read_ct(one).size_ijk == (24, 20, 9)
+
+
+def labels_like(ct: Image) -> Image:
+    """The bright voxel of ``ct`` as MARKED_LABEL on its grid."""
+    return ct.with_array(np.where(ct.array == 1234, MARKED_LABEL, 0).astype(np.uint8))
 
 
 # ---- refusals: each says what it saw ------------------------------------------------

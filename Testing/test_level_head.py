@@ -171,6 +171,7 @@ def test_rows_do_not_depend_on_the_workers_that_draw_the_crops(monkeypatch):
 def test_fit_level_head_command_writes_a_head_bound_to_its_stage2_file(tmp_path, monkeypatch):
     import SpineLabelerLib.training.level_head as fitting
     from SpineLabelerLib import cli
+    from SpineLabelerLib.commands.fit_level_head import DEFAULT_CONFIG
 
     monkeypatch.setattr(fitting, "MIN_MASK_VOXELS", 0)
     stage2 = _tiny_stage2_file(tmp_path)
@@ -182,6 +183,8 @@ def test_fit_level_head_command_writes_a_head_bound_to_its_stage2_file(tmp_path,
     head = load_level_head(out, nets.read_weight_file(stage2)["sha256"])
     assert head.meta["figures"]["heldout"]["rows"] >= 1
     assert head.meta["device"].startswith("cpu")
+    assert list(head.meta)[:2] == ["command", "config"]  # how it was asked, first
+    assert head.meta["config"] == DEFAULT_CONFIG  # as named, not where it was found
     before = out.read_bytes()
     with pytest.raises(SystemExit, match="exists"):
         cli.main(argv)

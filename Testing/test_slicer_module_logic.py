@@ -549,3 +549,128 @@ def test_start_segmentation_hands_the_volume_to_a_child_and_cancel_stops_it(modu
     finally:
         run.cleanup()
     assert not folder.exists()
+
+
+# -- DICOM SEG export through Slicer's route ----------------------------------------------
+
+
+class SubjectHierarchy:
+    """Slicer's subject hierarchy node, as far as the export uses it (items are node IDs)."""
+
+    def __init__(self, scene: Scene) -> None:
+        self.scene = scene
+        self.parents: dict[str, str] = {}
+        self.attributes: dict[tuple[str, str], str] = {}
+
+    def GetItemByDataNode(self, node):
+        return node.GetID()
+
+    def GetItemDataNode(self, item):
+        return self.scene.GetNodeByID(item)
+
+    def GetItemParent(self, item):
+        return self.parents.get(item, "scene")
+
+    def SetItemParent(self, item, parent):
+        self.parents[item] = parent
+
+    def SetItemAttribute(self, item, key, value):
+        self.attributes[(item, key)] = value
+
+
+class SegmentationExporter:
+    """DICOMSegmentationPlugin.DICOMSegmentationPluginClass as Slicer documents it: an
+    exportable for a segmentation item; export() writes a SEG into the exportable's folder,
+    adds it to the DICOM database and returns "" (else an error message)."""
+
+    error = ""
+    exported: list = []
+
+    def __init__(self):
+        self.sh = sys.modules["slicer"].mrmlScene.GetSubjectHierarchyNode()
+
+    def examineForExport(self, item):
+        node = self.sh.GetItemDataNode(item)
+        if node is None or not node.IsA("vtkMRMLSegmentationNode"):
+            return []
+        exportable = types.SimpleNamespace(subjectHierarchyItemID=item, directory="", tags={})
+        exportable.setTag = lambda key, value: exportable.tags.__setitem__(key, value)
+        return [exportable]
+
+    def export(self, exportables):
+        if self.error:
+            return self.error
+        for exportable in exportables:
+            path = Path(exportable.directory) / "subject_hierarchy_export.SEG20260101.dcm"
+            path.write_bytes(b"DICM")
+            SegmentationExporter.exported.append((exportable, path))
+        return ""
+
+
+@pytest.fixture()
+def dicom_route(module, monkeypatch, tmp_path):
+    """The module with Slicer's subject hierarchy and DICOM SEG exporter stood in for."""
+    mod, scene = module
+    sh = SubjectHierarchy(scene)
+    scene.GetSubjectHierarchyNode = lambda: sh
+    mod.slicer.vtkMRMLSubjectHierarchyConstants = types.SimpleNamespace(
+        GetDICOMReferencedInstanceUIDsAttributeName=lambda: "DICOM.ReferencedInstanceUIDs"
+    )
+    mod.slicer.app.temporaryPath = str(tmp_path)
+    plugin = types.ModuleType("DICOMSegmentationPlugin")
+    plugin.DICOMSegmentationPluginClass = SegmentationExporter
+    monkeypatch.setitem(sys.modules, "DICOMSegmentationPlugin", plugin)
+    monkeypatch.setattr(SegmentationExporter, "exported", [])
+    monkeypatch.setattr(SegmentationExporter, "error", "")
+    logic = mod.SpineLabelerLogic()
+    labels = _oblique_boxes(("T12", "L1", "L2"))
+    volume = _volume(scene, mod, labels)
+    node = logic._newSegmentationNode(volume)
+    node.SetAttribute(mod.SOURCE_VOLUME_ATTRIBUTE, volume.GetID())
+    logic.setLabels(node, labels, remember=False)
+    return mod, logic, volume, node, sh
+
+
+def test_dicom_export_goes_through_slicers_seg_exporter_under_the_cts_study(dicom_route, tmp_path):
+    mod, logic, volume, node, sh = dicom_route
+    volume.SetAttribute("DICOM.instanceUIDs", "1.2.3.1 1.2.3.2")
+    sh.SetItemParent(volume.GetID(), "study-of-the-ct")
+    l1 = node.segmentation.GetSegment(node.segmentation.GetSegmentIdBySegmentName("L1"))
+    l1.SetTag(mod.ALGORITHM_TYPE_TAG, "SEMIAUTOMATIC")  # a segment that names its own algorithm
+
+    path = logic.exportDicomSeg(node, tmp_path / "seg")
+    (exportable, written) = SegmentationExporter.exported[0]
+    assert path == written and path.parent == tmp_path / "seg"
+    assert exportable.subjectHierarchyItemID == node.GetID()
+    assert exportable.tags["SeriesDescription"] == "CT vertebrae (SpineLabeler)"
+    assert sh.GetItemParent(node.GetID()) == "study-of-the-ct"
+    assert sh.attributes[(node.GetID(), "DICOM.ReferencedInstanceUIDs")] == "1.2.3.1 1.2.3.2"
+    assert node.reference_volume is volume
+    tags = {s.name: s.tags for s in node.segmentation.segments.values()}
+    assert tags["T12"][mod.ALGORITHM_TYPE_TAG] == "AUTOMATIC"
+    assert tags["T12"][mod.ALGORITHM_NAME_TAG] == "SpineLabeler"
+    assert tags["L1"][mod.ALGORITHM_TYPE_TAG] == "SEMIAUTOMATIC"
+    assert mod.ALGORITHM_NAME_TAG not in tags["L1"]
+
+
+def test_dicom_export_of_a_ct_not_from_the_dicom_database_is_refused(dicom_route):
+    _, logic, _, node, _ = dicom_route
+    with pytest.raises(ValueError, match="not loaded from Slicer's DICOM database"):
+        logic.exportDicomSeg(node)
+    assert SegmentationExporter.exported == []
+
+
+def test_dicom_export_says_what_slicers_exporter_said(dicom_route, monkeypatch):
+    _, logic, volume, node, _ = dicom_route
+    volume.SetAttribute("DICOM.instanceUIDs", "1.2.3.1")
+    monkeypatch.setattr(SegmentationExporter, "error", "No non empty segments found.")
+    with pytest.raises(RuntimeError, match="No non empty segments found"):
+        logic.exportDicomSeg(node)
+
+
+def test_dicom_export_without_slicers_seg_exporter_says_where_to_get_it(dicom_route, monkeypatch):
+    _, logic, volume, node, _ = dicom_route
+    volume.SetAttribute("DICOM.instanceUIDs", "1.2.3.1")
+    monkeypatch.setitem(sys.modules, "DICOMSegmentationPlugin", None)  # import fails
+    with pytest.raises(ValueError, match="QuantitativeReporting"):
+        logic.exportDicomSeg(node)

@@ -1,7 +1,7 @@
 """Accuracy of ``segment_spine``: the paper's Tables 1 and 2 on the fixed phantom benchmark set.
 
     .venv/bin/python benchmarks/accuracy.py [--cases bench000,bench012] [--fov F] [--variant V]
-                                            [--limit N] [--no-real | --only-real] [--fast] [--save]
+                                            [--limit N] [--fast] [--save]
                                             [--development]
 
 Every case of ``phantom.benchmark_set_specs()`` (or the chosen subset: CPU time is scarce)
@@ -15,9 +15,10 @@ is regenerated from its seed, segmented with the shipped weights and scored with
   voxel side);
 - the vertebrae not identified, by how much of each the view holds (a sliver at its edge
   counts in the id rate as much as a whole vertebra);
-- false vertebrae on the leg CTs (which hold no spine);
-- "one real VerSe case": verse008 (T12-L5, CC BY-SA 4.0, see /work/shared/realdata/README.md),
-  per vertebra. Never tuned on: it is measured, nothing is fitted to it.
+- false vertebrae on the leg CTs (which hold no spine).
+
+Real CTs are measured by benchmarks/real.py alone, which says which of them chose the weights
+and rules in use.
 
 ``--development`` draws the same plan from other seeds (cases dev000...): a rule of the
 pipeline is looked at and tuned there, so that the benchmark's cases stay unseen.
@@ -39,8 +40,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-REAL_CASE = Path("/work/shared/realdata/verse008")
 
 
 def _fmt(value: float, digits: int = 1) -> str:
@@ -121,30 +120,6 @@ def run_phantom_case(spec, settings) -> dict:
         extra=[int(x) for x in ev.extra_predicted_labels],
     )
     return record
-
-
-def run_real_case(settings) -> dict:
-    from SpineLabelerLib.evaluation import evaluate
-    from SpineLabelerLib.io import read_ct, read_labelmap
-
-    ct = read_ct(REAL_CASE / "sub-verse008_ct.nii.gz")
-    ref = read_labelmap(REAL_CASE / "sub-verse008_seg-vert_msk.nii.gz", reference=ct)
-    result = segment(ct, settings, ref)
-    ev = evaluate(result.labels, ref)
-    return {
-        "case": "verse008",
-        "fov": "real",
-        "variant": "real",
-        "segment_s": round(result.timings_s.get("total", math.nan), 1),
-        "found": [v.name for v in result.vertebrae],
-        "no_spine_found": result.no_spine_found,
-        "notes": list(result.messages),
-        "count_check": result.count_check,
-        "reference": [r.name for r in ev.rows],
-        "rows": [r.__dict__ for r in ev.rows],
-        "extra": [int(x) for x in ev.extra_predicted_labels],
-        "same_grid": result.labels.same_grid(ct),
-    }
 
 
 def _rows(records):
@@ -252,7 +227,7 @@ def case_line(rec: dict) -> str:
 
 
 def count_check_lines(records: list[dict]) -> list[str]:
-    """Where the level head's count check spoke (pipeline.count_check), and how those cases
+    """Where the level head's count check spoke (column.count_check), and how those cases
     were named."""
     flagged = [r for r in records if r.get("count_check")]
     lines = [f"count check (level head): spoke on {len(flagged)} of {len(records)} spine cases"]
@@ -280,8 +255,6 @@ def main(argv=None) -> int:
         action="store_true",
         help="the same plan on development seeds (dev000...): tune rules there, not here",
     )
-    p.add_argument("--no-real", action="store_true", help="leave out the real VerSe case")
-    p.add_argument("--only-real", action="store_true", help="only the real VerSe case")
     p.add_argument("--fast", action="store_true", help="segment with --fast settings")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--weights", help="folder with stage1.pt and stage2.pt (default: shipped)")
@@ -319,7 +292,7 @@ def main(argv=None) -> int:
         settings = settings.fast()
     if args.no_level_head:
         settings = replace(settings, use_level_head=False)
-    specs = [] if args.only_real else benchmark_set_specs(args.development)
+    specs = benchmark_set_specs(args.development)
     if args.cases:
         wanted = set(args.cases.split(","))
         specs = [s for s in specs if s.case_id in wanted]
@@ -386,29 +359,6 @@ def main(argv=None) -> int:
         say(
             f"leg CTs: {len(legs)} cases, {n_false} false vertebrae in all, 'no spine found' on {n_none}/{len(legs)}"
         )
-    real = None
-    if not args.no_real and REAL_CASE.exists():
-        real = run_real_case(settings)
-        say("")
-        say(
-            "one real VerSe case (verse008, T12-L5; VerSe'19, CC BY-SA 4.0) - measured, never tuned on:"
-        )
-        say(case_line(real) + f"; labels on the input grid: {real['same_grid']}")
-        say(f"{'vertebra':<9}{'Dice %':>8}{'ASSD mm':>9}{'HD mm':>8}{'loc mm':>8}  identified")
-        for r in real["rows"]:
-            say(
-                f"{r['name']:<9}{_fmt(100 * r['dice']):>8}{_fmt(r['assd_mm'], 2):>9}{_fmt(r['hd_mm'], 2):>8}"
-                f"{_fmt(r['loc_error_mm']):>8}  {'yes' if r['identified'] else 'no'}"
-            )
-        for line in summary_lines([real], "one real VerSe case")[1:]:
-            say(line)
-        check = real["count_check"]
-        say(
-            "count check (level head): "
-            + (f"the head prefers {check['head_prefers']}" if check else "silent")
-            + "; notes: "
-            + ("; ".join(real["notes"]) or "none")
-        )
     if args.save:
         tag = args.tag or ("dev" if args.development else "")
         tag = f"_{tag}" if tag else ""
@@ -416,7 +366,7 @@ def main(argv=None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("\n".join(lines) + "\n")
         out.with_suffix(".json").write_text(
-            json.dumps({"cases": records, "real": real}, indent=1, default=float) + "\n"
+            json.dumps({"cases": records}, indent=1, default=float) + "\n"
         )
         print(f"saved {out.relative_to(ROOT)} and {out.with_suffix('.json').name}")
     return 0

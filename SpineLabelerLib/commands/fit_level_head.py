@@ -30,7 +30,7 @@ def default_workers() -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The fit's arguments (shared with ``python -m SpineLabelerLib.training.level_head``)."""
+    """The fit's arguments (``training.level_head.fit`` takes them as plain parameters)."""
     p.add_argument("--stage2", required=True, help="the stage-2 weight file to read features of")
     p.add_argument("--out", required=True, help="the level-head file to write (never overwritten)")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="phantom crops and patch size")
@@ -74,4 +74,23 @@ def run(args: argparse.Namespace) -> int:
 
     from SpineLabelerLib.training.level_head import fit
 
-    return fit(args, "spinelabeler " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    config = config_path(args.config)
+    if not config.is_file():
+        raise SystemExit(f"no training config {args.config} (looked here and in {config.parent})")
+    command = "spinelabeler " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return fit(
+        args.stage2,
+        args.out,
+        config,
+        {"command": command, "config": args.config},
+        data=args.data,
+        cases=args.cases,
+        heldout_cases=args.heldout_cases,
+        per_case=args.per_case,
+        weight_decay=args.weight_decay,
+        iterations=args.iterations,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        workers=args.workers,
+    )

@@ -5,6 +5,13 @@ One CT: the result folder of docs/ARCHITECTURE.md in OUTDIR. A folder holding CT
 OUTDIR/<case>/, and OUTDIR/summary.csv; a failing case is recorded and the batch goes on.
 A folder holding only DICOM files is one CT.
 
+DICOM out: on a DICOM series, --formats dcm (part of 'all' there) also writes
+segmentation.dcm (a DICOM SEG, one segment per vertebra) and centroids.sr.dcm (a
+Comprehensive 3D SR, one point per vertebra), both referencing the source series so that
+PACS and viewers lay them over that CT. A NIfTI/NRRD input carries no study, series or
+image UIDs to reference, so an explicit dcm is refused there before anything is computed;
+'all' leaves it out.
+
 When no spine is found (a leg CT) only report.json is written, saying so; that is an
 answer, not an error (exit 0). Exit codes: 0 done, 1 some cases of a batch failed,
 2 input refused (not a CT, unreadable, results already there without --force),
@@ -34,6 +41,8 @@ FORMAT_ALIASES = {
     "png": "overview",
 }
 _VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+_DICOM_FILE_SUFFIXES = (".dcm", ".ima")
+DICOM_ALIAS = "dcm"  # both DICOM objects: the SEG and the centroid SR
 EXIT_OK, EXIT_BATCH_FAILURES, EXIT_REFUSED, EXIT_WEIGHTS, EXIT_CANCELLED = 0, 1, 2, 3, 130
 
 
@@ -51,8 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--formats",
         default="all",
-        help="comma list of outputs: seg.nrrd,nii.gz,nrrd,mrk.json,json,stl,png or 'all' "
-        "(report.json is always written)",
+        help="comma list of outputs: seg.nrrd,nii.gz,nrrd,mrk.json,json,stl,png,dcm or 'all' "
+        "(report.json is always written; dcm, a DICOM SEG + SR, needs a DICOM series input "
+        "and is part of 'all' there)",
     )
     p.add_argument("--force", action="store_true", help="overwrite existing result files")
     p.add_argument(
@@ -63,23 +73,79 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--weights", metavar="DIR", help="folder with stage1.pt and stage2.pt")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    p.add_argument(
+        "--series",
+        metavar="UID",
+        help="the DICOM series to read (SeriesInstanceUID; `spinelabeler info FOLDER` lists "
+        "them); default: the CT series with the most slices. The input is then one DICOM "
+        "folder (with its sub-folders), never a batch",
+    )
     p.set_defaults(func=run)
 
 
 def parse_formats(text: str) -> list[str]:
-    """``--formats`` -> io.results format names, report always included; ValueError if unknown."""
-    from SpineLabelerLib.io.results import ALL_FORMATS
+    """``--formats`` -> io.results format names, report always included; ValueError if unknown.
+    'all' includes the DICOM formats (:func:`formats_for_input` drops them for a volume file)."""
+    from SpineLabelerLib.io.results import ALL_FORMATS, DICOM_FORMATS, RESULT_FILES
 
     if text.strip() == "all":
-        return list(ALL_FORMATS)
+        return [*ALL_FORMATS, *DICOM_FORMATS]
     out = []
     for item in (t.strip() for t in text.split(",") if t.strip()):
-        name = FORMAT_ALIASES.get(item.lstrip("."), item)
-        if name not in ALL_FORMATS:
-            choices = ", ".join([*FORMAT_ALIASES, *ALL_FORMATS])
+        name = item.lstrip(".")
+        names = DICOM_FORMATS if name == DICOM_ALIAS else (FORMAT_ALIASES.get(name, item),)
+        if any(n not in RESULT_FILES for n in names):
+            choices = ", ".join([*FORMAT_ALIASES, DICOM_ALIAS, *RESULT_FILES])
             raise ValueError(f"unknown format {item!r}; choose from {choices}")
-        out.append(name)
+        out.extend(names)
     return list(dict.fromkeys([*out, "report"]))
+
+
+def is_dicom_input(path: Path) -> bool:
+    """A DICOM folder or one DICOM file of a series (what read_ct reads as a series)."""
+    return path.is_dir() or path.name.lower().endswith(_DICOM_FILE_SUFFIXES)
+
+
+def refuse_dicom_output(formats: list[str], inputs: list[Path]) -> str | None:
+    """Why DICOM outputs asked for by name cannot be written for ``inputs``; None if they can."""
+    from SpineLabelerLib.io.results import DICOM_FORMATS
+
+    volumes = [p for p in inputs if not is_dicom_input(p)]
+    asked = [f for f in formats if f in DICOM_FORMATS]
+    if not asked or not volumes:
+        return None
+    named = ", ".join(str(p) for p in volumes[:3]) + (" ..." if len(volumes) > 3 else "")
+    return (
+        f"--formats {','.join(asked)}: a DICOM SEG/SR must reference the CT series it was "
+        f"drawn on (study, series, frame of reference and each slice's UID), and {named} "
+        "is not a DICOM series (a volume file holds none of these). Segment the DICOM "
+        "folder itself, or leave dcm out"
+    )
+
+
+def formats_for_input(formats: list[str], path: Path) -> list[str]:
+    """``formats`` without the DICOM ones for a volume file ('all' on NIfTI or NRRD; a dcm
+    asked for by name was refused before, by :func:`refuse_dicom_output`)."""
+    from SpineLabelerLib.io.results import DICOM_FORMATS
+
+    if is_dicom_input(path):
+        return formats
+    return [f for f in formats if f not in DICOM_FORMATS]
+
+
+def dicom_source_files(path: Path, series_uid: str | None = None) -> tuple[Path, ...]:
+    """The files of the series read_ct reads from ``path``: ``series_uid``, else the one
+    holding a given file, else the folder's chosen CT series."""
+    import pydicom
+
+    from SpineLabelerLib.io.dicom_series import choose_series
+
+    if path.is_dir():
+        return choose_series(path, series_uid).files
+    if series_uid is None:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        series_uid = str(header.SeriesInstanceUID)
+    return choose_series(path.parent, series_uid).files
 
 
 def progress_printer(mode: str, stream: TextIO) -> Callable[[str, float, str], None] | None:
@@ -124,19 +190,29 @@ def case_inputs(folder: Path) -> list[tuple[str, Path]]:
 
 
 def segment_one(
-    ct_path: Path, out_dir: Path, settings, formats: list[str], force: bool, progress
+    ct_path: Path,
+    out_dir: Path,
+    settings,
+    formats: list[str],
+    force: bool,
+    progress,
+    series_uid: str | None = None,
 ) -> dict:
-    """Read, segment and write one CT; returns its summary row. Raises on refusal."""
+    """Read (``series_uid``: that series of a DICOM folder), segment and write one CT;
+    returns its summary row. Raises on refusal."""
     from SpineLabelerLib.io import read_ct
     from SpineLabelerLib.io._files import refuse_existing
-    from SpineLabelerLib.io.results import RESULT_FILES, write_result_files
+    from SpineLabelerLib.io.results import DICOM_FORMATS, RESULT_FILES, write_result_files
     from SpineLabelerLib.pipeline import segment_spine
 
+    formats = formats_for_input(formats, ct_path)
     for fmt in formats:  # fail before a minute of work, not after
         if fmt != "surfaces":
             refuse_existing(out_dir / RESULT_FILES[fmt], force)
     notes: list[str] = []
-    ct = read_ct(ct_path, notes)
+    ct = read_ct(ct_path, notes, series_uid)
+    wants_dicom = any(f in DICOM_FORMATS for f in formats)
+    source_files = dicom_source_files(ct_path, series_uid) if wants_dicom else ()
     result = segment_spine(ct, settings, progress)
     report = result.report()
     report["input"] = str(ct_path)
@@ -145,7 +221,9 @@ def segment_one(
         write_result_files(out_dir, ct, result.labels, {}, ["report"], force, report)
     else:
         centroids = {v.label: v.centroid_lps for v in result.vertebrae}
-        write_result_files(out_dir, ct, result.labels, centroids, formats, force, report)
+        write_result_files(
+            out_dir, ct, result.labels, centroids, formats, force, report, source_files
+        )
     return {
         "status": "no spine found" if result.no_spine_found else "ok",
         "vertebrae": " ".join(v.name for v in result.vertebrae),
@@ -197,10 +275,13 @@ def run(args: argparse.Namespace) -> int:
     if not source.exists():
         return _fail(f"refused: {source} does not exist", EXIT_REFUSED)
     progress = progress_printer(args.progress, sys.stdout)
-    cases = case_inputs(source) if source.is_dir() else []
+    cases = case_inputs(source) if source.is_dir() and args.series is None else []
+    refusal = refuse_dicom_output(formats, [path for _, path in cases] or [source])
+    if args.formats.strip() != "all" and refusal:
+        return _fail(f"refused: {refusal}", EXIT_REFUSED)
     try:
         if not cases:
-            row = segment_one(source, out, settings, formats, args.force, progress)
+            row = segment_one(source, out, settings, formats, args.force, progress, args.series)
             print(f"{row['status']}: {row['vertebrae'] or 'no vertebrae'} -> {out}")
             return EXIT_OK
         return run_batch(cases, out, settings, formats, args.force, progress)

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from SpineLabelerLib.nets import ModelFileError
+    from SpineLabelerLib.training.data import SourceError
     from SpineLabelerLib.training.loop import CHECKPOINT_NAME, TrainConfig, train
 
     try:
@@ -101,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
             init_weights=args.init,
             time_limit_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
         )
-    except (FileNotFoundError, FileExistsError, ModelFileError) as err:  # --data, --init, --out
-        return _refuse(str(err))
+    except (FileNotFoundError, FileExistsError, ModelFileError, SourceError) as err:
+        return _refuse(str(err))  # --data, --init, --out, the config's real data
     if summary["rank"] == 0:
         print(
             f"{args.stage}: {summary['steps']} steps, validation {summary['validation']}, "

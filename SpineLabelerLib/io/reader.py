@@ -16,6 +16,8 @@ import SimpleITK as sitk
 
 from SpineLabelerLib.image import Image, from_sitk, resample_onto
 from SpineLabelerLib.io.checks import CTInputError, check_ct_values, check_layout
+from SpineLabelerLib.io.dicom_series import check_series, find_series, pick_series
+from SpineLabelerLib.io.integrity import check_complete
 from SpineLabelerLib.io.nifti_raw import nonfinite_count
 
 log = logging.getLogger(__name__)
@@ -30,39 +32,27 @@ def _suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def _find_dicom_series(folder: Path) -> list[tuple[str, list[str]]]:
-    """Every DICOM series in ``folder`` and below: ``(series UID, sorted file names)``."""
-    series: dict[str, list[str]] = {}
-    for root, _dirs, _files in os.walk(folder):
-        for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(root):
-            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(root, uid)
-            series.setdefault(uid, []).extend(files)
-    return sorted(series.items(), key=lambda item: (-len(item[1]), item[0]))
-
-
-def _read_dicom(folder: Path, notes: list[str], only_file: Path | None = None) -> sitk.Image:
-    """Read one series of a DICOM folder: the one holding ``only_file``, else the largest."""
-    series = _find_dicom_series(folder)
-    if not series:
-        raise CTInputError(f"{folder}: no DICOM series found in this folder")
-    if only_file is not None:
-        series = [s for s in series if any(Path(f).samefile(only_file) for f in s[1])] or series
-    uid, files = series[0]
-    if len(series) > 1:
-        others = ", ".join(f"{u} ({len(f)} files)" for u, f in series[1:])
-        note = (
-            f"{folder}: {len(series)} DICOM series; using the largest, {uid} ({len(files)} "
-            f"files); not used: {others}"
-        )
-        notes.append(note)
-        log.warning(note)
+def _read_dicom(
+    folder: Path,
+    notes: list[str] | None,
+    series_uid: str | None,
+    only_file: Path | None = None,
+) -> sitk.Image:
+    """Read one checked series of a DICOM folder: ``series_uid``, else the one holding
+    ``only_file``, else the CT series with the most slices."""
+    found = find_series(folder)
+    if only_file is not None and series_uid is None:
+        holding = [s for s in found if any(f.samefile(only_file) for f in s.files)]
+        series_uid = holding[0].uid if holding else None
+    series = pick_series(found, folder, series_uid, notes)
+    check_series(series)
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
+    reader.SetFileNames([str(f) for f in series.files])
     try:
         return reader.Execute()
     except RuntimeError as err:
         raise CTInputError(
-            f"{folder}: cannot read DICOM series {uid}: {_first_line(err)}"
+            f"{folder}: cannot read DICOM series {series.uid}: {_first_line(err)}"
         ) from None
 
 
@@ -71,26 +61,31 @@ def _first_line(err: Exception) -> str:
     return lines[-1] if lines else type(err).__name__
 
 
-def read_sitk(path: PathLike, notes: list[str] | None = None) -> sitk.Image:
-    """Read any supported volume file or DICOM folder as a SimpleITK image (LPS), unchecked.
+def read_sitk(
+    path: PathLike, notes: list[str] | None = None, series_uid: str | None = None
+) -> sitk.Image:
+    """Read any supported volume file or DICOM folder as a SimpleITK image (LPS); its values
+    are unchecked, but a file cut short or a DICOM series off a regular grid is refused.
 
-    ``notes`` (if given) collects what the user should know, e.g. which DICOM series of
-    several was used.
+    ``notes`` (if given; else it is logged) collects what the user should know, e.g. which
+    DICOM series of several was used; ``series_uid`` chooses the series of a DICOM folder.
     """
     path = Path(path)
-    notes = notes if notes is not None else []
     if not path.exists():
         raise CTInputError(f"{path}: no such file or folder")
     if path.is_dir():
-        return _read_dicom(path, notes)
+        return _read_dicom(path, notes, series_uid)
     suffix = _suffix(path)
     if suffix in DICOM_SUFFIXES:
-        return _read_dicom(path.parent, notes, only_file=path)
+        return _read_dicom(path.parent, notes, series_uid, only_file=path)
+    if series_uid is not None:
+        raise CTInputError(f"{path}: a series UID chooses a series of a DICOM folder, not a file")
     if suffix not in VOLUME_SUFFIXES:
         raise CTInputError(
             f"{path}: unsupported file type {suffix or '(none)'}; expected one of "
             f"{', '.join(VOLUME_SUFFIXES)} or a folder of DICOM slices"
         )
+    check_complete(path)
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as err:
@@ -103,12 +98,12 @@ def read_sitk(path: PathLike, notes: list[str] | None = None) -> sitk.Image:
     return img
 
 
-def read_ct(path: PathLike, notes: list[str] | None = None) -> Image:
+def read_ct(path: PathLike, notes: list[str] | None = None, series_uid: str | None = None) -> Image:
     """Read and check a CT; array ``(K, J, I)`` in HU (dtype as stored), geometry in LPS mm.
 
     Raises :class:`CTInputError` with what was seen when the input cannot be a CT.
     """
-    img = read_sitk(path, notes)
+    img = read_sitk(path, notes, series_uid)
     check_layout(img.GetSize(), img.GetSpacing(), img.GetNumberOfComponentsPerPixel(), str(path))
     if _suffix(Path(path)) in (".nii", ".nii.gz"):
         bad = nonfinite_count(path)  # ITK has already replaced them by 0

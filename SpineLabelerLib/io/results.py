@@ -2,6 +2,8 @@
 
 Everything is written into a hidden temporary folder beside ``out_dir`` first and moved
 into place only when every file is complete, so an error leaves nothing half-written.
+The DICOM objects (SEG, centroid SR) reference the CT series the labels were drawn on,
+so they are written only when that series' files are given; highdicom is imported then.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +36,13 @@ RESULT_FILES: dict[str, str] = {
     "surfaces": "surfaces",
     "overview": "overview.png",
     "report": "report.json",
+    "dicom_seg": "segmentation.dcm",
+    "dicom_sr": "centroids.sr.dcm",
 }
-ALL_FORMATS: tuple[str, ...] = tuple(RESULT_FILES)
+# Written only for a DICOM series input: they reference its images.
+DICOM_FORMATS: tuple[str, ...] = ("dicom_seg", "dicom_sr")
+# What every input gets by default.
+ALL_FORMATS: tuple[str, ...] = tuple(f for f in RESULT_FILES if f not in DICOM_FORMATS)
 
 
 def vertebra_report(labels: Image, centroids_lps: Mapping[int, np.ndarray]) -> list[dict]:
@@ -79,7 +86,25 @@ def _write_all(
     centroids_lps: Mapping[int, np.ndarray],
     formats: Iterable[str],
     extra_report: Mapping | None,
+    dicom_source: Sequence[str | os.PathLike],
 ) -> None:
+    formats = list(formats)
+    source_headers: list = []  # the DICOM series' headers, read once for SEG and SR
+    if any(f in DICOM_FORMATS for f in formats):
+        from SpineLabelerLib.io.dicom_seg import read_source_headers
+
+        source_headers = read_source_headers(dicom_source)
+
+    def dicom_seg(path: Path) -> None:
+        from SpineLabelerLib.io.dicom_seg import write_dicom_seg
+
+        write_dicom_seg(path, labels, source_headers)
+
+    def dicom_sr(path: Path) -> None:
+        from SpineLabelerLib.io.dicom_sr import write_centroid_sr
+
+        write_centroid_sr(path, centroids_lps, source_headers)
+
     writers = {
         "nifti": lambda p: write_labelmap(p, labels),
         "nrrd": lambda p: write_labelmap(p, labels),
@@ -93,6 +118,8 @@ def _write_all(
         "report": lambda p: p.write_text(
             json.dumps(build_report(labels, centroids_lps, extra_report), indent=2) + "\n"
         ),
+        "dicom_seg": dicom_seg,
+        "dicom_sr": dicom_sr,
     }
     for name in formats:
         writers[name](folder / RESULT_FILES[name])
@@ -106,16 +133,20 @@ def write_result_files(
     formats: Iterable[str] = ALL_FORMATS,
     force: bool = False,
     extra_report: Mapping | None = None,
+    dicom_source: Sequence[str | os.PathLike] = (),
 ) -> dict[str, Path]:
     """Write the chosen ``formats`` (keys of RESULT_FILES) into ``out_dir``; returns
     format -> written path. ``labels`` lie on ``ct``'s grid (VerSe values); centroids are
     VerSe label -> ``(3,)`` LPS mm. Existing targets are refused (FileExistsError) before
-    anything is written, unless ``force``.
+    anything is written, unless ``force``. ``dicom_source``: the files of the DICOM series
+    ``ct`` was read from, required by DICOM_FORMATS.
     """
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in RESULT_FILES]
     if unknown:
-        raise ValueError(f"unknown result formats {unknown}; choose from {', '.join(ALL_FORMATS)}")
+        raise ValueError(f"unknown result formats {unknown}; choose from {', '.join(RESULT_FILES)}")
+    if not dicom_source and any(f in DICOM_FORMATS for f in formats):
+        raise ValueError("DICOM outputs reference the source series: pass its files (dicom_source)")
     if not labels.same_grid(ct):
         raise ValueError("labels must lie on the CT's grid (same size, spacing, origin, direction)")
     out_dir = Path(out_dir)
@@ -129,7 +160,7 @@ def write_result_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        _write_all(staging, ct, labels, centroids_lps, formats, extra_report)
+        _write_all(staging, ct, labels, centroids_lps, formats, extra_report, dicom_source)
         for fmt, target in targets.items():
             if fmt == "surfaces":
                 target.mkdir(exist_ok=True)
@@ -142,4 +173,4 @@ def write_result_files(
     return targets
 
 
-__all__ = ["ALL_FORMATS", "RESULT_FILES", "build_report", "write_result_files"]
+__all__ = ["ALL_FORMATS", "DICOM_FORMATS", "RESULT_FILES", "build_report", "write_result_files"]

@@ -2,7 +2,10 @@
 
 A *source* hands out cases (CT in HU + VerSe labelmap, each an :class:`Image` on any grid):
 phantoms drawn on the fly from seeds (:class:`PhantomSource`), a folder in the VerSe layout
-(:class:`VerseSource`), or any function (:class:`FunctionSource`, used by tests). A
+(:class:`VerseSource`), label maps - real masks or phantom maps - rendered as CT with random
+appearance (:class:`RenderedMaskSource`, see :mod:`.render`), several sources by weight
+(:class:`MixedSource`), or any function (:class:`FunctionSource`, used by tests). Real cases
+named as held out (:func:`held_out`) are left out of every real source, CT and mask alike. A
 :class:`CasePreparer` puts a case on its stage's canonical grid (preprocess.py) and keeps the
 result in memory and, optionally, on disk, so a phantom is drawn once per run.
 
@@ -18,15 +21,16 @@ import json
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Union
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from SpineLabelerLib import preprocess
-from SpineLabelerLib.image import Image
+from SpineLabelerLib.image import Image, bounding_box, index_to_lps
 from SpineLabelerLib.training.samples import (
     PreparedCase,
     Stage2Sampling,
@@ -35,6 +39,7 @@ from SpineLabelerLib.training.samples import (
 )
 
 STAGE2_MARGIN_MM = 60.0  # stage-2 cases are kept only around the labelled spine
+RENDER_MARGIN_MM = 80.0  # a mask to render is kept only around its labels (>= render margins)
 
 
 class CaseSource(Protocol):
@@ -127,17 +132,21 @@ class PhantomSource:
         return kwargs
 
     def load(self, index: int) -> tuple[Image, Image]:
+        case = self.generate(index)
+        return case.ct, case.labels
+
+    def generate(self, index: int, **overrides: Any):
+        """The whole ``phantom.PhantomCase`` of case ``index`` (``overrides``: more settings)."""
         from SpineLabelerLib import phantom  # imported late: the generator is heavy
 
-        kwargs = self.case_settings(index)
+        kwargs = {**self.case_settings(index), **overrides}
         try:
-            case = phantom.generate_case(self.seeds[index], **kwargs)
+            return phantom.generate_case(self.seeds[index], **kwargs)
         except ValueError:
             if "crop_around_label" not in kwargs:
                 raise
             kwargs["crop_around_label"] = 12  # the drawn level is missing in this variant: T5
-            case = phantom.generate_case(self.seeds[index], **kwargs)
-        return case.ct, case.labels
+            return phantom.generate_case(self.seeds[index], **kwargs)
 
 
 class VerseSource:
@@ -165,6 +174,196 @@ class VerseSource:
     def load(self, index: int) -> tuple[Image, Image]:
         case = self.cases[index]
         return case.load() if hasattr(case, "load") else (case.ct, case.labels)
+
+
+class SourceError(ValueError):
+    """A data setting that names nothing usable (a held-out case found nowhere, an empty mix)."""
+
+
+def held_out(case_id: str, holdout: Sequence[str]) -> bool:
+    """Whether a case belongs to a held-out subject: ``verse005`` holds out ``sub-verse005``
+    and every scan of that subject (``sub-gl003_dir-ax`` by ``gl003``)."""
+    subject = case_id.split("_")[0]
+    return any(subject in (name, f"sub-{name}") or case_id == name for name in holdout)
+
+
+def without_held_out(source: VerseSource, holdout: Sequence[str]) -> SubsetSource:
+    """The cases of a real-CT folder that are not held out."""
+    keep = [n for n, case in enumerate(source.cases) if not held_out(real_case_id(case), holdout)]
+    return SubsetSource(source, keep)
+
+
+def real_case_id(case: Any) -> str:
+    """The id of a real-CT source's case (VerSe: ``sub-verse008``; CSI 2014: its name)."""
+    return str(getattr(case, "case_id", getattr(case, "name", "")))
+
+
+@dataclass(frozen=True)
+class LabelMapFile:
+    """A real vertebra mask (VerSe values) to render; read through ``io.reader.read_labelmap``."""
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        """The case id (``sub-verse004``): the file name without the mask suffix."""
+        from SpineLabelerLib.io.verse import MASK_SUFFIX
+
+        name = self.path.name
+        for suffix in (MASK_SUFFIX, ".nii.gz", ".nii", ".nrrd", ".mha"):
+            if name.endswith(suffix):
+                return name[: -len(suffix)]
+        return name
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha1(str(self.path.resolve()).encode()).hexdigest()[:8]
+        return f"{self.name}-{digest}"
+
+    def load(self) -> tuple[Image, Image | None]:
+        """(labels, no tissue map), cropped to the labelled box plus the render margin."""
+        from SpineLabelerLib.io.reader import read_labelmap
+
+        labels = read_labelmap(self.path)
+        box = bounding_box(labels.array > 0)
+        if box is None:
+            raise SourceError(f"{self.path}: the mask holds no vertebra")
+        grow = np.ceil(RENDER_MARGIN_MM / np.asarray(labels.spacing_mm[::-1])).astype(int)
+        box = tuple(
+            slice(max(b.start - g, 0), min(b.stop + g, n))
+            for b, g, n in zip(box, grow, labels.array.shape)
+        )
+        corner = index_to_lps(labels, [b.start for b in box[::-1]])[0]
+        return Image(labels.array[box], labels.spacing_mm, tuple(corner), labels.direction), None
+
+
+@dataclass(frozen=True)
+class PhantomLabelMap:
+    """A phantom's labels and tissue map (no CT physics: the renderer draws its own)."""
+
+    source: PhantomSource
+    index: int
+
+    @property
+    def key(self) -> str:
+        return self.source.key(self.index)
+
+    def load(self) -> tuple[Image, Image | None]:
+        case = self.source.generate(self.index, physics=False)
+        return case.labels, case.tissues
+
+
+LabelMap = Union[LabelMapFile, PhantomLabelMap]
+
+
+def label_map_files(paths: Sequence[str | Path]) -> list[LabelMapFile]:
+    """Mask files from files and folders (a folder: every ``*_seg-vert_msk.nii.gz`` below
+    it), each file once, sorted. Raises FileNotFoundError for a path that is not there or a
+    folder without masks."""
+    from SpineLabelerLib.io.verse import MASK_SUFFIX
+
+    found: dict[Path, LabelMapFile] = {}
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            masks = sorted(path.rglob(f"*{MASK_SUFFIX}"))
+            if not masks:
+                raise FileNotFoundError(f"no *{MASK_SUFFIX} mask under {path}")
+        elif path.is_file():
+            masks = [path]
+        else:
+            raise FileNotFoundError(f"rendered mask {path}: no such file or folder")
+        for mask in masks:
+            found.setdefault(mask.resolve(), LabelMapFile(mask))
+    return sorted(found.values(), key=lambda m: str(m.path))
+
+
+class RenderedMaskSource:
+    """Label maps rendered as CT (:mod:`.render`): case ``n`` is map ``n mod len(masks)``
+    rendered with seed ``seeds[n]``, so an index always gives the same image.
+
+    ``masks``: real masks (:class:`LabelMapFile`) and phantom maps (:class:`PhantomLabelMap`);
+    ``settings``: :class:`render.RenderSettings` overrides. The last ``keep_maps`` maps read
+    stay in memory (a 0.3 mm mask takes seconds to read and is rendered many times).
+    """
+
+    def __init__(
+        self,
+        masks: Sequence[LabelMap],
+        seeds: Sequence[int],
+        settings: dict[str, Any] | None = None,
+        keep_maps: int = 8,
+    ) -> None:
+        from SpineLabelerLib.training.render import RenderSettings
+
+        if not masks:
+            raise SourceError("no label map to render")
+        self.masks, self.seeds = list(masks), [int(s) for s in seeds]
+        raw = dict(settings or {})
+        self.settings = RenderSettings(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        )
+        self._tag = hashlib.sha1(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:10]
+        self.keep_maps = keep_maps
+        self._maps: OrderedDict[str, tuple[Image, Image | None]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def mask(self, index: int) -> LabelMap:
+        return self.masks[index % len(self.masks)]
+
+    def key(self, index: int) -> str:
+        return f"rendered-{self._tag}-{self.mask(index).key}-{self.seeds[index]}"
+
+    def load(self, index: int) -> tuple[Image, Image]:
+        from SpineLabelerLib.training.render import render
+
+        labels, tissues = self._map(self.mask(index))
+        rng = np.random.default_rng([self.seeds[index], 0x4E4D])
+        rendered = render(labels, rng, tissues, self.settings)
+        return rendered.ct, rendered.labels
+
+    def _map(self, mask: LabelMap) -> tuple[Image, Image | None]:
+        if mask.key in self._maps:
+            self._maps.move_to_end(mask.key)
+            return self._maps[mask.key]
+        self._maps[mask.key] = loaded = mask.load()
+        while len(self._maps) > self.keep_maps:
+            self._maps.popitem(last=False)
+        return loaded
+
+
+class MixedSource:
+    """Several sources as one whose uniform index draws each source with its weight: index
+    ``n`` falls in a block of ``slots`` indices per unit of weight share, cycling through
+    that source's cases (a one-CT source drawn often repeats its one key: cached once)."""
+
+    def __init__(self, parts: Sequence[tuple[CaseSource, float]], slots: int = 1000) -> None:
+        parts = [(s, float(w)) for s, w in parts if w > 0]
+        if not parts or any(len(s) == 0 for s, _ in parts):
+            raise SourceError("a training mix needs at least one weighted, non-empty source")
+        total = sum(w for _, w in parts)
+        self.parts = [s for s, _ in parts]
+        counts = [max(1, round(slots * w / total)) for _, w in parts]
+        self._ends = np.cumsum(counts)
+
+    def __len__(self) -> int:
+        return int(self._ends[-1])
+
+    def _locate(self, index: int) -> tuple[CaseSource, int]:
+        part = int(np.searchsorted(self._ends, index, side="right"))
+        first = 0 if part == 0 else int(self._ends[part - 1])
+        source = self.parts[part]
+        return source, (index - first) % len(source)
+
+    def key(self, index: int) -> str:
+        source, n = self._locate(index)
+        return source.key(n)
+
+    def load(self, index: int) -> tuple[Image, Image]:
+        source, n = self._locate(index)
+        return source.load(n)
 
 
 class CasePreparer:
@@ -221,8 +420,6 @@ class CasePreparer:
         if not np.any(labels.array):
             return None
         nz = np.argwhere(labels.array > 0)[:, ::-1]  # (i, j, k)
-        from SpineLabelerLib.image import index_to_lps
-
         corners = index_to_lps(labels, np.array([nz.min(0) - 0.5, nz.max(0) + 0.5]))
         inner = preprocess.physical_bounds_lps(labels)
         lo = np.maximum(corners.min(0) - self.margin_mm, inner[0])

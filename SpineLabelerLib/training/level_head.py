@@ -13,18 +13,20 @@ seeds (HELDOUT_SEED_BASE) and give the card's figures: top-1 accuracy, within on
 region accuracy, and the log-loss against guessing.
 
     spinelabeler fit-level-head --stage2 Resources/Models/stage2.pt \\
-        --out Resources/Models/level_head.pt   (or python -m SpineLabelerLib.training.level_head)
+        --out Resources/Models/level_head.pt
+
+(the command line, its arguments and its default config live in commands/fit_level_head.py;
+``fit`` takes them as plain parameters).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +35,6 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from SpineLabelerLib import anatomy, nets
-from SpineLabelerLib.commands.fit_level_head import add_arguments, config_path
 from SpineLabelerLib.device import describe, optimize_for_inference, resolve_device
 from SpineLabelerLib.level_head import (
     BATCH,
@@ -166,76 +167,82 @@ def head_figures(head: LevelHead, features: np.ndarray, levels: np.ndarray) -> d
     }
 
 
-def fit(args: argparse.Namespace, command: str) -> int:
-    """Draw the rows, fit the head, measure it and write it (``commands/fit_level_head``)."""
-    torch.set_num_threads(max(1, args.threads))
-    out = Path(args.out)
+def fit(
+    stage2: str | Path,
+    out: str | Path,
+    config: Path,
+    record: dict[str, Any],
+    *,
+    data: str | Path | None = None,
+    cases: int = 200,
+    heldout_cases: int = 30,
+    per_case: int = 16,
+    weight_decay: float = 0.01,
+    iterations: int = 600,
+    seed: int = 0,
+    device: str = "auto",
+    threads: int = 2,
+    workers: int = 0,
+) -> int:
+    """Draw the rows, fit the head, measure it and write it to ``out`` (never overwritten).
+
+    ``config``: the training config file (phantom crops and patch size) of the stage-2 net;
+    ``record``: how the caller was asked (the command line, the config as named), kept first
+    in the head file's meta; ``data``: a VerSe-layout folder to fit on instead of phantoms
+    (module doc). The other parameters are ``spinelabeler fit-level-head``'s options.
+    """
+    torch.set_num_threads(max(1, threads))
+    out = Path(out)
     if out.exists():
         raise SystemExit(f"{out} exists; remove it first (a head file is never overwritten)")
-    config = config_path(args.config)
-    if not config.is_file():
-        raise SystemExit(f"no training config {args.config} (looked here and in {config.parent})")
-    if args.data and not Path(args.data).is_dir():
-        raise SystemExit(f"--data {args.data} is not a folder")
+    if data and not Path(data).is_dir():
+        raise SystemExit(f"--data {data} is not a folder")
     cfg = TrainConfig.from_file(config)
     try:
-        model = nets.load_model(args.stage2, "stage2")
+        model = nets.load_model(stage2, "stage2")
     except nets.ModelFileError as exc:
         raise SystemExit(str(exc)) from None
-    device, messages = resolve_device(args.device)
+    torch_device, messages = resolve_device(device)
     for message in messages:
         print(message)
-    fast = optimize_for_inference(model, device)  # the net as the pipeline runs it
+    fast = optimize_for_inference(model, torch_device)  # the net as the pipeline runs it
     t = time.time()
 
     def rows(source: CaseSource) -> tuple[np.ndarray, np.ndarray]:
-        return draw_rows(fast, cfg, source, args.per_case, device=device, workers=args.workers)
+        return draw_rows(fast, cfg, source, per_case, device=torch_device, workers=workers)
 
     real_heldout: CaseSource | None = None
-    if args.data:
-        fit_source, real_heldout = real_split(VerseSource(args.data), cfg.val_cases)
+    if data:
+        fit_source, real_heldout = real_split(VerseSource(data), cfg.val_cases)
         held = f", {len(real_heldout)} held out" if real_heldout else ", too few to hold any out"
-        print(f"fit rows from {len(fit_source)} CTs under {args.data}{held}")
+        print(f"fit rows from {len(fit_source)} CTs under {data}{held}")
     else:
-        fit_source = phantom_source(cfg, range(FIT_SEED_BASE, FIT_SEED_BASE + args.cases))
-        print(f"fit rows from {args.cases} phantom crops (seeds {FIT_SEED_BASE}...)")
-    print(f"the net on {describe(device)}, {args.workers} worker(s) drawing crops")
+        fit_source = phantom_source(cfg, range(FIT_SEED_BASE, FIT_SEED_BASE + cases))
+        print(f"fit rows from {cases} phantom crops (seeds {FIT_SEED_BASE}...)")
+    print(f"the net on {describe(torch_device)}, {workers} worker(s) drawing crops")
     x, y = rows(fit_source)
-    print(f"held-out rows from {args.heldout_cases} crops (seeds {HELDOUT_SEED_BASE}...)")
-    hx, hy = rows(
-        phantom_source(cfg, range(HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + args.heldout_cases))
-    )
-    head = fit_head(x, y, args.weight_decay, args.iterations, args.seed)
+    print(f"held-out rows from {heldout_cases} crops (seeds {HELDOUT_SEED_BASE}...)")
+    hx, hy = rows(phantom_source(cfg, range(HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + heldout_cases)))
+    head = fit_head(x, y, weight_decay, iterations, seed)
     figures = {"fit": head_figures(head, x, y), "heldout": head_figures(head, hx, hy)}
     if real_heldout is not None:
-        print(f"held-out rows from {len(real_heldout)} of the CTs under {args.data}")
+        print(f"held-out rows from {len(real_heldout)} of the CTs under {data}")
         rx, ry = rows(real_heldout)
         figures["heldout_real"] = head_figures(head, rx, ry)
     meta = {
-        "command": command,
-        "config": args.config,
-        "fit_data": args.data or f"phantom seeds {FIT_SEED_BASE}-{FIT_SEED_BASE + args.cases - 1}",
-        "heldout_seeds": [HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + args.heldout_cases - 1],
-        "per_case": args.per_case,
-        "weight_decay": args.weight_decay,
-        "iterations": args.iterations,
-        "seed": args.seed,
-        "device": describe(device),
+        **record,
+        "fit_data": str(data)
+        if data
+        else f"phantom seeds {FIT_SEED_BASE}-{FIT_SEED_BASE + cases - 1}",
+        "heldout_seeds": [HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + heldout_cases - 1],
+        "per_case": per_case,
+        "weight_decay": weight_decay,
+        "iterations": iterations,
+        "seed": seed,
+        "device": describe(torch_device),
         "figures": figures,
         "wall_s": round(time.time() - t, 1),
     }
     digest = save_level_head(head, out, model.weights_sha256, meta)
     print(json.dumps({**figures, "sha256": digest[:16], "wall_s": meta["wall_s"]}, indent=1))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    words = argv if argv is not None else sys.argv[1:]
-    return fit(args, "python -m SpineLabelerLib.training.level_head " + " ".join(words))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

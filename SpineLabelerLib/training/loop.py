@@ -35,6 +35,7 @@ from SpineLabelerLib.training.losses import bootstrapped_cross_entropy, dice_los
 from SpineLabelerLib.training.samples import Stage2Sampling
 
 VAL_RANK = 1_000_000  # the rank number whose sample stream is the validation set
+MIX_PARTS = ("phantom", "rendered", "rendered_phantom", "real_ct")  # what ``mix`` weighs
 
 
 CHECKPOINT_NAME = "checkpoint.pt"  # in a run folder: what --resume goes on from
@@ -69,6 +70,24 @@ class TrainConfig:
     workers: int = 0
     threads: int = 2
     cache_in_memory: int = 16
+    # Real data in the training mix (validation stays on the held-out phantom seeds: a real
+    # case must not choose the weights it is measured on). ``mix``: weights of "phantom"
+    # (the phantom seeds above), "rendered" (real masks rendered as CT, training.render),
+    # "rendered_phantom" (phantom label and tissue maps rendered so) and "real_ct" (real CTs
+    # as they are); empty: phantoms only. ``rendered_masks``: mask files or folders;
+    # ``rendered_phantoms``: how many phantom maps (the first training seeds);
+    # ``rendered_cases``: renders per rendered part (seeds from ``render_seed_base``),
+    # cycling through its maps; ``render``: RenderSettings overrides;
+    # ``real_ct``: VerSe-layout folders; ``holdout_real``: subjects (e.g. "verse005") left
+    # out of both their CT and their mask, saved with the run's config and weights.
+    mix: dict[str, float] = field(default_factory=dict)
+    rendered_masks: list[str] = field(default_factory=list)
+    rendered_phantoms: int = 0
+    rendered_cases: int = 200
+    render_seed_base: int = 0
+    render: dict[str, Any] = field(default_factory=dict)
+    real_ct: list[str] = field(default_factory=list)
+    holdout_real: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
@@ -81,7 +100,35 @@ class TrainConfig:
         multiple = nets.NetConfig(**cfg.net).multiple
         if len(cfg.size_kji) != 3 or any(s % multiple for s in cfg.size_kji):
             raise ValueError(f"size_kji {cfg.size_kji} must be 3 multiples of {multiple}")
+        cfg._check_mix()
         return cfg
+
+    def _check_mix(self) -> None:
+        from SpineLabelerLib.training.render import RenderSettings
+
+        unknown = sorted(set(self.mix) - set(MIX_PARTS))
+        if unknown or any(float(w) < 0 for w in self.mix.values()):
+            raise ValueError(f"mix {self.mix}: weights >= 0 of {list(MIX_PARTS)}")
+        if self.mix and not any(float(w) > 0 for w in self.mix.values()):
+            raise ValueError(f"mix {self.mix}: no source has a weight")
+        for name in ("rendered_masks", "real_ct", "holdout_real"):
+            if not isinstance(getattr(self, name), list):
+                raise ValueError(f"{name} must be a list")
+        if self.mix.get("rendered", 0) > 0 and not self.rendered_masks:
+            raise ValueError("mix.rendered needs rendered_masks")
+        if self.mix.get("rendered_phantom", 0) > 0 and self.rendered_phantoms < 1:
+            raise ValueError("mix.rendered_phantom needs rendered_phantoms >= 1")
+        if self.mix.get("real_ct", 0) > 0 and not self.real_ct:
+            raise ValueError("mix.real_ct needs real_ct folders")
+        try:  # unknown render settings fail here, not mid-run
+            RenderSettings(**self.render)
+        except TypeError as err:
+            raise ValueError(f"render {self.render}: {err}") from None
+
+    @property
+    def uses_real_data(self) -> bool:
+        """Whether the config names real data of its own (then ``--data`` is not taken)."""
+        return bool(self.rendered_masks or self.real_ct)
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
@@ -132,16 +179,59 @@ def real_split(
     return data.SubsetSource(real, range(cut)), data.SubsetSource(real, range(cut, len(real)))
 
 
-def _sources(cfg: TrainConfig, data_dir: str | Path | None):
-    """(train source, validation source): held-out phantom seeds, or a split of a VerSe folder."""
+def build_sources(
+    cfg: TrainConfig, data_dir: str | Path | None
+) -> tuple[data.CaseSource, data.CaseSource]:
+    """(train source, validation source): held-out phantom seeds, or a split of a VerSe
+    folder; with a ``mix``, the training source mixes phantoms, rendered label maps and real
+    CTs (:func:`mixed_source`). Raises data.SourceError for data settings that name nothing
+    usable, FileNotFoundError for paths that are not there."""
     if data_dir is not None:
+        if cfg.uses_real_data:
+            raise data.SourceError(
+                "the config names its real data (rendered_masks, real_ct): give folders there, "
+                "not with --data"
+            )
         train, held = real_split(data.VerseSource(data_dir), cfg.val_cases)
         return train, held if held is not None else train  # too few: validated on training cases
     train_seeds = range(cfg.train_seed_base, cfg.train_seed_base + cfg.train_cases)
     val_seeds = range(cfg.val_seed_base, cfg.val_seed_base + cfg.val_cases)
     if set(train_seeds) & set(val_seeds):
         raise ValueError("training and validation phantom seeds overlap")
-    return data.PhantomSource(train_seeds, cfg.phantom), data.PhantomSource(val_seeds, cfg.phantom)
+    phantoms = data.PhantomSource(train_seeds, cfg.phantom)
+    validation = data.PhantomSource(val_seeds, cfg.phantom)
+    return (mixed_source(cfg, phantoms) if cfg.mix else phantoms), validation
+
+
+def mixed_source(cfg: TrainConfig, phantoms: data.PhantomSource) -> data.MixedSource:
+    """The training mix of ``cfg.mix``: phantoms, rendered maps (real masks and phantom maps),
+    real CTs; every held-out subject left out of masks and CTs alike. Raises
+    data.SourceError where a held-out name matches no real case (a typo would hold out
+    nothing)."""
+    holdout = list(cfg.holdout_real)
+    masks = data.label_map_files(cfg.rendered_masks) if cfg.rendered_masks else []
+    cts = [data.VerseSource(folder) for folder in cfg.real_ct]
+    seen = {m.name for m in masks} | {data.real_case_id(c) for s in cts for c in s.cases}
+    missing = [h for h in holdout if not any(data.held_out(case, [h]) for case in seen)]
+    if missing:
+        raise data.SourceError(f"holdout_real {missing}: no such case in rendered_masks or real_ct")
+    parts: list[tuple[data.CaseSource, float]] = [(phantoms, cfg.mix.get("phantom", 0.0))]
+    seeds = range(cfg.render_seed_base, cfg.render_seed_base + cfg.rendered_cases)
+    if cfg.mix.get("rendered", 0) > 0:
+        real_maps = [m for m in masks if not data.held_out(m.name, holdout)]
+        rendered = data.RenderedMaskSource(real_maps, seeds, cfg.render)
+        parts.append((rendered, cfg.mix["rendered"]))
+    if cfg.mix.get("rendered_phantom", 0) > 0:
+        count = min(cfg.rendered_phantoms, len(phantoms))
+        maps = [data.PhantomLabelMap(phantoms, n) for n in range(count)]
+        rendered = data.RenderedMaskSource(maps, seeds, cfg.render)
+        parts.append((rendered, cfg.mix["rendered_phantom"]))
+    if cfg.mix.get("real_ct", 0) > 0:
+        for source in cts:
+            kept = data.without_held_out(source, holdout)
+            if len(kept):
+                parts.append((kept, cfg.mix["real_ct"] / len(cts)))
+    return data.MixedSource(parts)
 
 
 def compute_loss(
@@ -321,7 +411,7 @@ def train(
         step, wall_before, best = int(ckpt["step"]), float(ckpt["wall_s"]), float(ckpt["best_dice"])
     net = torch.nn.parallel.DistributedDataParallel(model) if run.world > 1 else model
 
-    train_src, val_src = sources or _sources(cfg, data_dir)
+    train_src, val_src = sources or build_sources(cfg, data_dir)
     preparer = data.CasePreparer(
         cfg.spacing_mm, stage == "stage2", out / "cache" if run.main else None, cfg.cache_in_memory
     )

@@ -1,0 +1,59 @@
+"""benchmarks/real.py: the targets' verdicts, and its core on one real case (slow)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "real.py"
+_SPEC = importlib.util.spec_from_file_location("real_benchmark", _PATH)
+real = importlib.util.module_from_spec(_SPEC)
+sys.modules[_SPEC.name] = real  # its dataclasses look their module up there
+_SPEC.loader.exec_module(real)
+
+REALDATA = Path("/work/shared/realdata")  # VerSe, CC BY-SA 4.0 (see its README.md)
+
+
+def row(named_right: bool, dice: float) -> dict:
+    return {"named_right": named_right, "dice": dice, "outline_dice": dice}
+
+
+def test_targets_pass_and_fail_each_on_its_own_figure():
+    good = {"rows": [row(True, 0.95), row(True, 0.87)], "wrong_sure": []}
+    assert all(real.targets_of([good]).verdicts().values())
+    low = {"rows": [row(True, 0.99), row(True, 0.99), row(True, 0.79)], "wrong_sure": []}
+    assert list(real.targets_of([low]).verdicts().values()) == [True, True, False, True]
+    wrong = {"rows": [row(False, 0.95), row(True, 0.95)], "wrong_sure": [{"name": "L2"}]}
+    pooled = real.targets_of([good, wrong])
+    assert (pooled.named_right, pooled.vertebrae, pooled.wrong_sure) == (3, 4, 1)
+    assert list(pooled.verdicts().values()) == [False, True, True, False]
+
+
+def test_a_case_folder_of_its_own_is_its_leave_one_out_weights(tmp_path):
+    fold = tmp_path / "sub-a"
+    fold.mkdir()
+    for name in real.WEIGHT_FILES:
+        (fold / name).write_bytes(b"w")
+    assert real.case_weights(tmp_path, "sub-a") == fold
+    assert real.case_weights(tmp_path, "sub-b") == tmp_path
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REALDATA / "verse005").is_dir(), reason="real VerSe cases not present")
+def test_verse005_is_measured_held_out_on_its_own_grid(tmp_path):
+    from SpineLabelerLib.io.verse import find_verse_cases
+    from SpineLabelerLib.pipeline import SegmentSettings
+
+    (files,) = [c for c in find_verse_cases(REALDATA) if c.case_id == "sub-verse005"]
+    record, ct, pred, ref = real.measure_case(files, SegmentSettings(device="cpu"))
+    assert record["held_out"] and record["labels_on_input_grid"]
+    assert [r["name"] for r in record["rows"]] == ["L1", "L2", "L3", "L4", "L5"]
+    for r in record["rows"]:
+        assert 0.0 <= r["dice"] <= 1.0 and 0.0 <= r["outline_dice"] <= 1.0
+        assert 0.0 <= r["recall"] <= 1.0
+    assert len(real.case_lines(record)) == 3 + 5 + 3
+    real.write_picture(tmp_path / "v.png", record, ct, pred, ref)
+    assert (tmp_path / "v.png").stat().st_size > 10_000
