@@ -87,7 +87,7 @@ def segment(ct, settings, reference=None):
 def run_phantom_case(spec, settings) -> dict:
     """Generate, segment and score one benchmark case."""
     from SpineLabelerLib import phantom
-    from SpineLabelerLib.evaluation import evaluate
+    from SpineLabelerLib.evaluation import evaluate, predicted_matches
 
     t = time.perf_counter()
     case = phantom.generate_case(spec.seed, spec.fov, spec.variant, spec.spacing_mm)
@@ -114,10 +114,20 @@ def run_phantom_case(spec, settings) -> dict:
         record.update(reference=[], rows=[], false_vertebrae=len(result.vertebrae))
         return record
     ev = evaluate(result.labels, case.labels, None, case.centroids_lps)
+    matches = predicted_matches(result.labels, case.labels)
     record.update(
         reference=[r.name for r in ev.rows],
         rows=[r.__dict__ for r in ev.rows],
         extra=[int(x) for x in ev.extra_predicted_labels],
+        count_anchors=list(result.count_anchors),
+        named=[  # every name given, with its confidence; on a phantom every voxel is labelled
+            {
+                "name": v.name,
+                "confidence": v.confidence,
+                "right": v.label in matches and matches[v.label].named_right,
+            }
+            for v in result.vertebrae
+        ],
     )
     return record
 
@@ -185,6 +195,32 @@ def slice_class(spacing_mm) -> str:
         if thickest < hi:
             return f"{lo:.1f}-{hi:.1f}" if hi < math.inf else f"{lo:.1f}+"
     raise ValueError(spacing_mm)
+
+
+# The confidence a user may take a name on trust from (issue 22: how often is it wrong?)
+CONFIDENT = 0.7
+
+
+def confidence_lines(records) -> list[str]:
+    """How often a name given with confidence >= CONFIDENT is wrong, and how often one under
+    it; a predicted vertebra is named right when its name is the reference label it lies on
+    most (on a phantom a vertebra where the reference has none is named wrong)."""
+    named = [n for r in records for n in r.get("named", [])]
+    sure = [n for n in named if n["confidence"] >= CONFIDENT]
+    unsure = [n for n in named if n["confidence"] < CONFIDENT]
+    anchored = sum(bool(r.get("count_anchors")) for r in records if r.get("named"))
+    columns = sum(bool(r.get("named")) for r in records)
+
+    def wrong(group) -> str:
+        bad = sum(not n["right"] for n in group)
+        return f"{bad} wrong ({100 * bad / len(group):.1f} %)" if group else "none"
+
+    return [
+        f"names given with confidence >= {CONFIDENT}: {len(sure)}, {wrong(sure)}; "
+        f"under {CONFIDENT}: {len(unsure)}, {wrong(unsure)}",
+        f"columns with an anchor for the count in view (skull, sacrum or end of the ribs): "
+        f"{anchored} of {columns}",
+    ]
 
 
 MISS_SIZES_ML = (1.0, 5.0)  # "in view" size classes of the vertebrae not identified
@@ -351,6 +387,9 @@ def main(argv=None) -> int:
             say(line)
         say("")
         for line in count_check_lines(spine):
+            say(line)
+        say("")
+        for line in confidence_lines(spine):
             say(line)
     if legs:
         say("")
