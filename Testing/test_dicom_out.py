@@ -30,6 +30,7 @@ from SpineLabelerLib.io.dicom_sr import read_centroid_sr
 from SpineLabelerLib.io.results import write_result_files
 
 FLIPPED = np.diag([-1.0, 1.0, -1.0])  # rows run to the patient's right, slices downwards
+DESCENDING = np.diag([1.0, 1.0, -1.0])  # slices run against the slice normal (left-handed)
 
 
 def _oblique() -> np.ndarray:
@@ -39,7 +40,7 @@ def _oblique() -> np.ndarray:
     return about_s @ about_l
 
 
-GRIDS = {"axial": None, "flipped": FLIPPED, "oblique": _oblique()}
+GRIDS = {"axial": None, "flipped": FLIPPED, "descending": DESCENDING, "oblique": _oblique()}
 
 
 @pytest.fixture(autouse=True)
@@ -262,3 +263,29 @@ def test_dicom_outputs_need_the_source_series(segmented):
     with pytest.raises(ValueError, match="source series"):
         write_result_files(out / "again", ct, labels, {}, ["dicom_seg"])
     assert not (out / "again").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (pipeline.DEFAULT_WEIGHTS_DIR / "stage2.pt").is_file(), reason="shipped weights absent"
+)
+def test_real_networks_on_a_phantom_series_write_every_output_with_dicom(tmp_path, monkeypatch):
+    """End to end with the shipped networks: 'all' on a DICOM series includes the SEG and
+    SR, and they agree with labels.nrrd and centroids.json."""
+    from SpineLabelerLib.phantom.generator import generate_case
+
+    monkeypatch.undo()  # the shipped networks, not the oracle
+    case = generate_case(11, "lumbar", spacing_mm=(1.5, 1.5, 2.0))
+    files = write_ct_series(case.ct, tmp_path / "series")
+    out = tmp_path / "out"
+    assert _segment([str(tmp_path / "series"), "-o", str(out)]) == 0
+    assert (out / "overview.png").is_file() and (out / "segmentation.seg.nrrd").is_file()
+    labels = read_labelmap(out / "labels.nrrd")
+    _assert_seg_is_labels(out / "segmentation.dcm", read_source_headers(files), labels)
+    expected = read_verse_centroids(out / "centroids.json")
+    points = read_centroid_sr(out / "centroids.sr.dcm")
+    assert sorted(points) == sorted(expected) and len(points) >= 3
+    for label, point in points.items():
+        assert np.allclose(point, expected[label], atol=1e-3)
+    if shutil.which("dciodvfy"):
+        assert _dciodvfy_errors(out / "segmentation.dcm") == []
