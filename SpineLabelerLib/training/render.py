@@ -108,7 +108,7 @@ def render(
     when ``labels`` holds no vertebra.
     """
     scan = draw_scan(rng, settings)
-    reference = _output_grid(_crop_box(labels, rng, settings), scan, settings)
+    reference = _output_grid(_crop_box(labels, rng, settings, tissues is not None), scan, settings)
     grid, lab, tis = _render_grid(labels, tissues, reference, settings)
     sp = grid.spacing_mm[0]
     hu = _paint(lab, tis, sp, rng, settings)
@@ -230,10 +230,11 @@ def _with_bias(hu: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _crop_box(
-    labels: Image, rng: np.random.Generator, settings: RenderSettings
+    labels: Image, rng: np.random.Generator, settings: RenderSettings, inside_map: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """The drawn crop, an LPS box (min, max corners, mm), drawn on a coarse canonical copy
-    of the map (cheap even for a 0.3 mm mask)."""
+    of the map (cheap even for a 0.3 mm mask). ``inside_map``: kept within the map's own
+    extent (a tissue map says nothing beyond it; without one the body is synthesised)."""
     box = bounding_box(labels.array > 0)
     if box is None:
         raise ValueError("the labelmap holds no vertebra")
@@ -242,7 +243,11 @@ def _crop_box(
     lps = index_to_lps(labels, ijk)
     margin = settings.margin_mm[1]
     coarse = canonical_grid(labels, COARSE_MM, (lps.min(0) - margin, lps.max(0) + margin))
-    return _draw_crop(labels_onto(labels, coarse), rng, settings)
+    lo, hi = _draw_crop(labels_onto(labels, coarse), rng, settings)
+    if inside_map:
+        inner = physical_bounds_lps(labels)
+        lo, hi = np.maximum(lo, inner[0]), np.minimum(hi, inner[1])
+    return lo, hi
 
 
 def _render_grid(
