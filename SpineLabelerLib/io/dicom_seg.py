@@ -11,8 +11,9 @@ cranial to caudal, labelled "C1".."L6", coded and coloured from :mod:`SpineLabel
 512 x 512 x 800 CT gives a few hundred 32 kB frames, not 25 x 800.
 
 Frames follow the labels' k planes; each plane is matched by position to the source
-slice that lies there (SimpleITK sorts slices by position, not by file name or instance
-number), and labels on any other grid are refused rather than written misplaced.
+slice that lies there (the reader stacks slices along their normal, not in file or
+instance-number order, and a series may run either way), each frame keeps its slice's own
+position, and labels on any other grid are refused rather than written misplaced.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def build_segmentation(labels: Image, source: Sequence[Dataset]) -> hd.seg.Segme
         manufacturer=MANUFACTURER,
         manufacturer_model_name=SOFTWARE,
         software_versions=__version__,
-        device_serial_number=__version__,
+        device_serial_number=__version__,  # required; software has none: the version
         content_label="VERTEBRAE",
         content_description="Vertebrae C1-L6 segmented and named by SpineLabeler",
         series_description="SpineLabeler vertebrae",
