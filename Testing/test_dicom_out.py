@@ -333,3 +333,15 @@ def test_slight_spacing_noise_is_written_with_each_slices_own_position(tmp_path)
         assert np.allclose(position, position_of[uid], atol=1e-4)
         sources.add(uid)
     assert {read_source_headers([files[k]])[0].SOPInstanceUID for k in moved} <= sources
+
+
+def test_one_dicom_file_as_input_references_its_series(tmp_path):
+    ct, _, _ = spine_ct("L3", "L4", above_mm=0.0)
+    files = write_ct_series(ct, tmp_path / "series")
+    longer, _, _ = spine_ct("L2", "L5", above_mm=0.0)  # what the folder alone would give
+    write_ct_series(longer, tmp_path / "series", series_description="another series")
+    out = tmp_path / "out"
+    assert _segment([str(files[5]), "-o", str(out), "--formats", "dcm"]) == 0
+    seg = pydicom.dcmread(out / "segmentation.dcm")
+    series_uid = read_source_headers(files[:1])[0].SeriesInstanceUID
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series_uid
