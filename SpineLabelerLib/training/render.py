@@ -36,7 +36,7 @@ at a time by its shape.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -118,22 +118,8 @@ def render(
     ct = _with_noise(ct, scan.noise_hu, rng)
     out_labels = labels_onto(grid.with_array(lab), reference)
     np.clip(ct, -1024, 3071, out=ct)
-    return Rendered(
-        reference.with_array(np.rint(ct).astype(np.int16)), out_labels, _as_drawn(scan, reference)
-    )
-
-
-def _as_drawn(scan: ScanDraw, reference: Image) -> ScanDraw:
-    """The draw with the spacing the output got (coarsened where the voxel cap asked)."""
-    return ScanDraw(
-        reference.spacing_mm,
-        reference.direction,
-        scan.slice_thickness_mm,
-        scan.kernel_sigma_mm,
-        scan.noise_hu,
-        scan.slice_axis_lps,
-        scan.tilt_deg,
-    )
+    drawn = replace(scan, spacing_mm=reference.spacing_mm)  # coarsened where the cap asked
+    return Rendered(reference.with_array(np.rint(ct).astype(np.int16)), out_labels, drawn)
 
 
 # ----------------------------------------------------------------------------- the scan
