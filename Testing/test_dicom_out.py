@@ -260,7 +260,7 @@ def test_dicom_outputs_need_the_source_series(segmented):
     folder, _, out = segmented
     ct = read_ct(folder)
     labels = read_labelmap(out / "labels.nrrd")
-    with pytest.raises(ValueError, match="source series"):
+    with pytest.raises(ValueError, match="source series: pass its headers"):
         write_result_files(out / "again", ct, labels, {}, ["dicom_seg"])
     assert not (out / "again").exists()
 
@@ -289,3 +289,59 @@ def test_real_networks_on_a_phantom_series_write_every_output_with_dicom(tmp_pat
         assert np.allclose(point, expected[label], atol=1e-3)
     if shutil.which("dciodvfy"):
         assert _dciodvfy_errors(out / "segmentation.dcm") == []
+
+
+def test_a_series_no_seg_can_reference_is_refused_before_anything_is_computed(
+    tmp_path, capsys, monkeypatch
+):
+    from SpineLabelerLib.io import dicom_seg
+
+    ct, _, _ = spine_ct("L3", "L4", above_mm=0.0)
+    write_ct_series(ct, tmp_path / "series")
+
+    def multi_frame(labels, source):
+        raise ValueError(f"labels have {labels.array.shape[0]} slices, the source series 1 image")
+
+    calls = []
+    monkeypatch.setattr(dicom_seg, "slices_along_k", multi_frame)
+    monkeypatch.setattr(pipeline, "segment_spine", lambda *a, **k: calls.append(a))
+    out = tmp_path / "out"
+    assert _segment([str(tmp_path / "series"), "-o", str(out), "--formats", "dcm"]) == 2
+    err = capsys.readouterr().err
+    assert "no DICOM SEG or SR can reference this series" in err and "1 image" in err
+    assert calls == [] and not out.exists()
+
+
+def test_slight_spacing_noise_is_written_with_each_slices_own_position(tmp_path):
+    """The reader takes a slice a little off its place; its frames are that slice's."""
+    ct, truth, _ = spine_ct("L3", "L4", above_mm=0.0)  # 2 mm slices
+    bone = np.flatnonzero(truth.array.any(axis=(1, 2)))
+    moved = (int(bone[2]), int(bone[-3]))  # two slices through vertebrae
+    jitter = {moved[0]: 0.15, moved[1]: -0.1}
+    files = write_ct_series(ct, tmp_path / "series", spacing_jitter=jitter)
+    out = tmp_path / "out"
+    assert _segment([str(tmp_path / "series"), "-o", str(out), "--formats", "dcm"]) == 0
+    position_of = {
+        h.SOPInstanceUID: np.asarray(h.ImagePositionPatient, float)
+        for h in read_source_headers(files)
+    }
+    seg = pydicom.dcmread(out / "segmentation.dcm")
+    sources = set()
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        uid = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        position = np.asarray(frame.PlanePositionSequence[0].ImagePositionPatient, float)
+        assert np.allclose(position, position_of[uid], atol=1e-4)
+        sources.add(uid)
+    assert {read_source_headers([files[k]])[0].SOPInstanceUID for k in moved} <= sources
+
+
+def test_one_dicom_file_as_input_references_its_series(tmp_path):
+    ct, _, _ = spine_ct("L3", "L4", above_mm=0.0)
+    files = write_ct_series(ct, tmp_path / "series")
+    longer, _, _ = spine_ct("L2", "L5", above_mm=0.0)  # what the folder alone would give
+    write_ct_series(longer, tmp_path / "series", series_description="another series")
+    out = tmp_path / "out"
+    assert _segment([str(files[5]), "-o", str(out), "--formats", "dcm"]) == 0
+    seg = pydicom.dcmread(out / "segmentation.dcm")
+    series_uid = read_source_headers(files[:1])[0].SeriesInstanceUID
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series_uid

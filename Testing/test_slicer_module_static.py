@@ -110,6 +110,47 @@ def test_module_defines_the_four_slicer_classes_and_the_parameter_node():
         assert required in text, required
 
 
+def _method(class_name: str, method_name: str) -> ast.FunctionDef:
+    cls = next(
+        n for n in module_tree().body if isinstance(n, ast.ClassDef) and n.name == class_name
+    )
+    return next(f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == method_name)
+
+
+def test_run_test_runs_every_test_method_of_the_module():
+    cls = next(
+        n
+        for n in module_tree().body
+        if isinstance(n, ast.ClassDef) and n.name == "SpineLabelerTest"
+    )
+    tests = {
+        f.name for f in cls.body if isinstance(f, ast.FunctionDef) and f.name.startswith("test_")
+    }
+    called = {
+        n.func.attr
+        for n in ast.walk(_method("SpineLabelerTest", "runTest"))
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+    }
+    assert tests <= called, f"runTest does not run {sorted(tests - called)}"
+    assert "test_export_dicom_seg_into_the_database" in tests
+
+
+def test_dicom_export_goes_through_slicers_own_segmentation_route():
+    """The SEG that lands in Slicer's DICOM database is made by Slicer's exporter
+    (DICOMSegmentationPlugin), not by the library's highdicom writer."""
+    source = ast.unparse(_method("SpineLabelerLogic", "exportDicomSeg"))
+    for required in (
+        "import DICOMSegmentationPlugin",
+        "DICOMSegmentationPlugin.DICOMSegmentationPluginClass()",
+        ".examineForExport(segmentationItem)",
+        ".export(exportables)",
+        "shNode.SetItemParent(segmentationItem, studyItem)",
+        "GetDICOMReferencedInstanceUIDsAttributeName()",
+    ):
+        assert required in source, required
+    assert "write_dicom_seg" not in MODULE.read_text()
+
+
 def test_every_widget_the_module_uses_exists_in_the_ui_with_the_right_class():
     widgets = ui_widgets()
     used = sorted(set(re.findall(r"self\.ui\.([A-Za-z_]\w*)", MODULE.read_text())))

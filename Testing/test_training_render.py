@@ -14,6 +14,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from SpineLabelerLib.image import Image, to_sitk
+from SpineLabelerLib.preprocess import physical_bounds_lps
 from SpineLabelerLib.training import data
 from SpineLabelerLib.training.loop import TrainConfig, build_sources
 from SpineLabelerLib.training.render import RenderSettings, draw_scan, render
@@ -129,11 +130,16 @@ def test_tissue_map_gives_the_surroundings():
 
     labels = column()
     tissues = np.full(labels.array.shape, T.MUSCLE, np.uint8)
-    tissues[:, :, :8] = T.LUNG
+    tissues[:, :, :26] = T.LUNG  # beside the column, whatever the crop
     rendered = render(labels, np.random.default_rng(1), labels.with_array(tissues), FAST)
     inside, around = mean_hu_inside_and_around(rendered)
     assert inside > around + 50
     assert rendered.ct.array.min() < -500  # the lung
+    untilted = next(s for s in range(20) if draw_scan(np.random.default_rng(s), FAST).tilt_deg == 0)
+    out = render(labels, np.random.default_rng(untilted), labels.with_array(tissues), FAST).ct
+    lo, hi = physical_bounds_lps(out)
+    map_lo, map_hi = physical_bounds_lps(labels)
+    assert np.all(lo >= map_lo - 1.0) and np.all(hi <= map_hi + 1.0)  # nothing beyond the map
 
 
 # ----------------------------------------------------------------------------- sources

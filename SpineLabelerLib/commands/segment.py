@@ -133,19 +133,26 @@ def formats_for_input(formats: list[str], path: Path) -> list[str]:
     return [f for f in formats if f not in DICOM_FORMATS]
 
 
-def dicom_source_files(path: Path, series_uid: str | None = None) -> tuple[Path, ...]:
-    """The files of the series read_ct reads from ``path``: ``series_uid``, else the one
-    holding a given file, else the folder's chosen CT series."""
+def dicom_source(ct, path: Path, series_uid: str | None = None) -> list:
+    """The headers of the series read_ct read from ``path`` (``series_uid``, else the one
+    holding a given file, else the folder's chosen CT series), checked slice by slice
+    against ``ct``'s grid, so that a series no SEG can reference (a multi-frame file, say)
+    is refused before the work, not after."""
     import pydicom
 
+    from SpineLabelerLib.io.checks import CTInputError
+    from SpineLabelerLib.io.dicom_seg import read_source_headers, slices_along_k
     from SpineLabelerLib.io.dicom_series import choose_series
 
-    if path.is_dir():
-        return choose_series(path, series_uid).files
-    if series_uid is None:
-        header = pydicom.dcmread(path, stop_before_pixels=True)
-        series_uid = str(header.SeriesInstanceUID)
-    return choose_series(path.parent, series_uid).files
+    if not path.is_dir() and series_uid is None:
+        series_uid = str(pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID)
+    folder = path if path.is_dir() else path.parent
+    headers = read_source_headers(choose_series(folder, series_uid, notes=[]).files)
+    try:
+        slices_along_k(ct, headers)
+    except ValueError as err:
+        raise CTInputError(f"{path}: no DICOM SEG or SR can reference this series: {err}") from None
+    return headers
 
 
 def progress_printer(mode: str, stream: TextIO) -> Callable[[str, float, str], None] | None:
@@ -212,7 +219,7 @@ def segment_one(
     notes: list[str] = []
     ct = read_ct(ct_path, notes, series_uid)
     wants_dicom = any(f in DICOM_FORMATS for f in formats)
-    source_files = dicom_source_files(ct_path, series_uid) if wants_dicom else ()
+    dicom_headers = dicom_source(ct, ct_path, series_uid) if wants_dicom else ()
     result = segment_spine(ct, settings, progress)
     report = result.report()
     report["input"] = str(ct_path)
@@ -222,7 +229,7 @@ def segment_one(
     else:
         centroids = {v.label: v.centroid_lps for v in result.vertebrae}
         write_result_files(
-            out_dir, ct, result.labels, centroids, formats, force, report, source_files
+            out_dir, ct, result.labels, centroids, formats, force, report, dicom_headers
         )
     return {
         "status": "no spine found" if result.no_spine_found else "ok",

@@ -11,8 +11,9 @@ cranial to caudal, labelled "C1".."L6", coded and coloured from :mod:`SpineLabel
 512 x 512 x 800 CT gives a few hundred 32 kB frames, not 25 x 800.
 
 Frames follow the labels' k planes; each plane is matched by position to the source
-slice that lies there (SimpleITK sorts slices by position, not by file name or instance
-number), and labels on any other grid are refused rather than written misplaced.
+slice that lies there (the reader stacks slices along their normal, not in file or
+instance-number order, and a series may run either way), each frame keeps its slice's own
+position, and labels on any other grid are refused rather than written misplaced.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ from SpineLabelerLib.io.segnrrd import present_vertebrae
 SOFTWARE = "SpineLabeler"
 MANUFACTURER = "SpineLabeler project"
 SEG_SERIES_NUMBER = 9001
-# In-plane geometry must agree this closely (direction cosines, mm); slice positions
-# within this fraction of a voxel of a k plane.
-_COSINE_TOL, _SPACING_TOL_MM, _POSITION_TOL_VOXELS = 1e-4, 1e-3, 0.01
+# In-plane geometry must agree this closely (direction cosines as written with 6 digits,
+# mm). A slice may lie off its k plane by up to a quarter voxel: the reader takes slight
+# spacing noise (io.dicom_series), and each frame keeps its own slice's position.
+_COSINE_TOL, _SPACING_TOL_MM, _POSITION_TOL_VOXELS = 1e-3, 1e-3, 0.25
 
 
 def read_source_headers(files: Sequence[str | os.PathLike]) -> list[Dataset]:
@@ -86,11 +88,10 @@ def slices_along_k(labels: Image, source: Sequence[Dataset]) -> list[Dataset]:
                 "(rows, columns, orientation or pixel spacing differ)"
             )
     positions = np.array([np.asarray(ds.ImagePositionPatient, float) for ds in source])
-    ijk = lps_to_index(labels, positions)
+    ijk = lps_to_index(labels, positions)  # slice k of the grid lies at (0, 0, k)
     k = np.round(ijk[:, 2]).astype(int)
-    if np.abs(ijk - np.stack([np.zeros_like(k), np.zeros_like(k), k], axis=1)).max() > (
-        _POSITION_TOL_VOXELS
-    ) or sorted(k) != list(range(n_k)):
+    off_plane = np.abs(ijk - np.column_stack([0 * k, 0 * k, k])).max()
+    if off_plane > _POSITION_TOL_VOXELS or sorted(k) != list(range(n_k)):
         raise ValueError("the source images' positions are not the labels' slice positions")
     order = np.argsort(k)
     return [source[n] for n in order]
@@ -134,7 +135,7 @@ def build_segmentation(labels: Image, source: Sequence[Dataset]) -> hd.seg.Segme
         manufacturer=MANUFACTURER,
         manufacturer_model_name=SOFTWARE,
         software_versions=__version__,
-        device_serial_number=__version__,
+        device_serial_number=__version__,  # required; software has none: the version
         content_label="VERTEBRAE",
         content_description="Vertebrae C1-L6 segmented and named by SpineLabeler",
         series_description="SpineLabeler vertebrae",

@@ -3,7 +3,7 @@
 Everything is written into a hidden temporary folder beside ``out_dir`` first and moved
 into place only when every file is complete, so an error leaves nothing half-written.
 The DICOM objects (SEG, centroid SR) reference the CT series the labels were drawn on,
-so they are written only when that series' files are given; highdicom is imported then.
+so they are written only when that series' headers are given; highdicom is imported then.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from SpineLabelerLib.io.markups import write_centroids_mrk_json
 from SpineLabelerLib.io.overview import write_overview_png
 from SpineLabelerLib.io.segnrrd import present_vertebrae, write_seg_nrrd
 from SpineLabelerLib.io.surfaces import write_vertebra_surfaces
+
+if TYPE_CHECKING:  # pydicom is imported when a DICOM output is written
+    from pydicom.dataset import Dataset
 
 # format name -> file (or folder) name inside the result folder
 RESULT_FILES: dict[str, str] = {
@@ -86,24 +90,17 @@ def _write_all(
     centroids_lps: Mapping[int, np.ndarray],
     formats: Iterable[str],
     extra_report: Mapping | None,
-    dicom_source: Sequence[str | os.PathLike],
+    dicom_headers: Sequence[Dataset],
 ) -> None:
-    formats = list(formats)
-    source_headers: list = []  # the DICOM series' headers, read once for SEG and SR
-    if any(f in DICOM_FORMATS for f in formats):
-        from SpineLabelerLib.io.dicom_seg import read_source_headers
-
-        source_headers = read_source_headers(dicom_source)
-
     def dicom_seg(path: Path) -> None:
         from SpineLabelerLib.io.dicom_seg import write_dicom_seg
 
-        write_dicom_seg(path, labels, source_headers)
+        write_dicom_seg(path, labels, dicom_headers)
 
     def dicom_sr(path: Path) -> None:
         from SpineLabelerLib.io.dicom_sr import write_centroid_sr
 
-        write_centroid_sr(path, centroids_lps, source_headers)
+        write_centroid_sr(path, centroids_lps, dicom_headers)
 
     writers = {
         "nifti": lambda p: write_labelmap(p, labels),
@@ -133,20 +130,20 @@ def write_result_files(
     formats: Iterable[str] = ALL_FORMATS,
     force: bool = False,
     extra_report: Mapping | None = None,
-    dicom_source: Sequence[str | os.PathLike] = (),
+    dicom_headers: Sequence[Dataset] = (),
 ) -> dict[str, Path]:
     """Write the chosen ``formats`` (keys of RESULT_FILES) into ``out_dir``; returns
     format -> written path. ``labels`` lie on ``ct``'s grid (VerSe values); centroids are
     VerSe label -> ``(3,)`` LPS mm. Existing targets are refused (FileExistsError) before
-    anything is written, unless ``force``. ``dicom_source``: the files of the DICOM series
-    ``ct`` was read from, required by DICOM_FORMATS.
+    anything is written, unless ``force``. ``dicom_headers``: the headers of the DICOM series
+    ``ct`` was read from (io.dicom_seg.read_source_headers), required by DICOM_FORMATS.
     """
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in RESULT_FILES]
     if unknown:
         raise ValueError(f"unknown result formats {unknown}; choose from {', '.join(RESULT_FILES)}")
-    if not dicom_source and any(f in DICOM_FORMATS for f in formats):
-        raise ValueError("DICOM outputs reference the source series: pass its files (dicom_source)")
+    if not dicom_headers and any(f in DICOM_FORMATS for f in formats):
+        raise ValueError("DICOM outputs reference the source series: pass its headers")
     if not labels.same_grid(ct):
         raise ValueError("labels must lie on the CT's grid (same size, spacing, origin, direction)")
     out_dir = Path(out_dir)
@@ -160,7 +157,7 @@ def write_result_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        _write_all(staging, ct, labels, centroids_lps, formats, extra_report, dicom_source)
+        _write_all(staging, ct, labels, centroids_lps, formats, extra_report, dicom_headers)
         for fmt, target in targets.items():
             if fmt == "surfaces":
                 target.mkdir(exist_ok=True)

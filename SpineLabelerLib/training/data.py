@@ -39,7 +39,7 @@ from SpineLabelerLib.training.samples import (
 )
 
 STAGE2_MARGIN_MM = 60.0  # stage-2 cases are kept only around the labelled spine
-RENDER_MARGIN_MM = 80.0  # a mask to render is kept only around its labels (>= render margins)
+RENDER_MARGIN_MM = 80.0  # a real mask is kept only this far around its labels (background only)
 
 
 class CaseSource(Protocol):

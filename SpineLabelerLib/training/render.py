@@ -36,7 +36,7 @@ at a time by its shape.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -108,7 +108,7 @@ def render(
     when ``labels`` holds no vertebra.
     """
     scan = draw_scan(rng, settings)
-    reference = _output_grid(_crop_box(labels, rng, settings), scan, settings)
+    reference = _output_grid(_crop_box(labels, rng, settings, tissues is not None), scan, settings)
     grid, lab, tis = _render_grid(labels, tissues, reference, settings)
     sp = grid.spacing_mm[0]
     hu = _paint(lab, tis, sp, rng, settings)
@@ -118,22 +118,8 @@ def render(
     ct = _with_noise(ct, scan.noise_hu, rng)
     out_labels = labels_onto(grid.with_array(lab), reference)
     np.clip(ct, -1024, 3071, out=ct)
-    return Rendered(
-        reference.with_array(np.rint(ct).astype(np.int16)), out_labels, _as_drawn(scan, reference)
-    )
-
-
-def _as_drawn(scan: ScanDraw, reference: Image) -> ScanDraw:
-    """The draw with the spacing the output got (coarsened where the voxel cap asked)."""
-    return ScanDraw(
-        reference.spacing_mm,
-        reference.direction,
-        scan.slice_thickness_mm,
-        scan.kernel_sigma_mm,
-        scan.noise_hu,
-        scan.slice_axis_lps,
-        scan.tilt_deg,
-    )
+    drawn = replace(scan, spacing_mm=reference.spacing_mm)  # coarsened where the cap asked
+    return Rendered(reference.with_array(np.rint(ct).astype(np.int16)), out_labels, drawn)
 
 
 # ----------------------------------------------------------------------------- the scan
@@ -213,11 +199,15 @@ def _with_bias(hu: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A smooth multiplicative field (on attenuation, HU + 1000: air stays air) and a smooth
     additive one, each trilinear from a coarse random grid."""
 
-    def smooth_field() -> np.ndarray:
-        coarse = rng.uniform(-1, 1, (3, 3, 3))
-        return ndimage.zoom(
-            coarse, np.asarray(hu.shape) / 3.0, order=1, mode="nearest", grid_mode=True
-        )[: hu.shape[0], : hu.shape[1], : hu.shape[2]]
+    def hats(n: int) -> np.ndarray:
+        """(n, 3): linear interpolation weights of 3 nodes spread over n voxels."""
+        t = np.linspace(0.0, 2.0, n)
+        return np.clip(1.0 - np.abs(t[:, None] - np.arange(3)[None, :]), 0.0, 1.0)
+
+    def smooth_field() -> np.ndarray:  # trilinear from 3 x 3 x 3 nodes, axis by axis
+        coarse = rng.uniform(-1, 1, (3, 3, 3)).astype(np.float32)
+        hk, hj, hi = (hats(n).astype(np.float32) for n in hu.shape)
+        return np.einsum("abc,ka,jb,ic->kji", coarse, hk, hj, hi, optimize=True)
 
     gain = float(rng.uniform(0.0, 0.08))
     offset = float(rng.uniform(0.0, 40.0))
@@ -230,10 +220,11 @@ def _with_bias(hu: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _crop_box(
-    labels: Image, rng: np.random.Generator, settings: RenderSettings
+    labels: Image, rng: np.random.Generator, settings: RenderSettings, inside_map: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """The drawn crop, an LPS box (min, max corners, mm), drawn on a coarse canonical copy
-    of the map (cheap even for a 0.3 mm mask)."""
+    of the map (cheap even for a 0.3 mm mask). ``inside_map``: kept within the map's own
+    extent (a tissue map says nothing beyond it; without one the body is synthesised)."""
     box = bounding_box(labels.array > 0)
     if box is None:
         raise ValueError("the labelmap holds no vertebra")
@@ -242,7 +233,11 @@ def _crop_box(
     lps = index_to_lps(labels, ijk)
     margin = settings.margin_mm[1]
     coarse = canonical_grid(labels, COARSE_MM, (lps.min(0) - margin, lps.max(0) + margin))
-    return _draw_crop(labels_onto(labels, coarse), rng, settings)
+    lo, hi = _draw_crop(labels_onto(labels, coarse), rng, settings)
+    if inside_map:
+        inner = physical_bounds_lps(labels)
+        lo, hi = np.maximum(lo, inner[0]), np.minimum(hi, inner[1])
+    return lo, hi
 
 
 def _render_grid(
@@ -275,10 +270,10 @@ def _draw_crop(
     hi = np.array([s.stop for s in box], float)
     margins = rng.uniform(*settings.margin_mm, (2, 3)) / sp
     start, stop = lo - margins[0], hi + margins[1]
-    present = [int(v) for v in np.unique(lab) if v]
+    centres = _centroids(lab)
+    present = sorted(centres)
     if len(present) > 1 and rng.random() < settings.p_level_crop:
-        centres = ndimage.center_of_mass(np.ones_like(lab), lab, present)
-        ks = {v: c[0] for v, c in zip(present, centres)}
+        ks = {v: c[0] for v, c in centres.items()}
         order = sorted(present, key=_level_order)
         keep = min(len(order), MIN_CROP_LEVELS)
         first = int(rng.integers(len(order) - keep + 1))
@@ -293,6 +288,17 @@ def _draw_crop(
     kji = np.array([start, stop]) - 0.5  # voxel edges
     corners = index_to_lps(coarse, kji[:, ::-1])
     return corners.min(0), corners.max(0)
+
+
+def _centroids(lab: np.ndarray) -> dict[int, np.ndarray]:
+    """Label -> centroid (k, j, i) voxels, for every label present, in label order (one pass
+    over the labelled voxels: the map is mostly background)."""
+    kji = np.nonzero(lab)
+    values = lab[kji].astype(np.int64)
+    counts = np.bincount(values)
+    present = np.nonzero(counts)[0]
+    sums = [np.bincount(values, weights=axis, minlength=counts.size)[present] for axis in kji]
+    return {int(v): np.array([s[n] for s in sums]) / counts[v] for n, v in enumerate(present)}
 
 
 def _level_order(label: int) -> float:
@@ -350,8 +356,7 @@ def _paint_vertebrae(
     cort_lut = np.float32(cortical) + rng.normal(0, 60, top).astype(np.float32)
     arch_lut = np.float32(arch) * rng.uniform(0.5, 1.5, top).astype(np.float32)
     j_centre = np.zeros(top, np.float32)
-    present = [int(v) for v in np.unique(lab) if v]
-    for v, c in zip(present, ndimage.center_of_mass(np.ones_like(lab), lab, present)):
+    for v, c in _centroids(lab).items():
         j_centre[v] = c[1] + rng.uniform(-3, 3) / spacing_mm
     ramp = rng.uniform(5.0, 15.0) / spacing_mm
     kk, jj, ii = np.nonzero(bone)
@@ -431,8 +436,8 @@ def _column_profile(
     centre_i = np.interp(k, k_has, i_mean[k_has])
     back_j = np.interp(k, k_has, j_back[k_has].astype(float))
     back_j = ndimage.uniform_filter1d(back_j, max(1, int(20 / spacing_mm)), mode="nearest")
-    present = [int(v) for v in np.unique(lab) if v]
-    centres = ndimage.center_of_mass(np.ones_like(lab), lab, present)
+    found = _centroids(lab)
+    present, centres = list(found), list(found.values())
     order = np.argsort([c[0] for c in centres])
     ck = np.array([centres[o][0] for o in order])
     neck = np.array([_is_region(present[o], "cervical") for o in order], float)
