@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from SpineLabelerLib import anatomy, column, identify, preprocess, ribs, stage1, stage2
+from SpineLabelerLib import anatomy, bone_edges, column, identify, preprocess, ribs, stage1, stage2
 from SpineLabelerLib.evaluation.centroids import centroids_and_counts
 from SpineLabelerLib.image import (
     Image,
@@ -91,6 +91,8 @@ class SegmentSettings:
     fragment_fraction: float = 0.25  # an inner vertebra this small (x those around it) is a piece
     # two touching masks closer than this (x the column's step) and together smaller than
     # split_volume_fraction (x a whole vertebra near them) are the halves of one vertebra
+    # each vertebra grown over the CT's bone beside it (None: the net's outline as it is)
+    bone_edges: bone_edges.BoneEdgeSettings | None = None
     split_step_fraction: float = 0.6
     split_volume_fraction: float = 1.3
     # a walk that found fewer than this share of the vertebrae the spine box could hold (at
@@ -286,7 +288,7 @@ def segment_spine(
     for v, label in zip(walk.vertebrae, names.labels):
         lut[v.index] = label
     labels_crop = walk.instances.with_array(lut[walk.instances.array])
-    labels, covered = labels_to_input_grid(labels_crop, ct, walk.probability)
+    labels, covered = labels_to_input_grid(labels_crop, ct, walk.probability, settings.bone_edges)
     records = _records(covered, walk, names, evidence)
     timings["output"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_all
@@ -630,7 +632,10 @@ def read_levels(
 
 
 def labels_to_input_grid(
-    labels_crop: Image, ct: Image, probability: Image | None = None
+    labels_crop: Image,
+    ct: Image,
+    probability: Image | None = None,
+    bone: bone_edges.BoneEdgeSettings | None = None,
 ) -> tuple[Image, Image]:
     """Crop labels onto the CT's own grid: (whole grid, the covered part).
 
@@ -639,7 +644,8 @@ def labels_to_input_grid(
     0.6 mm CT, copying 1 mm voxels by nearest neighbour costs a perfect mask 3-5 Dice
     points. Without it, nearest neighbour. Only the part of the CT grid around the labelled
     voxels is resampled (a clinical CT has ~200 M voxels, the spine a few per cent of them);
-    the rest is 0.
+    the rest is 0. With ``bone``, each label then grows over the CT's bone beside it
+    (bone_edges.py).
     """
     out = np.zeros(ct.array.shape[:3], np.uint8)
     bbox = bounding_box(labels_crop.array > 0)
@@ -652,7 +658,22 @@ def labels_to_input_grid(
         out[slices] = preprocess.to_input_grid(labels_crop, target).array
     else:
         out[slices] = _interpolated_labels(labels_crop, probability, target)
+    if bone is not None:
+        slices = _grown_slices(slices, bone.reach_mm, ct)
+        target = subimage(ct, slices)
+        out[slices] = bone_edges.grow_to_bone(
+            out[slices], target.array, target.spacing_mm[::-1], bone
+        )
     return ct.with_array(out), target.with_array(out[slices])
+
+
+def _grown_slices(slices: tuple[slice, ...], margin_mm: float, ct: Image) -> tuple[slice, ...]:
+    """``slices`` (K, J, I) of ``ct`` grown by ``margin_mm`` and a voxel on every side."""
+    out = []
+    for sl, spacing, size in zip(slices, ct.spacing_mm[::-1], ct.array.shape[:3]):
+        pad = int(np.ceil(margin_mm / spacing)) + 1
+        out.append(slice(max(sl.start - pad, 0), min(sl.stop + pad, size)))
+    return tuple(out)
 
 
 def _physical_box(image: Image, box: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray]:

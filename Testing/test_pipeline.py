@@ -10,8 +10,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
-from SpineLabelerLib import anatomy, device, nets, pipeline, preprocess
+from SpineLabelerLib import anatomy, bone_edges, device, nets, pipeline, preprocess
 from SpineLabelerLib.identify import _TYPICAL_STEP_MM
 from SpineLabelerLib.image import Image, index_to_lps, resample_onto
 from SpineLabelerLib.progress import CancelFlag, Cancelled
@@ -489,6 +490,19 @@ def test_labels_go_back_to_the_input_grid_like_a_full_resampling():
     # every labelled voxel lies in the covered part
     np.testing.assert_array_equal(
         np.bincount(part.array.ravel())[1:], np.bincount(whole.array.ravel())[1:]
+    )
+    # with bone_edges: each label grows over the CT's bone beside it, and the covered part
+    # still holds every labelled voxel
+    bone_ct = ct.with_array(np.where(whole.array > 0, 700, 40).astype(np.int16))
+    bone_ct.array[ndimage.binary_dilation(whole.array > 0, iterations=3)] = 700
+    bone_ct.array[whole.array > 0] = 800
+    grown, grown_part = pipeline.labels_to_input_grid(
+        crop_labels, bone_ct, bone=bone_edges.BoneEdgeSettings(reach_mm=2.5)
+    )
+    assert np.all(grown.array[whole.array > 0] == whole.array[whole.array > 0])
+    assert np.count_nonzero(grown.array) > 1.2 * np.count_nonzero(whole.array)
+    np.testing.assert_array_equal(
+        np.bincount(grown_part.array.ravel())[1:], np.bincount(grown.array.ravel())[1:]
     )
 
 

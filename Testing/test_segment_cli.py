@@ -223,3 +223,27 @@ def test_review_column_names_what_a_person_should_check():
     to_l6 = [replace(v, name=n) for v, n in zip(column, ("L5", "L6"))]
     past_the_sacrum = SpineResult(quiet.labels, to_l6, False, {}, "cpu", [], ("fov", "lost"))
     assert segment.review_reasons(past_the_sacrum) == []  # only the sacrum lies below L6
+
+
+def test_bone_edges_grow_the_outlines_and_keep_the_names(lumbar, tmp_path):
+    from scipy import ndimage
+
+    source, truth, _names = lumbar
+    ct = sitk.ReadImage(str(source))
+    hu = sitk.GetArrayFromImage(ct)
+    vertebrae = truth.array > 0
+    rim = ndimage.binary_dilation(vertebrae, iterations=2) & ~vertebrae
+    hu[rim] = np.percentile(hu[vertebrae], 90)  # bone the networks' outline stops short of
+    rimmed = sitk.GetImageFromArray(hu)
+    rimmed.CopyInformation(ct)
+    path = tmp_path / "rimmed.nii.gz"
+    sitk.WriteImage(rimmed, str(path))
+    voxels, names = {}, {}
+    for flags in ([], ["--bone-edges"]):
+        out = tmp_path / ("grown" if flags else "plain")
+        args = ["segment", str(path), "-o", str(out), "--formats", "nii.gz", "--progress", "none"]
+        assert cli.main(args + flags) == 0
+        report = json.loads((out / "report.json").read_text())
+        names[bool(flags)] = [v["name"] for v in report["vertebrae"]]
+        voxels[bool(flags)] = np.count_nonzero(read_labelmap(out / "labels.nii.gz").array)
+    assert voxels[True] > voxels[False] and names[True] == names[False] != []
