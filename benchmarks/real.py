@@ -37,7 +37,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -288,8 +288,12 @@ def main(argv=None) -> int:
     p.add_argument("--cases", default=str(DEFAULT_CASES), help="folder of VerSe-layout cases")
     p.add_argument("--weights", help="weights folder (default: shipped), with its provenance.json")
     p.add_argument("--fast", action="store_true", help="segment with --fast settings")
+    p.add_argument("--bone-edges", action="store_true", help="segment with --bone-edges")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--save", action="store_true", help="write benchmarks/results/real.*")
+    p.add_argument(
+        "--save", action="store_true", help="write benchmarks/results/real.* (--tag: real_TAG.*)"
+    )
+    p.add_argument("--tag", default="", help="suffix of the saved files' names")
     args = p.parse_args(argv)
 
     import torch
@@ -305,7 +309,12 @@ def main(argv=None) -> int:
         )
     if args.fast:
         settings = settings.fast()
+    if args.bone_edges:
+        from SpineLabelerLib.bone_edges import BoneEdgeSettings
+
+        settings = replace(settings, bone_edges=BoneEdgeSettings())
     cases = find_verse_cases(args.cases)
+    tag = f"_{args.tag}" if args.tag else ""
 
     lines: list[str] = []
 
@@ -317,7 +326,8 @@ def main(argv=None) -> int:
     say(
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {len(cases)} real cases in "
         f"{args.cases}; weights {settings.weights_dir}; "
-        f"{'--fast' if args.fast else 'default settings'}; {args.threads} CPU threads"
+        f"{'--fast' if args.fast else 'default settings'}"
+        f"{'; --bone-edges' if args.bone_edges else ''}; {args.threads} CPU threads"
     )
     say(ATTRIBUTION)
     for line in provenance_lines(settings):
@@ -331,7 +341,7 @@ def main(argv=None) -> int:
             say(line)
         if args.save:
             RESULTS.mkdir(parents=True, exist_ok=True)
-            write_picture(RESULTS / f"real_{files.case_id}.png", record, ct, pred, ref)
+            write_picture(RESULTS / f"real{tag}_{files.case_id}.png", record, ct, pred, ref)
     say("")
     say(
         f"targets, on held-out cases only: every expert vertebra named right, mean Dice >= "
@@ -347,12 +357,12 @@ def main(argv=None) -> int:
     else:
         say("no held-out case: nothing is judged")
     if args.save:
-        out = RESULTS / "real.txt"
+        out = RESULTS / f"real{tag}.txt"
         out.write_text("\n".join(lines) + "\n")
         out.with_suffix(".json").write_text(
             json.dumps({"cases": records}, indent=1, default=float) + "\n"
         )
-        print(f"saved {out.relative_to(ROOT)}, real.json and real_<case>.png")
+        print(f"saved {out.relative_to(ROOT)}, {out.with_suffix('.json').name} and PNGs")
     return 0
 
 
