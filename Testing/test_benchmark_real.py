@@ -43,13 +43,15 @@ def test_a_case_folder_of_its_own_is_its_leave_one_out_weights(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (REALDATA / "verse005").is_dir(), reason="real VerSe cases not present")
-def test_verse005_is_measured_held_out_on_its_own_grid(tmp_path):
+def test_verse005_is_measured_on_its_own_grid_with_what_it_chose(tmp_path):
     from SpineLabelerLib.io.verse import find_verse_cases
     from SpineLabelerLib.pipeline import SegmentSettings
 
     (files,) = [c for c in find_verse_cases(REALDATA) if c.case_id == "sub-verse005"]
     record, ct, pred, ref = real.measure_case(files, SegmentSettings(device="cpu"))
-    assert record["held_out"] and record["labels_on_input_grid"]
+    assert record["labels_on_input_grid"]
+    # it chose the pipeline's column rules (provenance.json), so it is measured, not judged
+    assert not record["held_out"] and "pipeline (rule)" in record["standing"]
     assert [r["name"] for r in record["rows"]] == ["L1", "L2", "L3", "L4", "L5"]
     for r in record["rows"]:
         assert 0.0 <= r["dice"] <= 1.0 and 0.0 <= r["outline_dice"] <= 1.0
