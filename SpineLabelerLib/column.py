@@ -63,8 +63,7 @@ def merge_fragments(walk: stage2.WalkResult, votes: list, fraction: float) -> in
         if max(touching) > 0:
             _fold(walk, votes, n, n - 1 if touching[0] >= touching[1] else n + 1)
         else:
-            instances[mine] = 0
-            del walk.vertebrae[n], votes[n]
+            _drop(walk, votes, n)
         folded += 1
     return folded
 
@@ -82,6 +81,13 @@ def _fold(walk: stage2.WalkResult, votes: list, piece_at: int, owner_at: int) ->
     owner.volume_ml = total
     votes[owner_at] = tuple(a + b for a, b in zip(votes[owner_at], votes[piece_at]))
     del walk.vertebrae[piece_at], votes[piece_at]
+
+
+def _drop(walk: stage2.WalkResult, votes: list, at: int) -> None:
+    """Take ``walk.vertebrae[at]``, its stage-1 votes and its voxels out of the column."""
+    gone = walk.vertebrae.pop(at)
+    votes.pop(at)
+    walk.instances.array[walk.instances.array == gone.index] = 0
 
 
 def _is_piece(column: list[stage2.WalkedVertebra], n: int, fraction: float) -> bool:
@@ -182,9 +188,7 @@ def drop_end_fragments(walk: stage2.WalkResult, votes: list, fraction: float) ->
             n = 0 if end == "above" else len(walk.vertebrae) - 1
             if not _is_piece(walk.vertebrae, n, fraction):
                 break
-            piece = walk.vertebrae.pop(n)
-            votes.pop(n)
-            walk.instances.array[walk.instances.array == piece.index] = 0
+            _drop(walk, votes, n)
             setattr(walk, f"end_{end}", "lost")
             if end not in lost:
                 lost.append(end)
@@ -208,31 +212,26 @@ def recognise_sacrum(
     column = walk.vertebrae
     if len(column) < 3:
         return False
-    voxel_ml = float(np.prod(walk.instances.spacing_mm)) / 1000.0
-    shares = [_stage1_share(vote, v, voxel_ml) for vote, v in zip(votes, column)]
+    shares = _stage1_shares(walk, votes)
     if shares[-1] >= max_relative * float(np.median(shares[:-1])):
         return False
     widths = _left_right_extents_mm(walk)
     above = [w for w, v in zip(widths[:-1], column[:-1]) if not v.partial] or widths[:-1]
     if widths[-1] <= min_width_ratio * float(np.median(above)):
         return False
-    bottom = column.pop()
-    votes.pop()
-    walk.instances.array[walk.instances.array == bottom.index] = 0
+    _drop(walk, votes, len(column) - 1)
     walk.end_below = "spine"
     return True
 
 
 def _left_right_extents_mm(walk: stage2.WalkResult) -> list[float]:
     """Each walked vertebra's extent along the crop's i axis (patient left-right), mm."""
-    instances = walk.instances.array
-    along_i = np.nonzero(instances)[2]
-    values = instances[np.nonzero(instances)]
+    boxes = ndimage.find_objects(walk.instances.array)
     spacing = float(walk.instances.spacing_mm[0])
     extents = []
     for v in walk.vertebrae:
-        i = along_i[values == v.index]
-        extents.append(float(i.max() - i.min() + 1) * spacing if i.size else 0.0)
+        box = boxes[v.index - 1] if v.index <= len(boxes) else None
+        extents.append(float(box[2].stop - box[2].start) * spacing if box else 0.0)
     return extents
 
 
@@ -273,6 +272,12 @@ def _stage1_share(
     return sum(vote) / max(v.volume_ml / voxel_ml, 1.0)
 
 
+def _stage1_shares(walk: stage2.WalkResult, votes: list) -> list[float]:
+    """``_stage1_share`` of every vertebra of the column."""
+    voxel_ml = float(np.prod(walk.instances.spacing_mm)) / 1000.0
+    return [_stage1_share(vote, v, voxel_ml) for vote, v in zip(votes, walk.vertebrae)]
+
+
 def is_sacrum_called_l6(
     walk: stage2.WalkResult, votes: list, names: identify.Identification, max_relative: float
 ) -> bool:
@@ -288,8 +293,7 @@ def is_sacrum_called_l6(
     """
     if len(walk.vertebrae) < 3 or names.names[-1] != "L6":
         return False
-    voxel_ml = float(np.prod(walk.instances.spacing_mm)) / 1000.0
-    shares = [_stage1_share(vote, v, voxel_ml) for vote, v in zip(votes, walk.vertebrae)]
+    shares = _stage1_shares(walk, votes)
     return shares[-1] < max_relative * float(np.median(shares))
 
 

@@ -659,21 +659,13 @@ def labels_to_input_grid(
     else:
         out[slices] = _interpolated_labels(labels_crop, probability, target)
     if bone is not None:
-        slices = _grown_slices(slices, bone.reach_mm, ct)
+        margin = int(np.ceil(bone.reach_mm / min(ct.spacing_mm))) + 1
+        slices = grow_box(slices, margin, ct.array.shape[:3])  # type: ignore[assignment]
         target = subimage(ct, slices)
         out[slices] = bone_edges.grow_to_bone(
             out[slices], target.array, target.spacing_mm[::-1], bone
         )
     return ct.with_array(out), target.with_array(out[slices])
-
-
-def _grown_slices(slices: tuple[slice, ...], margin_mm: float, ct: Image) -> tuple[slice, ...]:
-    """``slices`` (K, J, I) of ``ct`` grown by ``margin_mm`` and a voxel on every side."""
-    out = []
-    for sl, spacing, size in zip(slices, ct.spacing_mm[::-1], ct.array.shape[:3]):
-        pad = int(np.ceil(margin_mm / spacing)) + 1
-        out.append(slice(max(sl.start - pad, 0), min(sl.stop + pad, size)))
-    return tuple(out)
 
 
 def _physical_box(image: Image, box: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray]:
