@@ -41,7 +41,6 @@ FORMAT_ALIASES = {
     "png": "overview",
 }
 _VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
-_DICOM_FILE_SUFFIXES = (".dcm", ".ima")
 DICOM_ALIAS = "dcm"  # both DICOM objects: the SEG and the centroid SR
 EXIT_OK, EXIT_BATCH_FAILURES, EXIT_REFUSED, EXIT_WEIGHTS, EXIT_CANCELLED = 0, 1, 2, 3, 130
 
@@ -109,7 +108,9 @@ def parse_formats(text: str) -> list[str]:
 
 def is_dicom_input(path: Path) -> bool:
     """A DICOM folder or one DICOM file of a series (what read_ct reads as a series)."""
-    return path.is_dir() or path.name.lower().endswith(_DICOM_FILE_SUFFIXES)
+    from SpineLabelerLib.io.reader import DICOM_SUFFIXES
+
+    return path.is_dir() or path.name.lower().endswith(DICOM_SUFFIXES)
 
 
 def refuse_dicom_output(formats: list[str], inputs: list[Path]) -> str | None:
@@ -139,21 +140,14 @@ def formats_for_input(formats: list[str], path: Path) -> list[str]:
     return [f for f in formats if f not in DICOM_FORMATS]
 
 
-def dicom_source(ct, path: Path, series_uid: str | None = None) -> list:
-    """The headers of the series read_ct read from ``path`` (``series_uid``, else the one
-    holding a given file, else the folder's chosen CT series), checked slice by slice
-    against ``ct``'s grid, so that a series no SEG can reference (a multi-frame file, say)
-    is refused before the work, not after."""
-    import pydicom
-
+def dicom_source(ct, path: Path, series) -> list:
+    """The headers of ``series`` (the one read_dicom_ct read ``ct`` from), checked slice by
+    slice against ``ct``'s grid, so that a series no SEG can reference (a multi-frame file,
+    say) is refused before the work, not after."""
     from SpineLabelerLib.io.checks import CTInputError
     from SpineLabelerLib.io.dicom_seg import read_source_headers, slices_along_k
-    from SpineLabelerLib.io.dicom_series import choose_series
 
-    if not path.is_dir() and series_uid is None:
-        series_uid = str(pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID)
-    folder = path if path.is_dir() else path.parent
-    headers = read_source_headers(choose_series(folder, series_uid, notes=[]).files)
+    headers = read_source_headers(series.files)
     try:
         slices_along_k(ct, headers)
     except ValueError as err:
@@ -215,6 +209,7 @@ def segment_one(
     returns its summary row. Raises on refusal."""
     from SpineLabelerLib.io import read_ct
     from SpineLabelerLib.io._files import refuse_existing
+    from SpineLabelerLib.io.reader import read_dicom_ct
     from SpineLabelerLib.io.results import DICOM_FORMATS, RESULT_FILES, write_result_files
     from SpineLabelerLib.pipeline import segment_spine
 
@@ -223,9 +218,12 @@ def segment_one(
         if fmt != "surfaces":
             refuse_existing(out_dir / RESULT_FILES[fmt], force)
     notes: list[str] = []
-    ct = read_ct(ct_path, notes, series_uid)
-    wants_dicom = any(f in DICOM_FORMATS for f in formats)
-    dicom_headers = dicom_source(ct, ct_path, series_uid) if wants_dicom else ()
+    dicom_headers: list = []
+    if any(f in DICOM_FORMATS for f in formats):  # a DICOM input: formats_for_input
+        ct, series = read_dicom_ct(ct_path, notes, series_uid)
+        dicom_headers = dicom_source(ct, ct_path, series)
+    else:
+        ct = read_ct(ct_path, notes, series_uid)
     result = segment_spine(ct, settings, progress)
     report = result.report()
     report["input"] = str(ct_path)

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from SpineLabelerLib.image import Image, from_sitk, resample_onto
 from SpineLabelerLib.io.checks import CTInputError, check_ct_values, check_layout
-from SpineLabelerLib.io.dicom_series import check_series, find_series, pick_series
+from SpineLabelerLib.io.dicom_series import DicomSeries, check_series, find_series, pick_series
 from SpineLabelerLib.io.integrity import check_complete
 from SpineLabelerLib.io.nifti_raw import nonfinite_count
 
@@ -37,9 +37,9 @@ def _read_dicom(
     notes: list[str] | None,
     series_uid: str | None,
     only_file: Path | None = None,
-) -> sitk.Image:
+) -> tuple[sitk.Image, DicomSeries]:
     """Read one checked series of a DICOM folder: ``series_uid``, else the one holding
-    ``only_file``, else the CT series with the most slices."""
+    ``only_file``, else the CT series with the most slices; with the series read."""
     found = find_series(folder)
     if only_file is not None and series_uid is None:
         holding = [s for s in found if any(f.samefile(only_file) for f in s.files)]
@@ -49,7 +49,7 @@ def _read_dicom(
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(f) for f in series.files])
     try:
-        return reader.Execute()
+        return reader.Execute(), series
     except RuntimeError as err:
         raise CTInputError(
             f"{folder}: cannot read DICOM series {series.uid}: {_first_line(err)}"
@@ -73,11 +73,10 @@ def read_sitk(
     path = Path(path)
     if not path.exists():
         raise CTInputError(f"{path}: no such file or folder")
-    if path.is_dir():
-        return _read_dicom(path, notes, series_uid)
     suffix = _suffix(path)
-    if suffix in DICOM_SUFFIXES:
-        return _read_dicom(path.parent, notes, series_uid, only_file=path)
+    if path.is_dir() or suffix in DICOM_SUFFIXES:
+        folder, only_file = _dicom_folder(path)
+        return _read_dicom(folder, notes, series_uid, only_file)[0]
     if series_uid is not None:
         raise CTInputError(f"{path}: a series UID chooses a series of a DICOM folder, not a file")
     if suffix not in VOLUME_SUFFIXES:
@@ -98,12 +97,34 @@ def read_sitk(
     return img
 
 
+def _dicom_folder(path: Path) -> tuple[Path, Path | None]:
+    """(folder, the one file given or None) of a DICOM folder or file."""
+    return (path, None) if path.is_dir() else (path.parent, path)
+
+
 def read_ct(path: PathLike, notes: list[str] | None = None, series_uid: str | None = None) -> Image:
     """Read and check a CT; array ``(K, J, I)`` in HU (dtype as stored), geometry in LPS mm.
 
     Raises :class:`CTInputError` with what was seen when the input cannot be a CT.
     """
-    img = read_sitk(path, notes, series_uid)
+    return _checked_ct(read_sitk(path, notes, series_uid), path)
+
+
+def read_dicom_ct(
+    path: PathLike, notes: list[str] | None = None, series_uid: str | None = None
+) -> tuple[Image, DicomSeries]:
+    """:func:`read_ct` of a DICOM folder or file, with the series it read: the DICOM outputs
+    reference that series, and its headers need not be looked for a second time."""
+    path = Path(path)
+    if not path.exists():
+        raise CTInputError(f"{path}: no such file or folder")
+    folder, only_file = _dicom_folder(path)
+    img, series = _read_dicom(folder, notes, series_uid, only_file)
+    return _checked_ct(img, path), series
+
+
+def _checked_ct(img: sitk.Image, path: PathLike) -> Image:
+    """``img`` as an :class:`Image` once it has passed the checks a CT must pass."""
     check_layout(img.GetSize(), img.GetSpacing(), img.GetNumberOfComponentsPerPixel(), str(path))
     if _suffix(Path(path)) in (".nii", ".nii.gz"):
         bad = nonfinite_count(path)  # ITK has already replaced them by 0
