@@ -187,3 +187,10 @@ def grow_box(box: tuple[slice, ...], voxels: int, shape: tuple[int, ...]) -> tup
     return tuple(
         slice(max(b.start - voxels, 0), min(b.stop + voxels, n)) for b, n in zip(box, shape)
     )
+
+
+def subimage(image: Image, box: tuple[slice, ...]) -> Image:
+    """The part of ``image`` under ``(k, j, i)`` slices, a view with its own origin."""
+    start = np.array([sl.start for sl in box[::-1]], float)
+    origin = index_to_lps(image, start[None])[0]
+    return Image(image.array[box], image.spacing_mm, tuple(origin), image.direction)

@@ -48,6 +48,7 @@ from SpineLabelerLib.image import (
     index_to_lps,
     lps_to_index,
     resample_onto,
+    subimage,
 )
 from SpineLabelerLib.io.checks import check_ct
 from SpineLabelerLib.progress import CancelFlag, ProgressCallback, report
@@ -435,13 +436,6 @@ def covering_slices(
     start = np.clip(np.floor(ijk.min(axis=0)).astype(int) - pad_voxels, 0, size - 1)
     stop = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + pad_voxels + 1, start + 1, size)
     return tuple(slice(int(a), int(b)) for a, b in zip(start[::-1], stop[::-1]))  # type: ignore[return-value]
-
-
-def subimage(ct: Image, slices: tuple[slice, slice, slice]) -> Image:
-    """The part of ``ct`` under ``(k, j, i)`` slices, a view with its own origin."""
-    start = np.array([sl.start for sl in slices[::-1]], float)
-    origin = index_to_lps(ct, start[None])[0]
-    return Image(ct.array[slices], ct.spacing_mm, tuple(origin), ct.direction)
 
 
 def covering_subimage(

@@ -32,7 +32,7 @@ from scipy.stats import wasserstein_distance
 
 from SpineLabelerLib import anatomy
 from SpineLabelerLib.evaluation.centroids import centroids_from_labels
-from SpineLabelerLib.image import Image, index_to_lps, lps_to_index, resample_onto
+from SpineLabelerLib.image import Image, index_to_lps, lps_to_index, resample_onto, subimage
 
 SHELL_MM = 2.0
 CORE_MM = 4.0
@@ -74,13 +74,6 @@ def _box(mask: np.ndarray, image: Image, margin_mm: float) -> tuple[slice, ...]:
         slice(max(int(i.min()) - g, 0), min(int(i.max()) + 1 + g, n))
         for i, g, n in zip(idx, grow, mask.shape)
     )
-
-
-def _crop(image: Image, box: tuple[slice, ...]) -> Image:
-    """The part of ``image`` inside ``box`` with its geometry (so large scans stay cheap)."""
-    start_ijk = [box[2].start, box[1].start, box[0].start]
-    origin = index_to_lps(image, [start_ijk])[0]
-    return Image(np.asarray(image.array)[box], image.spacing_mm, tuple(origin), image.direction)
 
 
 def _embed(mask: np.ndarray, box: tuple[slice, ...], shape) -> np.ndarray:
@@ -365,7 +358,7 @@ def shape_per_level(labels: Image) -> dict[int, LevelShape]:
     """Shape figures of every labelled level (see :class:`LevelShape`)."""
     full = np.asarray(labels.array)
     at_border = set(_border_labels(full))
-    labels = _crop(labels, _box(full > 0, labels, 2.0))
+    labels = subimage(labels, _box(full > 0, labels, 2.0))
     parts = _all_parts(labels)
     voxel_ml = float(np.prod(labels.spacing_mm)) / 1000.0
     counts = np.bincount(np.asarray(labels.array).ravel().astype(np.intp))
@@ -483,7 +476,7 @@ def tissue_masks(ct: Image, labels: Image) -> dict[str, np.ndarray]:
     """Boolean ``(K, J, I)`` masks of the tissues of :data:`TISSUES` on the CT grid."""
     _check_pair(ct, labels)
     box = _box(np.asarray(labels.array) > 0, labels, PARASPINAL_BAND_MM[1] + 5.0)
-    masks = _tissue_masks_in(_crop(ct, box), _crop(labels, box))
+    masks = _tissue_masks_in(subimage(ct, box), subimage(labels, box))
     return {name: _embed(m, box, labels.array.shape) for name, m in masks.items()}
 
 
@@ -549,7 +542,7 @@ def edge_layers(ct: Image, labels: Image, n_inside: int = 5, n_outside: int = 3)
     """:class:`EdgeLayers` of all vertebra masks together."""
     _check_pair(ct, labels)
     box = _box(np.asarray(labels.array) > 0, labels, 2.0 * max(n_outside, 1) * max(ct.spacing_mm))
-    ct, labels = _crop(ct, box), _crop(labels, box)
+    ct, labels = subimage(ct, box), subimage(labels, box)
     hu = np.asarray(ct.array, float)
     mask = np.asarray(labels.array) > 0
 
@@ -579,7 +572,7 @@ def noise_hu(ct: Image, labels: Image, region: np.ndarray | None = None) -> floa
         return math.nan
     box = _box(region, ct, 10.0)
     region = region[box]
-    hu = np.asarray(_crop(ct, box).array, float)
+    hu = np.asarray(subimage(ct, box).array, float)
     sp = np.asarray(_spacing_kji(ct))
     smooth = ndi.gaussian_filter(hu, sigma=1.5 / sp)
     homogeneous = region & (smooth >= HOMOGENEOUS_HU[0]) & (smooth <= HOMOGENEOUS_HU[1])
@@ -653,7 +646,7 @@ def image_quality(
     _check_pair(ct, labels)
     noise = noise_hu(ct, labels, noise_region)
     box = _box(np.asarray(labels.array) > 0, labels, 10.0)  # profiles reach 8 mm out
-    ct, labels = _crop(ct, box), _crop(labels, box)
+    ct, labels = subimage(ct, box), subimage(labels, box)
     sp = np.asarray(_spacing_kji(ct))
     bone = np.asarray(labels.array) > 0
     kji, normals = _edge_normals(bone, sp)

@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from SpineLabelerLib import preprocess
-from SpineLabelerLib.image import Image, bounding_box, index_to_lps
+from SpineLabelerLib.image import Image, bounding_box, index_to_lps, subimage
 from SpineLabelerLib.training.samples import (
     PreparedCase,
     Stage2Sampling,
@@ -233,8 +233,7 @@ class LabelMapFile:
             slice(max(b.start - g, 0), min(b.stop + g, n))
             for b, g, n in zip(box, grow, labels.array.shape)
         )
-        corner = index_to_lps(labels, [b.start for b in box[::-1]])[0]
-        return Image(labels.array[box], labels.spacing_mm, tuple(corner), labels.direction), None
+        return subimage(labels, box), None
 
 
 @dataclass(frozen=True)
