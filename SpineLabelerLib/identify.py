@@ -266,7 +266,10 @@ def level_head_shift(evidence: Sequence[VertebraEvidence], start: int) -> tuple[
 # ribs.py scores at which a vertebra counts as carrying ribs, or as measured without any
 RIBS_SEEN = 0.5
 RIBS_ABSENT = 0.2
-# The highest confidence a name gets where nothing in view anchors the count
+# A name given with at least this confidence is meant to be right (issue 22's measure of a
+# confidence that means something; benchmarks/accuracy.py and real.py count the misses) ...
+TRUSTED_CONFIDENCE = 0.7
+# ... and the highest confidence a name gets where nothing in view anchors the count
 UNANCHORED_CONFIDENCE = 0.5
 
 

@@ -197,14 +197,12 @@ def slice_class(spacing_mm) -> str:
     raise ValueError(spacing_mm)
 
 
-# The confidence a user may take a name on trust from (issue 22: how often is it wrong?)
-CONFIDENT = 0.7
-
-
 def confidence_lines(records) -> list[str]:
     """How often a name given with confidence >= CONFIDENT is wrong, and how often one under
     it; a predicted vertebra is named right when its name is the reference label it lies on
     most (on a phantom a vertebra where the reference has none is named wrong)."""
+    from SpineLabelerLib.identify import TRUSTED_CONFIDENCE as CONFIDENT
+
     named = [n for r in records for n in r.get("named", [])]
     sure = [n for n in named if n["confidence"] >= CONFIDENT]
     unsure = [n for n in named if n["confidence"] < CONFIDENT]

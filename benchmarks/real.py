@@ -42,6 +42,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# a wrong name given with at least this confidence is a target failure
+from SpineLabelerLib.identify import TRUSTED_CONFIDENCE as SURE  # noqa: E402
 
 DEFAULT_CASES = Path("/work/shared/realdata")
 RESULTS = ROOT / "benchmarks" / "results"
@@ -55,7 +57,6 @@ PICTURE_CREDIT = (
     "Real CT: VerSe (Loeffler et al. 2020; Sekuboyina et al. 2021),",
     "CC BY-SA 4.0; this picture is shared under the same licence.",
 )
-SURE = 0.7  # a wrong name given with at least this confidence is a target failure
 WEIGHT_FILES = ("stage1.pt", "stage2.pt")
 
 
