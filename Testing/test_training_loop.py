@@ -348,3 +348,37 @@ def test_cli_train_says_when_resume_finds_no_run(tmp_path, capsys, monkeypatch):
     out = str(tmp_path / "typo")
     assert cli.main(["train", "stage2", "--config", config, "--out", out, "--resume"]) == 0
     assert calls == [True] and "no run to resume" in capsys.readouterr().err
+
+
+def test_the_weights_carry_the_real_cases_that_chose_them_and_their_start(tmp_path):
+    """A run on a user's folder records its training cases ("trained") and validation cases
+    ("gate") beside each weight file, with the cases recorded for its --init file; a start
+    file without a record leaves the run's files unrecorded (unknown, never held out)."""
+    import SimpleITK as sitk
+
+    from SpineLabelerLib import provenance
+    from SpineLabelerLib.image import to_sitk
+    from SpineLabelerLib.provenance import CaseUse
+
+    real = tmp_path / "real"
+    for n in range(5):
+        name = f"sub-verse{n:03d}"
+        (real / name).mkdir(parents=True)
+        for image, suffix in zip(tiny_case(n), ("_ct.nii.gz", "_seg-vert_msk.nii.gz")):
+            sitk.WriteImage(to_sitk(image), str(real / name / f"{name}{suffix}"))
+    train("stage1", _cfg(steps=1), tmp_path / "a", sources=_sources())
+    assert provenance.uses_of(tmp_path / "a", "stage1.pt") is None  # sources given: unknown
+    provenance.record_use(tmp_path / "a", "stage1.pt", [CaseUse("sub-x", "gate", "g")])
+    train("stage1", _cfg(steps=1, val_cases=1), tmp_path / "b", data_dir=real,
+          init_weights=tmp_path / "a" / "stage1.pt")  # fmt: skip
+    uses = provenance.uses_of(tmp_path / "b", "stage1.pt")
+    assert [(u.case, u.role) for u in uses] == [("sub-x", "gate")] + [
+        (f"sub-verse{n:03d}", "trained") for n in range(4)
+    ] + [("sub-verse004", "gate")]
+    assert provenance.uses_of(tmp_path / "b", "stage1_best.pt") == uses
+    train("stage1", _cfg(steps=2, val_cases=1), tmp_path / "b", data_dir=real, resume=True)
+    assert provenance.uses_of(tmp_path / "b", "stage1.pt") == uses  # the start kept on resume
+    (tmp_path / "a" / "stage1.pt").write_bytes((tmp_path / "b" / "stage1.pt").read_bytes())
+    train("stage1", _cfg(steps=1), tmp_path / "c", data_dir=real,
+          init_weights=tmp_path / "a" / "stage1.pt")  # fmt: skip
+    assert provenance.uses_of(tmp_path / "c", "stage1.pt") is None

@@ -264,3 +264,19 @@ def test_a_real_float_mask_renders_as_bone_in_tissue():
     inside, around = mean_hu_inside_and_around(rendered)
     assert inside > around + 100
     assert set(np.unique(rendered.labels.array)) - {0} <= set(range(1, 13))
+
+
+def test_a_run_names_the_real_cases_it_trained_on_and_never_the_held_out_one(tmp_path):
+    from SpineLabelerLib.training.real_uses import PHANTOM_HU_USE, real_case_uses
+
+    root = real_folder(tmp_path / "real")
+    uses = real_case_uses(mix_config(root))
+    trained = sorted(u.case for u in uses if u.role == "trained")
+    assert trained == ["sub-gl003_dir-ax", "sub-verse002", "sub-verse002"]
+    assert {u.what for u in uses if u.case == "sub-verse002"} == {
+        "its expert mask rendered as CT",
+        "its CT and expert mask",
+    }
+    assert PHANTOM_HU_USE in uses and not [u for u in uses if "verse001" in u.case]
+    no_masks = real_case_uses(mix_config(root, mix={"phantom": 0, "real_ct": 1}))
+    assert [u.case for u in no_masks] == ["sub-verse002"]  # no phantoms drawn: no HU match

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The real CT the cortex HU range below was matched to: a net or fit trained on phantoms was
+# chosen by it in this way (SpineLabelerLib/provenance.py, role "phantom_hu").
+HU_MATCHED_TO_CASE = "sub-verse008"
+
 AIR, FAT, MUSCLE, ORGAN, LUNG, CORTEX, CANCELLOUS, DISC, CANAL = 0, 1, 2, 3, 4, 5, 6, 7, 8
 BONE_CORTEX, BONE_MARROW, CARTILAGE, VESSEL, METAL, TABLE, GAS, BRAIN = (
     9,

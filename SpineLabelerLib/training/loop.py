@@ -9,7 +9,8 @@ writes logs, checkpoints and weights. Mixed precision and channels-last are used
 
 Files in ``out_dir``: ``checkpoint.pt`` (resume), ``<stage>.pt`` (versioned weights of the
 last validation, see nets.save_weights), ``<stage>_best.pt`` (best validation Dice),
-``log.jsonl`` (one JSON object per log interval / validation), ``config.json``, ``cache/``.
+``log.jsonl`` (one JSON object per log interval / validation), ``config.json``, ``cache/``,
+``provenance.json`` (the real cases that chose each weight file: training/real_uses.py).
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from SpineLabelerLib import nets
+from SpineLabelerLib import nets, provenance
 from SpineLabelerLib.progress import CancelFlag, Cancelled, ProgressCallback, report
 from SpineLabelerLib.training import augment as aug
-from SpineLabelerLib.training import data
+from SpineLabelerLib.training import data, real_uses
 from SpineLabelerLib.training.losses import bootstrapped_cross_entropy, dice_loss, dice_score
 from SpineLabelerLib.training.samples import Stage2Sampling
 
@@ -208,17 +209,10 @@ def mixed_source(cfg: TrainConfig, phantoms: data.PhantomSource) -> data.MixedSo
     real CTs; every held-out subject left out of masks and CTs alike. Raises
     data.SourceError where a held-out name matches no real case (a typo would hold out
     nothing)."""
-    holdout = list(cfg.holdout_real)
-    masks = data.label_map_files(cfg.rendered_masks) if cfg.rendered_masks else []
-    cts = [data.VerseSource(folder) for folder in cfg.real_ct]
-    seen = {m.name for m in masks} | {data.real_case_id(c) for s in cts for c in s.cases}
-    missing = [h for h in holdout if not any(data.held_out(case, [h]) for case in seen)]
-    if missing:
-        raise data.SourceError(f"holdout_real {missing}: no such case in rendered_masks or real_ct")
+    real_maps, cts = real_uses.kept_real_data(cfg)
     parts: list[tuple[data.CaseSource, float]] = [(phantoms, cfg.mix.get("phantom", 0.0))]
     seeds = range(cfg.render_seed_base, cfg.render_seed_base + cfg.rendered_cases)
-    if cfg.mix.get("rendered", 0) > 0:
-        real_maps = [m for m in masks if not data.held_out(m.name, holdout)]
+    if real_maps:
         rendered = data.RenderedMaskSource(real_maps, seeds, cfg.render)
         parts.append((rendered, cfg.mix["rendered"]))
     if cfg.mix.get("rendered_phantom", 0) > 0:
@@ -226,11 +220,7 @@ def mixed_source(cfg: TrainConfig, phantoms: data.PhantomSource) -> data.MixedSo
         maps = [data.PhantomLabelMap(phantoms, n) for n in range(count)]
         rendered = data.RenderedMaskSource(maps, seeds, cfg.render)
         parts.append((rendered, cfg.mix["rendered_phantom"]))
-    if cfg.mix.get("real_ct", 0) > 0:
-        for source in cts:
-            kept = data.without_held_out(source, holdout)
-            if len(kept):
-                parts.append((kept, cfg.mix["real_ct"] / len(cts)))
+    parts += [(source, cfg.mix["real_ct"] / len(cts)) for source in cts]
     return data.MixedSource(parts)
 
 
@@ -390,7 +380,7 @@ def train(
     model = nets.build_model(stage, nets.NetConfig(**cfg.net)).to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last_3d)
-    init_meta: dict[str, Any] | None = None
+    init_meta: dict[str, Any] | None = None  # the start file, and the real cases that chose it
     if init_weights is not None and not (resume and ckpt_path.exists()):
         start = nets.load_model(init_weights, stage)
         if start.config != model.config:
@@ -398,7 +388,12 @@ def train(
                 f"{init_weights} holds a {start.config} network; the config asks for {model.config}"
             )
         model.load_state_dict(start.state_dict())
-        init_meta = {"file": str(init_weights), "sha256": start.weights_sha256}
+        chose_init = real_uses.init_uses(init_weights)
+        init_meta = {
+            "file": str(init_weights),
+            "sha256": start.weights_sha256,
+            "real_cases": None if chose_init is None else [asdict(u) for u in chose_init],
+        }
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, wall_before, best = 0, 0.0, -1.0
     if resume and ckpt_path.exists():
@@ -409,9 +404,16 @@ def train(
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["torch_rng"].cpu())  # map_location moved it
         step, wall_before, best = int(ckpt["step"]), float(ckpt["wall_s"]), float(ckpt["best_dice"])
+        # a checkpoint from before the start file was kept: its real cases are unknown
+        init_meta = json.loads(ckpt.get("init", '{"file": "not recorded", "real_cases": null}'))
     net = torch.nn.parallel.DistributedDataParallel(model) if run.world > 1 else model
 
     train_src, val_src = sources or build_sources(cfg, data_dir)
+    run_uses = None  # unknown when the caller gives the sources
+    if sources is None:
+        run_uses = real_uses.real_case_uses(
+            cfg, *((train_src, val_src) if data_dir is not None else ())
+        )
     preparer = data.CasePreparer(
         cfg.spacing_mm, stage == "stage2", out / "cache" if run.main else None, cfg.cache_in_memory
     )
@@ -460,6 +462,7 @@ def train(
                 "wall_s": wall,
                 "best_dice": best,
                 "config": json.dumps(asdict(cfg)),
+                "init": json.dumps(init_meta),
             },
             tmp,
         )
@@ -478,6 +481,18 @@ def train(
                 "initialised_from": init_meta,
             }
             nets.save_weights(model, out / f"{stage}.pt", meta)
+            record_real_uses(f"{stage}.pt")
+
+    def record_real_uses(artefact: str) -> None:
+        """The weight file's provenance record: the run's real cases and its start file's;
+        none where either is unknown (the file is then "provenance unknown", never held out)."""
+        inherited: tuple[provenance.CaseUse, ...] = ()
+        if init_meta is not None:
+            if init_meta.get("real_cases") is None:
+                return
+            inherited = tuple(provenance.CaseUse(**u) for u in init_meta["real_cases"])
+        if run_uses is not None:
+            real_uses.record_weights(out, artefact, run_uses, inherited, f"trained by: {command}")
 
     def validate_and_save() -> None:
         """Validate, log, write the weights and keep them as the best if they are (rank 0)."""
@@ -489,6 +504,7 @@ def train(
         save(last_val, weights=True)
         if improved:
             (out / f"{stage}_best.pt").write_bytes((out / f"{stage}.pt").read_bytes())
+            record_real_uses(f"{stage}_best.pt")
 
     t0 = time.time()
     saved_step = step
