@@ -305,6 +305,7 @@ def test_module_cmake_lists_the_resources_and_tests():
     assert (
         "${SPINELABELER_ROOT}/Resources/Models/*.pt" in text
         and "${SPINELABELER_ROOT}/Resources/Models/*.md" in text
+        and "${SPINELABELER_ROOT}/Resources/Models/provenance.json" in text
     )
     assert re.search(
         r"slicerMacroBuildScriptedModule\(\s*NAME \$\{MODULE_NAME\}.*WITH_GENERIC_TESTS", text, re.S
@@ -417,6 +418,11 @@ def test_extension_configures_and_installs_module_library_and_resources(tmp_path
     assert (modules / "SpineLabeler.py").is_file()
     assert (modules / "Resources" / "UI" / "SpineLabeler.ui").is_file()
     assert (modules / "Resources" / "Icons" / "SpineLabeler.png").is_file()
+    models = ROOT / "Resources" / "Models"
+    shipped = sorted(f.name for f in models.iterdir() if f.suffix in (".pt", ".md", ".json"))
+    assert "provenance.json" in shipped
+    installed_models = modules / "Resources" / "Models"
+    assert sorted(f.name for f in installed_models.iterdir()) == shipped
     listed = [
         line.strip()
         for line in cmake_block(MODULE_CMAKE.read_text(), "SPINELABELERLIB_PYTHON_SCRIPTS")
