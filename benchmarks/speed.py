@@ -6,7 +6,7 @@
 The CT is a whole-spine phantom placed on a clinical grid (512 x 512 in-plane at 0.8 mm,
 at least 800 slices of 1 mm; ``--ct`` times any other CT). Each repeat runs in a fresh
 child process (reading the CT, loading the networks, segmenting), so its peak resident
-memory (``ru_maxrss``) is that of one segmentation. Printed: median and spread per stage,
+memory (VmHWM, benchmarks/peak_memory.py) is that of one segmentation. Printed: median and spread per stage,
 peak memory, and the floor: the networks' arithmetic (multiply-adds counted on the actual
 input sizes and number of stage-2 calls) divided by the convolution throughput measured on
 this machine with the same threads. ``--save`` writes benchmarks/results/speed[_fast].txt.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.peak_memory import peak_rss_mb  # noqa: E402
 
 CLINICAL_SPACING_MM = (0.8, 0.8, 1.0)
 CLINICAL_IN_PLANE = 512
@@ -74,7 +75,7 @@ def child(ct_path: str, device: str, threads: int, fast: bool, weights: str | No
         settings = SegmentSettings(weights_dir=Path(weights), device=device, threads=threads)
     settings = settings.fast() if fast else settings
     result = segment_spine(ct, settings)
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    peak_gb = peak_rss_mb() / 1024
     cuda_peak = torch.cuda.max_memory_allocated() / 1024**3 if torch.cuda.is_available() else 0.0
     out = {
         "read_s": read_s,
