@@ -154,6 +154,31 @@ def record_use(
     return record[artefact]
 
 
+def copy_artefact(
+    source: str | os.PathLike,
+    name: str,
+    folder: str | os.PathLike,
+    as_name: str | None = None,
+    uses: Iterable[CaseUse] = (),
+    note: str | None = None,
+) -> Artefact:
+    """Copy weight file ``source/name`` into ``folder`` (as ``as_name``) with its record: the
+    cases that chose it where it was, plus ``uses`` (a case whose figures picked it for
+    shipping: role "gate"). Refuses a file without a record there: its provenance would be
+    lost on the way. Replaces a file of that name in ``folder`` and its record."""
+    chose = uses_of(source, name)
+    if chose is None:
+        raise ValueError(f"{Path(source) / name} has no provenance record: not copied")
+    target = Path(folder) / (as_name or name)
+    with atomic_path(target, force=True) as tmp:
+        Path(tmp).write_bytes((Path(source) / name).read_bytes())
+    record = read_record(folder)
+    old_note = read_record(source)[name].note
+    record[target.name] = Artefact(None, (), old_note if note is None else note)
+    write_record(folder, record)
+    return record_use(folder, target.name, (*chose, *uses))
+
+
 def uses_of(folder: str | os.PathLike, artefact: str) -> tuple[CaseUse, ...] | None:
     """The real cases that chose ``artefact`` of ``folder``; None where the record does not
     know it (no record or entry, or a weight file that is not the one recorded)."""

@@ -75,3 +75,17 @@ def test_the_shipped_record_matches_the_shipped_weights():
     gate = [u for u in provenance.uses_of(DEFAULT_WEIGHTS_DIR, "stage2.pt") if u.role == "gate"]
     assert [u.case for u in gate] == ["sub-verse008"]
     assert provenance.uses_of(DEFAULT_WEIGHTS_DIR, PIPELINE) is not None
+
+
+def test_a_copied_weight_file_keeps_its_record_and_adds_the_gate(tmp_path):
+    run = weights_folder(tmp_path / "run")
+    provenance.record_use(run, "stage2.pt", [CaseUse("sub-b", "trained", "t")], note="run")
+    shipped = weights_folder(tmp_path / "shipped")
+    provenance.record_use(shipped, "stage2.pt", [CaseUse("sub-old", "gate", "old file")])
+    gate = CaseUse("sub-c", "gate", "picked on its figures")
+    provenance.copy_artefact(run, "stage2.pt", shipped, uses=[gate])
+    assert (shipped / "stage2.pt").read_bytes() == (run / "stage2.pt").read_bytes()
+    assert provenance.uses_of(shipped, "stage2.pt") == (CaseUse("sub-b", "trained", "t"), gate)
+    assert provenance.read_record(shipped)["stage2.pt"].note == "run"
+    with pytest.raises(ValueError, match="no provenance record"):
+        provenance.copy_artefact(run, "stage1.pt", shipped)
