@@ -184,3 +184,24 @@ def test_segment_with_an_unknown_series_lists_those_present(two_series_folder, t
     err = capsys.readouterr().err
     assert "no DICOM series 7.7; the folder holds: 1.2.3.10 (" in err and "1.2.3.20 (" in err
     assert not out.exists()
+
+
+def test_a_folder_with_dicom_files_and_sub_folders_is_refused_not_half_read(
+    two_series_folder, tmp_path, capsys
+):
+    """Batching the sub-folders would skip the series beside them without a word."""
+    folder, ct = two_series_folder
+    write_ct_series(ct, folder / "patient2", series_uid="1.2.3.30")
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(folder), "-o", str(out), "--progress", "none"]) == 2
+    err = capsys.readouterr().err
+    assert "DICOM file(s) beside 1 sub-folder(s) (patient2)" in err and "--series" in err
+    assert not out.exists()
+    args = ["segment", str(folder), "-o", str(out), "--series", "1.2.3.30", "--formats", "nii.gz"]
+    assert cli.main([*args, "--progress", "none"]) == 0  # a series named: read as one input
+    (folder / "DICOMDIR").write_bytes(b"x")
+    for path in folder.iterdir():  # a DICOMDIR beside series folders is a batch
+        if path.is_file() and path.name != "DICOMDIR":
+            path.unlink()
+    assert cli.main(["segment", str(folder), "-o", str(tmp_path / "b"), "--formats", "nii.gz"]) == 0
+    assert (tmp_path / "b" / "patient2" / "labels.nii.gz").is_file()

@@ -196,6 +196,25 @@ def case_inputs(folder: Path) -> list[tuple[str, Path]]:
     return cases
 
 
+def mixed_folder(source: Path, cases: list[tuple[str, Path]]) -> str | None:
+    """Why a folder that holds DICOM files beside sub-folders cannot be read as either a
+    series or a batch (one would silently skip the other); None when it is one of them."""
+    from SpineLabelerLib.io.dicom_series import top_level_dicom_files
+
+    folders = [path for _, path in cases if path.is_dir()]
+    if not folders:
+        return None
+    files = top_level_dicom_files(source)
+    if not files:
+        return None
+    return (
+        f"{source} holds {len(files)} DICOM file(s) beside {len(folders)} sub-folder(s) "
+        f"({', '.join(p.name for p in folders[:3])}{' ...' if len(folders) > 3 else ''}): "
+        "give the series' own folder, or the series with --series UID "
+        "(`spinelabeler info` lists them), or move the files into a sub-folder to batch them"
+    )
+
+
 def segment_one(
     ct_path: Path,
     out_dir: Path,
@@ -291,6 +310,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"refused: {source} does not exist", EXIT_REFUSED)
     progress = progress_printer(args.progress, sys.stdout)
     cases = case_inputs(source) if source.is_dir() and args.series is None else []
+    mixed = mixed_folder(source, cases)
+    if mixed:
+        return _fail(f"refused: {mixed}", EXIT_REFUSED)
     refusal = refuse_dicom_output(formats, [path for _, path in cases] or [source])
     if args.formats.strip() != "all" and refusal:
         return _fail(f"refused: {refusal}", EXIT_REFUSED)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pydicom.misc
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
@@ -123,6 +124,19 @@ def slice_normal(orientation: tuple[float, ...]) -> np.ndarray:
     row, column = np.asarray(orientation[:3]), np.asarray(orientation[3:6])
     normal = np.cross(row, column)
     return normal / np.linalg.norm(normal)
+
+
+def top_level_dicom_files(folder: str | os.PathLike) -> list[Path]:
+    """The DICOM files directly in ``folder`` (by their preamble; DICOMDIR and hidden files
+    aside): a folder that holds them is a series, not a batch of its sub-folders."""
+    return [
+        path
+        for path in sorted(Path(folder).iterdir())
+        if path.is_file()
+        and not path.name.startswith(".")
+        and path.name.upper() != "DICOMDIR"
+        and pydicom.misc.is_dicom(path)
+    ]
 
 
 def find_series(folder: str | os.PathLike) -> list[DicomSeries]:
