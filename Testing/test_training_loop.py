@@ -176,6 +176,37 @@ def test_stage2_samples_follow_the_protocol():
     assert seen_memory > 10 and 0 < seen_empty < 20
 
 
+def test_stage1_tight_crops_keep_only_the_spine_in_plane():
+    """p_tight cuts the crop in-plane around the spine (air, background outside); at 0 the
+    crops are those of the default sampling, draw for draw."""
+    from SpineLabelerLib.training.data import CasePreparer, StepSamples
+    from SpineLabelerLib.training.samples import CT_FILL, Stage1Sampling
+
+    wide = tiny_source(1)
+    prepare = CasePreparer(1.5, False)
+    tight = Stage1Sampling(spine_bias=1.0, p_tight=1.0, tight_half_width_mm=(6.0, 6.0),
+                           tight_shift_mm=0.0)  # fmt: skip
+    plain = StepSamples("stage1", wide, prepare, (16, 32, 32), seed=0)
+    same = StepSamples("stage1", wide, prepare, (16, 32, 32), seed=0,
+                       stage1_sampling=Stage1Sampling(p_tight=0.0))  # fmt: skip
+    cut = StepSamples("stage1", wide, prepare, (16, 32, 32), seed=0, stage1_sampling=tight)
+    whole = StepSamples("stage1", wide, prepare, (16, 32, 32), seed=0,
+                        stage1_sampling=Stage1Sampling(spine_bias=1.0))  # fmt: skip
+    for n in range(6):
+        x, y = plain[n]
+        assert torch.equal(x, same[n][0]) and torch.equal(y, same[n][1])
+        xt, yt = cut[n]
+        kept = (xt[0] != CT_FILL).any(dim=0)  # (J, I): the in-plane box
+        js, is_ = torch.nonzero(kept, as_tuple=True)
+        assert 0 < js.max() - js.min() <= 9 and 0 < is_.max() - is_.min() <= 9  # +-6 mm at 1.5
+        assert (yt[:, ~kept] == 0).all() and (yt > 0).any()  # the spine (boxes at j 6-13) kept
+        assert torch.equal(xt[0][:, kept], whole[n][0][0][:, kept])  # the same crop, cut
+    with pytest.raises(ValueError):
+        _cfg(stage1_sampling={"p_tight": 2.0})
+    with pytest.raises(TypeError):
+        _cfg(stage1_sampling={"p_tite": 0.5})
+
+
 def test_two_process_gloo_run_keeps_identical_weights(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(TESTING.parent))
     cmd = [

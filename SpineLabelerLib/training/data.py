@@ -33,6 +33,7 @@ from SpineLabelerLib import preprocess
 from SpineLabelerLib.image import Image, bounding_box, index_to_lps, subimage
 from SpineLabelerLib.training.samples import (
     PreparedCase,
+    Stage1Sampling,
     Stage2Sampling,
     stage1_sample,
     stage2_sample,
@@ -480,6 +481,7 @@ class StepSamples(Dataset):
         seed: int,
         rank: int = 0,
         sampling: Stage2Sampling | None = None,
+        stage1_sampling: Stage1Sampling | None = None,
         length: int = 2**62,
     ) -> None:
         if stage not in ("stage1", "stage2"):
@@ -490,6 +492,7 @@ class StepSamples(Dataset):
         self.size_kji = tuple(int(s) for s in size_kji)
         self.seed, self.rank, self.length = seed, rank, length
         self.sampling = sampling or Stage2Sampling()
+        self.stage1_sampling = stage1_sampling or Stage1Sampling()
 
     def __len__(self) -> int:
         return self.length
@@ -498,7 +501,7 @@ class StepSamples(Dataset):
         rng = np.random.default_rng([self.seed, self.rank, int(n)])
         case = self.preparer(self.source, int(rng.integers(len(self.source))))
         if self.stage == "stage1":
-            x, y = stage1_sample(case, self.size_kji, rng)
+            x, y = stage1_sample(case, self.size_kji, rng, self.stage1_sampling)
         else:
             x, y = stage2_sample(case, self.size_kji, rng, self.sampling)
         return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))

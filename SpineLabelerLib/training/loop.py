@@ -33,7 +33,7 @@ from SpineLabelerLib.progress import CancelFlag, Cancelled, ProgressCallback, re
 from SpineLabelerLib.training import augment as aug
 from SpineLabelerLib.training import data, real_uses
 from SpineLabelerLib.training.losses import bootstrapped_cross_entropy, dice_loss, dice_score
-from SpineLabelerLib.training.samples import Stage2Sampling
+from SpineLabelerLib.training.samples import Stage1Sampling, Stage2Sampling
 
 VAL_RANK = 1_000_000  # the rank number whose sample stream is the validation set
 MIX_PARTS = ("phantom", "rendered", "rendered_phantom", "real_ct")  # what ``mix`` weighs
@@ -59,6 +59,7 @@ class TrainConfig:
     bootstrap_fraction: float = 0.10
     augment: dict[str, Any] = field(default_factory=dict)  # AugmentSettings
     stage2_sampling: dict[str, Any] = field(default_factory=dict)  # Stage2Sampling
+    stage1_sampling: dict[str, Any] = field(default_factory=dict)  # Stage1Sampling (training only)
     phantom: dict[str, Any] = field(default_factory=dict)  # keyword settings of generate_case
     train_seed_base: int = 0
     train_cases: int = 64
@@ -102,6 +103,8 @@ class TrainConfig:
         if len(cfg.size_kji) != 3 or any(s % multiple for s in cfg.size_kji):
             raise ValueError(f"size_kji {cfg.size_kji} must be 3 multiples of {multiple}")
         cfg._check_mix()
+        Stage1Sampling(**cfg.stage1_sampling)  # unusable settings fail here, not at step 1
+        Stage2Sampling(**cfg.stage2_sampling)
         return cfg
 
     def _check_mix(self) -> None:
@@ -419,8 +422,9 @@ def train(
     )
     sampling = Stage2Sampling(**cfg.stage2_sampling)
     dataset = data.StepSamples(
-        stage, train_src, preparer, cfg.size_kji, cfg.seed, run.rank, sampling
-    )
+        stage, train_src, preparer, cfg.size_kji, cfg.seed, run.rank, sampling,
+        stage1_sampling=Stage1Sampling(**cfg.stage1_sampling),
+    )  # fmt: skip
     loader = DataLoader(
         dataset,
         batch_size=cfg.batch_size,

@@ -68,19 +68,38 @@ def crop_with_fill(volume: np.ndarray, start_kji: np.ndarray, size_kji, fill: fl
 # ----------------------------------------------------------------------------- stage 1
 
 
+@dataclass(frozen=True)
+class Stage1Sampling:
+    """How stage-1 crops are drawn (a training config's ``stage1_sampling``)."""
+
+    spine_bias: float = 0.5  # centred near a random vertebra voxel, else anywhere
+    # Cut in-plane around the spine, as a spine-tight scan or a VerSe-style crop is: no ribs'
+    # shafts, lungs or body outline left to tell the region, only the vertebrae and the
+    # stubs of their ribs (stage 1 named real tight crops' upper lumbar vertebrae thoracic).
+    p_tight: float = 0.0
+    tight_half_width_mm: tuple[float, float] = (40.0, 80.0)  # drawn per axis (AP, LR)
+    tight_shift_mm: float = 10.0  # the box's centre off the spine's, per axis
+
+    def __post_init__(self) -> None:
+        lo, hi = self.tight_half_width_mm
+        if not (0.0 <= self.p_tight <= 1.0 and 0.0 <= self.spine_bias <= 1.0 and 0 < lo <= hi):
+            raise ValueError(f"unusable stage-1 sampling {self}")
+
+
 def stage1_sample(
     case: PreparedCase,
     crop_kji: tuple[int, int, int],
     rng: np.random.Generator,
-    spine_bias: float = 0.5,
+    sampling: Stage1Sampling = Stage1Sampling(),
 ) -> tuple[np.ndarray, np.ndarray]:
     """A random crop: CT ``(1, K, J, I)`` float32 and region classes ``(K, J, I)`` int64
     (0 bg, 1 C, 2 T, 3 L). With probability ``spine_bias`` the crop is centred near a random
-    vertebra voxel, otherwise anywhere in the case (so background and leg CTs are seen too)."""
+    vertebra voxel, otherwise anywhere in the case (so background and leg CTs are seen too);
+    with probability ``p_tight`` it is then cut in-plane around the spine."""
     shape = np.asarray(case.ct.shape)
     size = np.asarray(crop_kji)
     centroids = case.centroids_kji()
-    if centroids and rng.random() < spine_bias:
+    if centroids and rng.random() < sampling.spine_bias:
         centre = np.asarray(list(centroids.values()))[rng.integers(len(centroids))]
         centre = centre + rng.uniform(-0.35, 0.35, 3) * size
     else:
@@ -90,7 +109,34 @@ def stage1_sample(
     start = np.where(shape >= size, np.clip(start, 0, shape - size), (shape - size) // 2)
     ct = crop_with_fill(case.ct, start, crop_kji, CT_FILL)
     classes = region_classes(crop_with_fill(case.labels, start, crop_kji, 0)).astype(np.int64)
+    if centroids and sampling.p_tight > 0 and rng.random() < sampling.p_tight:
+        _tight_cut(ct, classes, start, centroids, case.spacing_mm, rng, sampling)
     return ct[None], classes
+
+
+def _tight_cut(
+    ct: np.ndarray,
+    classes: np.ndarray,
+    start: np.ndarray,
+    centroids: dict[int, np.ndarray],
+    spacing_mm: float,
+    rng: np.random.Generator,
+    sampling: Stage1Sampling,
+) -> None:
+    """Blank the crop outside an in-plane box around the spine (in place): air in the CT,
+    background in the classes (a vertebra's part outside the scan is not there to call).
+    The box is centred on the vertebrae whose centroids lie in the crop's slices (all of
+    them where none does)."""
+    points = np.asarray(list(centroids.values())) - start
+    inside = points[(points[:, 0] >= 0) & (points[:, 0] < ct.shape[0])]
+    centre_ji = np.median(inside if len(inside) else points, axis=0)[1:]
+    centre_ji = centre_ji + rng.uniform(-1, 1, 2) * sampling.tight_shift_mm / spacing_mm
+    half = rng.uniform(*sampling.tight_half_width_mm, size=2) / spacing_mm
+    j = np.abs(np.arange(ct.shape[1]) - centre_ji[0]) > half[0]
+    i = np.abs(np.arange(ct.shape[2]) - centre_ji[1]) > half[1]
+    outside = j[:, None] | i[None, :]
+    ct[:, outside] = CT_FILL
+    classes[:, outside] = 0
 
 
 # ----------------------------------------------------------------------------- stage 2
