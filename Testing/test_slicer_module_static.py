@@ -419,10 +419,13 @@ def test_extension_configures_and_installs_module_library_and_resources(tmp_path
     assert (modules / "Resources" / "UI" / "SpineLabeler.ui").is_file()
     assert (modules / "Resources" / "Icons" / "SpineLabeler.png").is_file()
     models = ROOT / "Resources" / "Models"
-    shipped = sorted(f.name for f in models.iterdir() if f.suffix in (".pt", ".md", ".json"))
+    shipped = sorted(
+        str(f.relative_to(models)) for f in models.rglob("*") if f.suffix in (".pt", ".md", ".json")
+    )
     assert "provenance.json" in shipped
     installed_models = modules / "Resources" / "Models"
-    assert sorted(f.name for f in installed_models.iterdir()) == shipped
+    installed = [str(f.relative_to(installed_models)) for f in installed_models.rglob("*")]
+    assert sorted(f for f in installed if (installed_models / f).is_file()) == shipped
     listed = [
         line.strip()
         for line in cmake_block(MODULE_CMAKE.read_text(), "SPINELABELERLIB_PYTHON_SCRIPTS")
