@@ -185,6 +185,18 @@ def test_fit_level_head_command_writes_a_head_bound_to_its_stage2_file(tmp_path,
     assert head.meta["device"].startswith("cpu")
     assert list(head.meta)[:2] == ["command", "config"]  # how it was asked, first
     assert head.meta["config"] == DEFAULT_CONFIG  # as named, not where it was found
+    from SpineLabelerLib import provenance
+
+    assert provenance.uses_of(tmp_path, "level_head.pt") is None  # its stage 2 has no record
+    provenance.record_use(tmp_path, stage2.name, [provenance.CaseUse("sub-a", "gate", "g")])
+    again = tmp_path / "again" / "level_head.pt"
+    argv[argv.index(str(out))] = str(again)
+    again.parent.mkdir()
+    assert cli.main(argv) == 0
+    assert [(u.case, u.role) for u in provenance.uses_of(again.parent, again.name)] == [
+        ("sub-a", "gate"),  # the stage-2 file's cases chose the features it reads
+        ("sub-verse008", "phantom_hu"),
+    ]
     before = out.read_bytes()
     with pytest.raises(SystemExit, match="exists"):
         cli.main(argv)

@@ -244,5 +244,21 @@ def fit(
         "wall_s": round(time.time() - t, 1),
     }
     digest = save_level_head(head, out, model.weights_sha256, meta)
+    record_head_uses(out, stage2, fit_source if data else None)
     print(json.dumps({**figures, "sha256": digest[:16], "wall_s": meta["wall_s"]}, indent=1))
     return 0
+
+
+def record_head_uses(out: Path, stage2: str | Path, real_fit: CaseSource | None) -> None:
+    """The head's provenance record beside it: the real cases that chose its stage-2 file
+    (it reads that net's features) and those it was fit on (phantoms: the CT their HU were
+    matched to); none where the stage-2 file has no record (the head is then unknown too)."""
+    from SpineLabelerLib import provenance
+    from SpineLabelerLib.training.real_uses import PHANTOM_HU_USE, init_uses, trained_on
+
+    chose_stage2 = init_uses(stage2)
+    if chose_stage2 is None:
+        print(f"{stage2} has no provenance record: none written for {out.name}")
+        return
+    own = [PHANTOM_HU_USE] if real_fit is None else trained_on(real_fit)
+    provenance.record_use(out.parent, out.name, (*chose_stage2, *own))

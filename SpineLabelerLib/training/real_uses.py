@@ -63,7 +63,7 @@ def real_case_uses(
     training part trained and its validation part picked the best checkpoint (``gate``)."""
     uses: list[CaseUse] = []
     if train_part is not None:
-        uses += [CaseUse(c, "trained", "its CT and mask (--data)") for c in _ids(train_part)]
+        uses += trained_on(train_part)
         if val_part is not None and val_part is not train_part:
             uses += [
                 CaseUse(c, "gate", "validation case (--data): picked the _best file")
@@ -77,6 +77,11 @@ def real_case_uses(
         uses += [CaseUse(m.name, "trained", "its expert mask rendered as CT") for m in masks]
         uses += [CaseUse(c, "trained", "its CT and expert mask") for s in cts for c in _ids(s)]
     return tuple(dict.fromkeys(uses))
+
+
+def trained_on(source: data.SubsetSource | data.VerseSource) -> list[CaseUse]:
+    """A user's real cases (``--data``) that a net or head was fit on."""
+    return [CaseUse(c, "trained", "its CT and mask (--data)") for c in _ids(source)]
 
 
 def init_uses(init_weights: str | Path) -> tuple[CaseUse, ...] | None:
