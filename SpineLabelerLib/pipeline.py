@@ -54,6 +54,9 @@ from SpineLabelerLib.io.checks import check_ct
 from SpineLabelerLib.progress import CancelFlag, ProgressCallback, report
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
+# The stage-2 net fine-tuned on real expert masks rendered as CT, with its own level head:
+# outlines nearer a real expert's, a little wider than the phantoms' labels (real_shapes/README.md).
+REAL_SHAPES_WEIGHTS_DIR = DEFAULT_WEIGHTS_DIR / "real_shapes"
 
 
 # Overall progress span of each stage.

@@ -77,6 +77,16 @@ def test_the_shipped_record_matches_the_shipped_weights():
     assert provenance.uses_of(DEFAULT_WEIGHTS_DIR, PIPELINE) is not None
 
 
+def test_the_real_shapes_record_matches_its_weights_and_names_what_chose_them():
+    from SpineLabelerLib.pipeline import REAL_SHAPES_WEIGHTS_DIR
+
+    for name in ("stage1.pt", "stage2.pt", "level_head.pt"):
+        assert provenance.uses_of(REAL_SHAPES_WEIGHTS_DIR, name) is not None, name
+    stage2 = {(u.case, u.role) for u in provenance.uses_of(REAL_SHAPES_WEIGHTS_DIR, "stage2.pt")}
+    assert ("sub-verse008", "trained") in stage2 and ("sub-verse005", "gate") in stage2
+    assert ("sub-verse005", "trained") not in stage2  # held out of its training
+
+
 def test_a_copied_weight_file_keeps_its_record_and_adds_the_gate(tmp_path):
     run = weights_folder(tmp_path / "run")
     provenance.record_use(run, "stage2.pt", [CaseUse("sub-b", "trained", "t")], note="run")

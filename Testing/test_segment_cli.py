@@ -247,3 +247,33 @@ def test_bone_edges_grow_the_outlines_and_keep_the_names(lumbar, tmp_path):
         names[bool(flags)] = [v["name"] for v in report["vertebrae"]]
         voxels[bool(flags)] = np.count_nonzero(read_labelmap(out / "labels.nii.gz").array)
     assert voxels[True] > voxels[False] and names[True] == names[False] != []
+
+
+def test_real_shapes_reads_its_own_weight_folder_and_excludes_weights(
+    lumbar, tmp_path, monkeypatch
+):
+    path, _truth, _names = lumbar
+    seen = []
+
+    def runners(settings):
+        seen.append(Path(settings.weights_dir))
+        return (*oracle_runners(), [])
+
+    monkeypatch.setattr(pipeline, "load_runners", runners)
+    args = [
+        "segment",
+        str(path),
+        "-o",
+        str(tmp_path / "a"),
+        "--formats",
+        "json",
+        "--progress",
+        "none",
+    ]
+    assert cli.main([*args, "--real-shapes"]) == 0
+    assert seen == [pipeline.REAL_SHAPES_WEIGHTS_DIR]
+    for name in ("stage1.pt", "stage2.pt", "level_head.pt", "provenance.json", "README.md"):
+        assert (pipeline.REAL_SHAPES_WEIGHTS_DIR / name).is_file(), name
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*args, "--real-shapes", "--weights", str(tmp_path)])
+    assert exc.value.code == 2

@@ -26,12 +26,12 @@ The map is painted on a fine axis-aligned grid (``render_spacing_mm``) around th
 blurred there with the slice profile and kernel, then resampled onto the drawn scanner grid;
 the labels go onto the same grid by nearest neighbour.
 
-Stage 1 is not trained on rendered real masks: stage 1 tells thoracic from cervical and
-lumbar by the ribs, and the real masks hold no ribs, so a rendered real thoracic column
-would teach "thoracic without ribs" and undo what tells a 13-rib or L6 spine apart. The
-phantom maps carry ribs in their tissue map, but rendering them adds little to stage 1
-over the phantom CTs themselves. Rendered cases feed stage 2, which segments one vertebra
-at a time by its shape.
+Rendered cases feed stage 2, which segments one vertebra at a time by its shape. For stage 1
+they are a trial (configs/stage1_real_cpu.json, not shipped): the real masks hold no ribs, so
+a rendered thoracic column teaches "thoracic without ribs" - what a spine-tight real crop
+shows, and no contradiction of the phantoms' targets, which name each level by its region
+whatever its ribs - but it leans stage 1 on shape alone, where the ribs tell a 13-rib or L6
+spine apart; that run mixes in phantom crops cut tight round the spine, rib stubs kept.
 """
 
 from __future__ import annotations
