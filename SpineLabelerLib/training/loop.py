@@ -496,7 +496,7 @@ def train(
                 return
             inherited = tuple(provenance.CaseUse(**u) for u in init_meta["real_cases"])
         if run_uses is not None:
-            real_uses.record_weights(out, artefact, run_uses, inherited, f"trained by: {command}")
+            provenance.record_use(out, artefact, (*inherited, *run_uses), f"trained by: {command}")
 
     def validate_and_save() -> None:
         """Validate, log, write the weights and keep them as the best if they are (rank 0)."""

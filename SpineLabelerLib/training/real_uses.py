@@ -2,8 +2,9 @@
 
 A weight file trained on a real CT, or on an expert mask rendered as CT, cannot be judged on
 that case; neither can one whose best checkpoint a case's figures picked. The run writes these
-uses itself (:func:`record_weights`), together with the cases that chose the file it started
-from, so that a file never ships without the record ``benchmarks/real.py`` reads.
+uses itself (training/loop.py, with :func:`real_case_uses`), together with the cases that
+chose the file it started from (:func:`init_uses`), so that a file never ships without the
+record ``benchmarks/real.py`` reads.
 """
 
 from __future__ import annotations
@@ -89,10 +90,3 @@ def init_uses(init_weights: str | Path) -> tuple[CaseUse, ...] | None:
     too); None where that file has no record."""
     path = Path(init_weights)
     return provenance.uses_of(path.parent, path.name)
-
-
-def record_weights(
-    out: Path, artefact: str, uses: tuple[CaseUse, ...], inherited: tuple[CaseUse, ...], note: str
-) -> None:
-    """Bind ``out/artefact``'s record to the file now there, with the run's and its start's uses."""
-    provenance.record_use(out, artefact, (*inherited, *uses), note=note)
