@@ -98,12 +98,17 @@ class SpineLabelerParameterNode:
     inputVolume - the CT to segment.
     segmentation - the result being corrected and exported.
     fast - coarser stage 1, fewer iterations per vertebra.
+    realShapes - the stage-2 net fine-tuned on real expert masks (outlines nearer a real
+        expert's; on the phantoms a little wider than their labels).
+    boneEdges - each vertebra grown over the CT's bone up to 1.5 mm.
     makeSegmentation / makeMarkups / makeSurfaces - which outputs to show.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
     segmentation: vtkMRMLSegmentationNode
     fast: bool = False
+    realShapes: bool = False
+    boneEdges: bool = False
     makeSegmentation: bool = True
     makeMarkups: bool = True
     makeSurfaces: bool = True
@@ -233,7 +238,9 @@ class SpineLabelerLogic(ScriptedLoadableModuleLogic):
 
     # -- segmenting ------------------------------------------------------------------
 
-    def startSegmentation(self, volumeNode, device="auto", fast=False, formats=None):
+    def startSegmentation(
+        self, volumeNode, device="auto", fast=False, formats=None, realShapes=False, boneEdges=False
+    ):
         """Write the volume to a temporary file and start ``spinelabeler segment`` on it.
 
         Returns a SegmentationRun whose ``job`` the caller polls (``job.poll()``) or waits for.
@@ -247,7 +254,14 @@ class SpineLabelerLogic(ScriptedLoadableModuleLogic):
         workDir = tempfile.TemporaryDirectory(prefix="SpineLabeler-")
         ctPath = write_scalar_image(Path(workDir.name) / "ct.nrrd", ct)
         argv = childjob.segment_argv(
-            childjob.python_executable(), ctPath, Path(workDir.name) / "out", device, fast, formats
+            childjob.python_executable(),
+            ctPath,
+            Path(workDir.name) / "out",
+            device,
+            fast,
+            formats,
+            real_shapes=realShapes,
+            bone_edges=boneEdges,
         )
         logging.info("SpineLabeler: " + " ".join(argv))
         job = childjob.ChildJob(argv).start()
@@ -258,6 +272,8 @@ class SpineLabelerLogic(ScriptedLoadableModuleLogic):
         volumeNode,
         device="auto",
         fast=False,
+        realShapes=False,
+        boneEdges=False,
         makeSegmentation=True,
         makeMarkups=True,
         makeSurfaces=True,
@@ -271,7 +287,9 @@ class SpineLabelerLogic(ScriptedLoadableModuleLogic):
         ``progress(stage, fraction, message)`` receives the child's reports; setting the
         ``cancel`` flag (SpineLabelerLib.progress.CancelFlag) stops the child.
         """
-        run = self.startSegmentation(volumeNode, device, fast)
+        run = self.startSegmentation(
+            volumeNode, device, fast, realShapes=realShapes, boneEdges=boneEdges
+        )
         try:
             code = run.job.wait(progress=progress, cancel=cancel, timeout_s=timeoutSeconds)
             if code != 0:
@@ -805,7 +823,10 @@ class SpineLabelerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             volume = self._parameterNode.inputVolume
             self._replace = self._askReplace(volume)
             device = self.ui.deviceComboBox.currentData
-            self._run = self.logic.startSegmentation(volume, device, self._parameterNode.fast)
+            node = self._parameterNode
+            self._run = self.logic.startSegmentation(
+                volume, device, node.fast, realShapes=node.realShapes, boneEdges=node.boneEdges
+            )
             self.ui.progressBar.value = 0
             self.ui.statusLabel.text = f"Segmenting '{volume.GetName()}'..."
             self._timer.start()

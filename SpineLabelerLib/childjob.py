@@ -73,15 +73,22 @@ def segment_argv(
     fast: bool = False,
     formats: Sequence[str] | None = None,
     force: bool = True,
+    real_shapes: bool = False,
+    bone_edges: bool = False,
 ) -> list[str]:
     """Command line of ``spinelabeler segment`` run by interpreter ``python`` (PythonSlicer
-    inside Slicer), printing ``PROGRESS`` lines."""
+    inside Slicer), printing ``PROGRESS`` lines. ``real_shapes`` / ``bone_edges``: the
+    options for real CTs (``--real-shapes``, ``--bone-edges``)."""
     if device not in ("auto", "cpu", "cuda", "mps"):
         raise ValueError(f"device must be auto, cpu, cuda or mps, got {device!r}")
     argv = [python, "-m", "SpineLabelerLib.cli", "segment", str(ct_path), "-o", str(out_dir)]
     argv += ["--device", device, "--progress", "lines"]
     if fast:
         argv.append("--fast")
+    if real_shapes:
+        argv.append("--real-shapes")
+    if bone_edges:
+        argv.append("--bone-edges")
     if formats is not None:
         unknown = sorted(set(formats) - set(SEGMENT_FORMATS))
         if unknown or not formats:

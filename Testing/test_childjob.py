@@ -44,6 +44,9 @@ def test_segment_command_line():
         "--device", "cuda", "--progress", "lines", "--fast", "--formats", "seg.nrrd,stl", "--force",
     ]  # fmt: skip
     assert "--fast" not in segment_argv("/py", "ct", "out")
+    real = segment_argv("/py", "ct", "out", real_shapes=True, bone_edges=True)
+    assert real[-3:] == ["--real-shapes", "--bone-edges", "--force"]
+    assert not {"--real-shapes", "--bone-edges"} & set(segment_argv("/py", "ct", "out"))
     with pytest.raises(ValueError, match="device"):
         segment_argv("/py", "ct", "out", device="gpu")
     with pytest.raises(ValueError, match="formats"):

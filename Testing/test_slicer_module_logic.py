@@ -541,6 +541,7 @@ def test_start_segmentation_hands_the_volume_to_a_child_and_cancel_stops_it(modu
         argv = run.job.argv
         assert argv[1:4] == ["-m", "SpineLabelerLib.cli", "segment"]
         assert argv[argv.index("--progress") + 1] == "lines" and "--fast" in argv
+        assert "--real-shapes" not in argv and "--bone-edges" not in argv
         written = read_ct(folder / "ct.nrrd")
         assert written.same_grid(labels)
         np.testing.assert_array_equal(written.array, volume.array)
@@ -549,6 +550,20 @@ def test_start_segmentation_hands_the_volume_to_a_child_and_cancel_stops_it(modu
     finally:
         run.cleanup()
     assert not folder.exists()
+
+
+def test_the_real_ct_options_reach_the_child(module):
+    """The panel's real-shape net and bone-edge boxes become the child's flags."""
+    mod, scene = module
+    logic = mod.SpineLabelerLogic()
+    volume = _volume(scene, mod, _oblique_boxes())
+    run = logic.startSegmentation(volume, device="cpu", realShapes=True, boneEdges=True)
+    try:
+        assert {"--real-shapes", "--bone-edges"} <= set(run.job.argv)
+        run.job.cancel(grace_s=10.0)
+    finally:
+        run.cleanup()
+    assert {"realShapes", "boneEdges"} <= set(mod.SpineLabelerParameterNode.__annotations__)
 
 
 # -- DICOM SEG export through Slicer's route ----------------------------------------------
