@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "Testing"))  # the DICOM series writer of the tests
 
 from benchmarks.peak_memory import peak_rss_mb  # noqa: E402
-from benchmarks.speed import CLINICAL_IN_PLANE, CLINICAL_SPACING_MM  # noqa: E402
+from benchmarks.speed import CLINICAL_SPACING_MM, clinical_case  # noqa: E402
 
 
 def clinical_series(seed: int, slices: int, folder: Path) -> dict:
@@ -40,21 +40,9 @@ def clinical_series(seed: int, slices: int, folder: Path) -> dict:
     import SimpleITK as sitk
     from _dicom_series import write_ct_series
 
-    from SpineLabelerLib import phantom
-    from SpineLabelerLib.image import Image, index_to_lps, resample_onto, to_sitk
+    from SpineLabelerLib.image import to_sitk
 
-    case = phantom.generate_case(
-        seed, fov="whole", variant="normal", spacing_mm=CLINICAL_SPACING_MM
-    )
-    ct = case.ct
-    size = np.array([CLINICAL_IN_PLANE, CLINICAL_IN_PLANE, max(slices, 1)])
-    spacing = np.array(CLINICAL_SPACING_MM)
-    centre = index_to_lps(ct, [(np.array(ct.size_ijk) - 1) / 2.0])[0]
-    origin = centre - ct.direction @ (spacing * (size - 1) / 2.0)
-    grid = Image(np.zeros(size[::-1], np.uint8), tuple(spacing), tuple(origin), ct.direction)
-    placed = resample_onto(ct, grid, fill=-1024.0)
-    placed = placed.with_array(np.round(placed.array).astype(np.int16))
-    labels = resample_onto(case.labels, grid, nearest=True)
+    placed, labels = clinical_case(seed, slices)
     write_ct_series(placed, folder / "series")
     sitk.WriteImage(to_sitk(labels), str(folder / "labels.nii.gz"), True)
     present = sorted(int(v) for v in np.unique(labels.array) if v)

@@ -36,18 +36,18 @@ CLINICAL_IN_PLANE = 512
 MIN_SLICES = 800
 
 
-def clinical_phantom(seed: int, path: Path) -> tuple[int, int, int]:
-    """Write a whole-spine phantom on a 512 x 512 x >= 800 grid (0.8, 0.8, 1 mm) as int16 NIfTI."""
-    import SimpleITK as sitk
-
+def clinical_case(seed: int, slices: int | None = None):
+    """The whole-spine phantom placed on a 512 x 512 clinical grid (0.8, 0.8, 1 mm): (CT as
+    int16 HU, labels). ``slices``: the grid's slice count (default: at least 800, more where
+    the phantom is longer)."""
     from SpineLabelerLib import phantom
-    from SpineLabelerLib.image import Image, index_to_lps, resample_onto, to_sitk
+    from SpineLabelerLib.image import Image, index_to_lps, resample_onto
 
     case = phantom.generate_case(
         seed, fov="whole", variant="normal", spacing_mm=CLINICAL_SPACING_MM
     )
     ct = case.ct
-    n_k = max(MIN_SLICES, ct.size_ijk[2])
+    n_k = slices if slices is not None else max(MIN_SLICES, ct.size_ijk[2])
     size = np.array([CLINICAL_IN_PLANE, CLINICAL_IN_PLANE, n_k])
     spacing = np.array(CLINICAL_SPACING_MM)
     centre = index_to_lps(ct, [(np.array(ct.size_ijk) - 1) / 2.0])[0]
@@ -55,6 +55,16 @@ def clinical_phantom(seed: int, path: Path) -> tuple[int, int, int]:
     grid = Image(np.zeros(size[::-1], np.uint8), tuple(spacing), tuple(origin), ct.direction)
     placed = resample_onto(ct, grid, fill=-1024.0)
     placed = placed.with_array(np.round(placed.array).astype(np.int16))
+    return placed, resample_onto(case.labels, grid, nearest=True)
+
+
+def clinical_phantom(seed: int, path: Path) -> tuple[int, int, int]:
+    """Write the clinical-grid whole-spine phantom (:func:`clinical_case`) as int16 NIfTI."""
+    import SimpleITK as sitk
+
+    from SpineLabelerLib.image import to_sitk
+
+    placed, _ = clinical_case(seed)
     sitk.WriteImage(to_sitk(placed), str(path), True)
     return tuple(int(n) for n in placed.size_ijk)
 
