@@ -173,10 +173,13 @@ def copy_artefact(
     with atomic_path(target, force=True) as tmp:
         Path(tmp).write_bytes((Path(source) / name).read_bytes())
     record = read_record(folder)
-    old_note = read_record(source)[name].note
-    record[target.name] = Artefact(None, (), old_note if note is None else note)
+    record[target.name] = Artefact(
+        file_sha256(target),
+        tuple(dict.fromkeys((*chose, *uses))),
+        read_record(source)[name].note if note is None else note,
+    )
     write_record(folder, record)
-    return record_use(folder, target.name, (*chose, *uses))
+    return record[target.name]
 
 
 def uses_of(folder: str | os.PathLike, artefact: str) -> tuple[CaseUse, ...] | None:
