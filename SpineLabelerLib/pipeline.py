@@ -264,8 +264,8 @@ def segment_spine(
     levels = read_levels(head, run2, crop, walk, _span(progress, "identify"), cancel)
     timings["level_head"] = time.perf_counter() - t_head
     work["level_head_patches"] = 0 if head is None else len(walk.vertebrae)
-    evidence = [  # a vertebra cut by the field of view has no reliable side: its ribs unmeasured
-        identify.VertebraEvidence(vote, tuple(v.centroid_lps), None if v.partial else rib, level)
+    evidence = [  # ribs.py leaves unmeasured a vertebra the view cuts
+        identify.VertebraEvidence(vote, tuple(v.centroid_lps), rib, level)
         for v, vote, rib, level in zip(walk.vertebrae, votes, rib_evidence, levels)
     ]
     ends = identify.ColumnEnds(

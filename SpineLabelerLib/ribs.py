@@ -16,7 +16,13 @@ length unknown: the ilium in a crop that cuts the pelvis). A side scores that bo
 ``rib_bone_mm3`` (capped at 1); the vertebra scores the mean of its measured sides. A side whose
 band lies less than ``min_inside`` inside the crop and the field of view is not measured (a
 tight crop around the spine shows no ribs: that is not evidence of none); a vertebra with no
-measured side gets None.
+measured side gets None, and so does a vertebra the view cuts (``_cut_by_view``): a rib may
+leave it where it is not in view. Only a graze from above or below (the field of view's end
+over no more than ``max_cut`` of its largest axial cross-section: a slanted view taking the
+corner of a body) leaves it measured like a whole one (verse005's L1, whose unmeasured ribs
+let stage 1's thoracic call of it name the column a level high). Measured, cut vertebrae
+misled: on an 11-rib chest phantom whose view cut its vertebrae behind, none of three
+thoracic vertebrae showed ribs and the column was named a level low.
 
 Bone is what the smoothed CT shows above ``bone_fraction`` of the walked vertebrae's own
 90th-percentile HU, and never below ``min_bone_hu``: ribs are made of the same bone as the
@@ -49,6 +55,7 @@ class RibSettings:
     max_piece_mm: float = 60.0
     rib_bone_mm3: float = 700.0
     min_inside: float = 0.6
+    max_cut: float = 0.1  # of the vertebra's largest axial cross-section (see _cut_by_view)
 
 
 def rib_scores(
@@ -85,7 +92,7 @@ def rib_scores(
     bone = (smooth > _bone_threshold(smooth, vertebrae, s)) & ~near_vertebra & valid
     scores: list[float | None] = []
     for index in indices:
-        if index not in voxels:
+        if index not in voxels or _cut_by_view(voxels[index] - offset, valid, s.max_cut):
             scores.append(None)
             continue
         kji = voxels[index] - offset
@@ -152,6 +159,29 @@ def _side_score(bone, valid, kji: np.ndarray, side: int, mm: float, s: RibSettin
     inside = pieces[offset : offset + band[0].stop - band[0].start]
     voxels = int(rib_like[inside].sum())
     return float(min(1.0, voxels * mm**3 / s.rib_bone_mm3))
+
+
+def _cut_by_view(kji: np.ndarray, valid: np.ndarray, fraction: float) -> bool:
+    """Whether the view cuts the vertebra of voxels ``kji``: it lies next to the outside of
+    ``valid`` (or the crop's end) across (along j or i) anywhere, or along k over more than
+    ``fraction`` of its largest axial cross-section. A slanted field of view grazing the
+    corner of a whole body from above or below is no cut; one beside the vertebra may hide
+    a rib that leaves it, as may a cut through its body."""
+    k, j, i = kji.T
+    n_k, n_j, n_i = valid.shape
+    if j.min() == 0 or i.min() == 0 or j.max() == n_j - 1 or i.max() == n_i - 1:
+        return True
+    across = (
+        ~valid[k, j - 1, i] | ~valid[k, j + 1, i] | ~valid[k, j, i - 1] | ~valid[k, j, i + 1]
+    )
+    if across.any():
+        return True
+    above, below = k == n_k - 1, k == 0
+    inner = ~(above | below)
+    above[inner] = ~valid[k[inner] + 1, j[inner], i[inner]]
+    below[inner] = ~valid[k[inner] - 1, j[inner], i[inner]]
+    largest = int(np.bincount(k).max())
+    return max(int(above.sum()), int(below.sum())) > fraction * largest
 
 
 def _cut_short(pieces: np.ndarray, valid: np.ndarray, ks: slice, n_k: int) -> np.ndarray:

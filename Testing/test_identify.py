@@ -1,5 +1,7 @@
 """identify.py: each rule on hand-built columns (no networks)."""
 
+from dataclasses import replace
+
 import pytest
 
 from SpineLabelerLib import anatomy
@@ -258,3 +260,25 @@ def test_a_column_nothing_in_view_anchors_is_named_with_low_confidence():
     assert skull.anchors == ("skull",)
     all_ribbed = column(names("T3", "T8"))  # ribs everywhere: no end of them in view
     assert identify(all_ribbed).anchors == ()
+
+
+def _upper_lumbar_called_thoracic(rib_l1_l2):
+    """A lumbar crop as real CTs give it (verse005): the cut T12 above, L1-L5, the sacrum
+    below; stage 1 calls L1 and L2 thoracic (no ribs in view to tell it otherwise)."""
+    col = names("T12", "L5")
+    ev = column(col, looks_like={"L1": "thoracic", "L2": "thoracic"})
+    ribs = {"T12": None, "L1": rib_l1_l2, "L2": rib_l1_l2}
+    return col, [replace(e, rib_score=ribs.get(n, 0.0)) for e, n in zip(ev, col)]
+
+
+def test_measured_ribs_outweigh_stage_1_calling_rib_less_lumbar_vertebrae_thoracic():
+    col, ev = _upper_lumbar_called_thoracic(rib_l1_l2=0.0)
+    result = identify(ev, ColumnEnds(ends_below=True))
+    assert list(result.names) == col
+    # Unmeasured, the same votes would make L5 a sacralized L4 (the rule trusts stage 1 there).
+    col, ev = _upper_lumbar_called_thoracic(rib_l1_l2=None)
+    assert list(identify(ev, ColumnEnds(ends_below=True)).names) != col
+    # Softness 0 gives stage 1's call full weight again.
+    col, ev = _upper_lumbar_called_thoracic(rib_l1_l2=0.0)
+    strict = identify(ev, ColumnEnds(ends_below=True), IdentifyWeights(ribless_softness=0.0))
+    assert list(strict.names) != col

@@ -65,6 +65,9 @@ def oracle_runners():
     return OracleStage1(), OracleStage2(), "oracle"
 
 
+RIB, RIB_HU = 99, 1500.0  # a stand-in label in the truth volume; HU no oracle decodes
+
+
 def spine_ct(
     first,
     last,
@@ -75,6 +78,8 @@ def spine_ct(
     direction=None,
 ):
     """A CT of box vertebrae first..last along S with realistic steps; truth labels alongside.
+    Thoracic vertebrae carry a rib stub on each side (bone the oracles do not read as a
+    vertebra, where ribs.py looks for ribs).
 
     ``above_mm``/``below_mm``: tissue beyond the column's ends (skull / sacrum stand-ins);
     ``cut_top_mm`` > 0 moves the top of the field of view that far into the top vertebra.
@@ -91,6 +96,10 @@ def spine_ct(
         k1 = int(round(z))
         k0 = int(round(z - 0.7 * step))
         truth[max(k0, 0) : min(k1, shape[0]), 20:55, 20:60] = anatomy.vertebra(name).label
+        if anatomy.vertebra(name).region == "thoracic":
+            rib_k = slice(max(k1 - 9, 0), max(min(k1 - 3, shape[0]), 0))
+            truth[rib_k, 35:45, 64:79] = RIB
+            truth[rib_k, 35:45, 1:16] = RIB
         z -= step
     canon_truth = Image(truth, (1.0, 1.0, 1.0), (-40.0, -40.0, -below_mm - length))
     grid_dir = np.eye(3) if direction is None else direction
@@ -99,8 +108,11 @@ def spine_ct(
     origin = center - grid_dir @ (np.array(spacing) * (size - 1) / 2.0)
     grid = Image(np.zeros(size[::-1], np.uint8), spacing, tuple(origin), grid_dir)
     labels = resample_onto(canon_truth, grid, nearest=True)
+    ribs = labels.array == RIB
     hu = np.where(labels.array > 0, label_hu(labels.array.astype(float)), 0.0)
+    hu[ribs] = RIB_HU
     hu[:, :4, :] = -1000.0  # air in front of the body
+    labels = labels.with_array(np.where(ribs, 0, labels.array).astype(labels.array.dtype))
     return labels.with_array(hu.astype(np.float32)), labels, names
 
 

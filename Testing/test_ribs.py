@@ -82,6 +82,29 @@ def test_a_band_outside_the_field_of_view_is_not_measured():
     assert rib_scores(np.zeros(SHAPE, np.float32), valid, instances, [2], 1.0) == [None]
 
 
+def test_a_vertebra_the_view_cuts_through_is_not_measured_one_it_grazes_is():
+    # Cut through by the field of view's top: the ribs may leave the part not in view.
+    ct, instances = _volume()
+    _add_ribs(ct)
+    k, j, i = CENTRE
+    valid = np.ones(SHAPE, bool)
+    valid[k + 6 :] = False
+    cut = np.where(valid, instances, 0)
+    assert _score(ct, cut, valid) is None
+    # A slanted field of view's end grazes the front corner of the body from above: the
+    # rounded corner (two rows short of the view's edge) is all it takes; measured as whole.
+    valid = np.ones(SHAPE, bool)
+    valid[k + 8 :, : j - 13] = False
+    grazed = instances.copy()
+    grazed[k + 8 :, : j - 11] = 0
+    assert _score(ct, grazed, valid) == pytest.approx(1.0)
+    # The same view's edge beside the vertebra (across, not from above) is a cut.
+    beside = instances.copy()
+    beside[:, : j - 13] = 0
+    valid[:, : j - 13] = False
+    assert _score(ct, beside, valid) is None
+
+
 @pytest.mark.parametrize("level, has_ribs", [("T6", True), ("L3", False), ("C4", False)])
 def test_phantom_levels_with_and_without_ribs(level, has_ribs):
     label = anatomy.vertebra(level).label
