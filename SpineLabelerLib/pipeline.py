@@ -19,7 +19,8 @@ the order the data flows (issue 5):
 6. names (identify.py) from the walk, the stage-1 votes, the ribs and how the walk ended;
    a bottom "L6" that is the sacrum dropped and the column named again; the level head
    (one more stage-2 prediction per vertebra) checks the count and a message says when it
-   disagrees (``column.count_check``).
+   disagrees (``column.count_check``). With ``outline_weights_dir`` (``--real-shapes``)
+   another stage-2 net then outlines each named vertebra again (outline_pass.py).
 7. output grid: labels back to the CT's own grid (each label's stage-2 probability
    resampled linearly, its boundary where that crosses 0.5: ``labels_to_input_grid``).
 8. report: centroids and volumes from those final masks, messages, timings, work.
@@ -54,8 +55,8 @@ from SpineLabelerLib.io.checks import check_ct
 from SpineLabelerLib.progress import CancelFlag, ProgressCallback, report
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
-# The stage-2 net fine-tuned on real expert masks rendered as CT, with its own level head:
-# outlines nearer a real expert's, a little wider than the phantoms' labels (real_shapes/README.md).
+# The stage-2 net fine-tuned on real expert masks rendered as CT: outlines nearer a real
+# expert's (real_shapes/README.md); it outlines the default net's column again (outline_pass.py).
 REAL_SHAPES_WEIGHTS_DIR = DEFAULT_WEIGHTS_DIR / "real_shapes"
 
 
@@ -108,6 +109,9 @@ class SegmentSettings:
     # say so when the head prefers another count by this many nats (on the development set
     # the head agreed exactly or preferred another count by 0.6-3.6 nats)
     count_check_nats: float = 0.5
+    # a folder whose stage2.pt outlines each named vertebra again (outline_pass.py; None: the
+    # walking net's outlines stay)
+    outline_weights_dir: Path | None = None
 
     def fast(self) -> SegmentSettings:
         """The ``--fast`` variant: at most 2 predictions per vertebra, and a mask well inside
@@ -285,6 +289,13 @@ def segment_spine(
     if cancel is not None:
         cancel.check()
 
+    if settings.outline_weights_dir is not None:
+        t = time.perf_counter()
+        work["outlined_again"] = outline_with(
+            load_outline_runner(settings), crop, valid, walk, progress, cancel
+        )
+        timings["outline_again"] = time.perf_counter() - t
+
     # Back to the input grid; centroids and volumes from the final masks.
     t = time.perf_counter()
     report(progress, "output", _SPANS["output"][0], "resampling to the input grid")
@@ -346,24 +357,37 @@ def load_runners(settings: SegmentSettings):
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
-    runners = []
-    for kind, activation, pads in (
-        ("stage1", "softmax", (-1.0,)),
-        ("stage2", "sigmoid", (-1.0, 0.0)),
-    ):
-        path = Path(settings.weights_dir) / f"{kind}.pt"
-        key = (str(path), path.stat().st_mtime if path.exists() else None, str(dev))
-        if key not in _MODEL_CACHE:
-            _MODEL_CACHE[key] = devices.optimize_for_inference(nets.load_model(path, kind), dev)
-        model = _MODEL_CACHE[key]
-        runner = devices.NetRunner(model, dev, activation, pads, model.config.multiple)
-        trained = (getattr(model, "weights_meta", {}) or {}).get("config") or {}
-        spacing = trained.get("spacing_mm") if isinstance(trained, dict) else None
-        runner.trained_spacing_mm = float(spacing) if isinstance(spacing, (int, float)) else None
-        size = trained.get("size_kji") if isinstance(trained, dict) else None
-        runner.trained_patch_kji = tuple(int(n) for n in size) if size and len(size) == 3 else None
-        runners.append(runner)
-    return runners[0], runners[1], devices.describe(dev), messages
+    weights = Path(settings.weights_dir)
+    run1, run2 = (_runner(weights / f"{kind}.pt", kind, dev) for kind in ("stage1", "stage2"))
+    return run1, run2, devices.describe(dev), messages
+
+
+def load_outline_runner(settings: SegmentSettings):
+    """The stage-2 NetRunner of ``settings.outline_weights_dir`` (cached like the others)."""
+    from SpineLabelerLib import device as devices
+
+    dev, _ = devices.resolve_device(settings.device)
+    return _runner(Path(settings.outline_weights_dir) / "stage2.pt", "stage2", dev)
+
+
+def _runner(path: Path, kind: str, dev):
+    """A NetRunner for the ``kind`` net in ``path`` on ``dev``, with the spacing and patch it
+    was trained at."""
+    from SpineLabelerLib import device as devices
+    from SpineLabelerLib import nets
+
+    activation, pads = {"stage1": ("softmax", (-1.0,)), "stage2": ("sigmoid", (-1.0, 0.0))}[kind]
+    key = (str(path), path.stat().st_mtime if path.exists() else None, str(dev))
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE[key] = devices.optimize_for_inference(nets.load_model(path, kind), dev)
+    model = _MODEL_CACHE[key]
+    runner = devices.NetRunner(model, dev, activation, pads, model.config.multiple)
+    trained = (getattr(model, "weights_meta", {}) or {}).get("config") or {}
+    spacing = trained.get("spacing_mm") if isinstance(trained, dict) else None
+    runner.trained_spacing_mm = float(spacing) if isinstance(spacing, (int, float)) else None
+    size = trained.get("size_kji") if isinstance(trained, dict) else None
+    runner.trained_patch_kji = tuple(int(n) for n in size) if size and len(size) == 3 else None
+    return runner
 
 
 def load_level_head(settings: SegmentSettings, runner) -> tuple[Any, list[str]]:
@@ -623,6 +647,33 @@ def read_levels(
         before_each,
     )
     return [None if r is None else tuple(float(x) for x in r) for r in ratios]
+
+
+def outline_with(runner, crop: Image, valid: np.ndarray, walk: stage2.WalkResult, progress=None, cancel=None) -> int:
+    """Each walked vertebra outlined again by ``runner``'s stage-2 net (outline_pass.py), in
+    place in the walk; returns how many took the new outline."""
+    from SpineLabelerLib import outline_pass
+
+    def before_each(n: int, total: int) -> None:
+        if cancel is not None:
+            cancel.check()
+        report(progress, "output", _SPANS["output"][0], f"outlining vertebra {n + 1}/{total} again")
+
+    def predict(ct_patch: np.ndarray, memory: np.ndarray) -> np.ndarray:
+        return runner(np.stack([ct_patch, memory]))[0]
+
+    patch = getattr(runner, "trained_patch_kji", None) or preprocess.STAGE2_PATCH_KJI
+    return outline_pass.outline_again(
+        predict,
+        crop.array,
+        valid,
+        walk.instances.array,
+        walk.probability.array,
+        [v.index for v in walk.vertebrae],
+        lps_to_index(crop, np.array([v.centroid_lps for v in walk.vertebrae]))[:, ::-1],
+        tuple(patch),
+        before_each,
+    )
 
 
 # ----------------------------------------------------------------------- output grid

@@ -249,31 +249,30 @@ def test_bone_edges_grow_the_outlines_and_keep_the_names(lumbar, tmp_path):
     assert voxels[True] > voxels[False] and names[True] == names[False] != []
 
 
-def test_real_shapes_reads_its_own_weight_folder_and_excludes_weights(
-    lumbar, tmp_path, monkeypatch
-):
-    path, _truth, _names = lumbar
-    seen = []
+def test_real_shapes_outlines_the_column_again_with_its_own_net(lumbar, tmp_path, monkeypatch):
+    path, _truth, names = lumbar
+    walked, outlined = [], []
 
     def runners(settings):
-        seen.append(Path(settings.weights_dir))
+        walked.append(Path(settings.weights_dir))
         return (*oracle_runners(), [])
 
+    def outline_runner(settings):
+        outlined.append(Path(settings.outline_weights_dir))
+        return oracle_runners()[1]
+
     monkeypatch.setattr(pipeline, "load_runners", runners)
-    args = [
-        "segment",
-        str(path),
-        "-o",
-        str(tmp_path / "a"),
-        "--formats",
-        "json",
-        "--progress",
-        "none",
-    ]
+    monkeypatch.setattr(pipeline, "load_outline_runner", outline_runner)
+    out = tmp_path / "a"
+    args = ["segment", str(path), "-o", str(out), "--formats", "json", "--progress", "none"]
     assert cli.main([*args, "--real-shapes"]) == 0
-    assert seen == [pipeline.REAL_SHAPES_WEIGHTS_DIR]
-    for name in ("stage1.pt", "stage2.pt", "level_head.pt", "provenance.json", "README.md"):
+    assert walked == [pipeline.DEFAULT_WEIGHTS_DIR]
+    assert outlined == [pipeline.REAL_SHAPES_WEIGHTS_DIR]
+    report = json.loads((out / "report.json").read_text())
+    assert [v["name"] for v in report["vertebrae"]] == names
+    assert report["work"]["outlined_again"] == len(names)
+    for name in ("stage2.pt", "provenance.json", "README.md"):
         assert (pipeline.REAL_SHAPES_WEIGHTS_DIR / name).is_file(), name
-    with pytest.raises(SystemExit) as exc:
-        cli.main([*args, "--real-shapes", "--weights", str(tmp_path)])
-    assert exc.value.code == 2
+    # with --weights too: that folder walks, the real-shape net outlines
+    assert cli.main([*args, "--real-shapes", "--weights", str(tmp_path), "--force"]) == 0
+    assert walked[-1] == tmp_path and outlined[-1] == pipeline.REAL_SHAPES_WEIGHTS_DIR

@@ -293,6 +293,11 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--weights", help="folder with stage1.pt and stage2.pt (default: shipped)")
     p.add_argument(
+        "--real-shapes",
+        action="store_true",
+        help="outline the column again with the real-shape net (segment --real-shapes)",
+    )
+    p.add_argument(
         "--no-level-head",
         action="store_true",
         help="name without the level head (what it buys: run with and without)",
@@ -326,6 +331,10 @@ def main(argv=None) -> int:
         settings = settings.fast()
     if args.no_level_head:
         settings = replace(settings, use_level_head=False)
+    if args.real_shapes:
+        from SpineLabelerLib.pipeline import REAL_SHAPES_WEIGHTS_DIR
+
+        settings = replace(settings, outline_weights_dir=REAL_SHAPES_WEIGHTS_DIR)
     specs = benchmark_set_specs(args.development)
     if args.cases:
         wanted = set(args.cases.split(","))

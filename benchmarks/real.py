@@ -119,6 +119,8 @@ def artefacts_in_use(settings) -> list[tuple[Path, str]]:
     used = [(folder, f) for f in WEIGHT_FILES]
     if settings.use_level_head and (folder / "level_head.pt").is_file():
         used.append((folder, "level_head.pt"))
+    if settings.outline_weights_dir is not None:  # the net that outlines again (--real-shapes)
+        used.append((Path(settings.outline_weights_dir), "stage2.pt"))
     return [*used, (DEFAULT_WEIGHTS_DIR, PIPELINE)]
 
 
@@ -268,6 +270,14 @@ def write_picture(path: Path, rec: dict, ct, pred, ref) -> None:
     canvas.save(path)
 
 
+def _shown(folder: Path, artefact: str) -> str:
+    """An artefact's name, with its folder where that is not the shipped default's."""
+    from SpineLabelerLib.pipeline import DEFAULT_WEIGHTS_DIR
+
+    inside = Path(folder).resolve() == DEFAULT_WEIGHTS_DIR.resolve()
+    return artefact if inside else f"{Path(folder).name}/{artefact}"
+
+
 def provenance_lines(settings) -> list[str]:
     from SpineLabelerLib import provenance
 
@@ -278,7 +288,7 @@ def provenance_lines(settings) -> list[str]:
             lines.append(f"  {artefact}: provenance unknown (no record of this file in {folder})")
             continue
         told = "; ".join(f"{u.case} ({u.role}): {u.what}" for u in uses) or "no real case"
-        lines.append(f"  {artefact}: {told}")
+        lines.append(f"  {_shown(folder, artefact)}: {told}")
     return lines
 
 
@@ -290,6 +300,7 @@ def main(argv=None) -> int:
     p.add_argument("--weights", help="weights folder (default: shipped), with its provenance.json")
     p.add_argument("--fast", action="store_true", help="segment with --fast settings")
     p.add_argument("--bone-edges", action="store_true", help="segment with --bone-edges")
+    p.add_argument("--real-shapes", action="store_true", help="segment with --real-shapes")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--save", action="store_true", help="write benchmarks/results/real.* (--tag: real_TAG.*)"
@@ -314,6 +325,10 @@ def main(argv=None) -> int:
         from SpineLabelerLib.bone_edges import BoneEdgeSettings
 
         settings = replace(settings, bone_edges=BoneEdgeSettings())
+    if args.real_shapes:
+        from SpineLabelerLib.pipeline import REAL_SHAPES_WEIGHTS_DIR
+
+        settings = replace(settings, outline_weights_dir=REAL_SHAPES_WEIGHTS_DIR)
     cases = find_verse_cases(args.cases)
     tag = f"_{args.tag}" if args.tag else ""
 
@@ -328,7 +343,8 @@ def main(argv=None) -> int:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {len(cases)} real cases in "
         f"{args.cases}; weights {settings.weights_dir}; "
         f"{'--fast' if args.fast else 'default settings'}"
-        f"{'; --bone-edges' if args.bone_edges else ''}; {args.threads} CPU threads"
+        f"{'; --bone-edges' if args.bone_edges else ''}"
+        f"{'; --real-shapes' if args.real_shapes else ''}; {args.threads} CPU threads"
     )
     say(ATTRIBUTION)
     for line in provenance_lines(settings):

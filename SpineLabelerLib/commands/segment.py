@@ -76,13 +76,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("auto", "bar", "lines", "none"),
         help="bar on a terminal, 'PROGRESS <fraction> <stage> <message>' lines in a log",
     )
-    weights = p.add_mutually_exclusive_group()
-    weights.add_argument("--weights", metavar="DIR", help="folder with stage1.pt and stage2.pt")
-    weights.add_argument(
+    p.add_argument("--weights", metavar="DIR", help="folder with stage1.pt and stage2.pt")
+    p.add_argument(
         "--real-shapes",
         action="store_true",
-        help="the stage-2 net fine-tuned on real expert masks (Resources/Models/real_shapes): "
-        "outlines nearer a real expert's, a little wider than the phantoms' labels",
+        help="outline each vertebra found again with the stage-2 net fine-tuned on real expert "
+        "masks (Resources/Models/real_shapes): outlines nearer a real expert's",
     )
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument(
@@ -304,9 +303,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         return _fail(str(err), EXIT_REFUSED)
     settings = pipeline.SegmentSettings(device=args.device, threads=args.threads)
-    if args.weights or args.real_shapes:
-        chosen = Path(args.weights) if args.weights else pipeline.REAL_SHAPES_WEIGHTS_DIR
-        settings = pipeline.replace(settings, weights_dir=chosen)
+    if args.weights:
+        settings = pipeline.replace(settings, weights_dir=Path(args.weights))
+    if args.real_shapes:
+        settings = pipeline.replace(settings, outline_weights_dir=pipeline.REAL_SHAPES_WEIGHTS_DIR)
     if args.fast:
         settings = settings.fast()
     if args.bone_edges:

@@ -1,0 +1,118 @@
+"""outline_pass.py: a second net's outlines replace the walk's, vertebra by vertebra, on
+hand-built crops with a predictor that knows the true shapes."""
+
+import numpy as np
+
+from SpineLabelerLib.outline_pass import outline_again
+
+SHAPE = (90, 60, 60)  # k (superior), j, i at 1 mm
+PATCH = (64, 48, 48)  # a patch round one vertebra shows part of the other
+
+
+def _truth() -> np.ndarray:
+    """Two box vertebrae, 1 above 2, 10 voxels apart."""
+    truth = np.zeros(SHAPE, np.int16)
+    truth[50:75, 15:45, 15:45] = 1
+    truth[15:40, 15:45, 15:45] = 2
+    return truth
+
+
+def _walked(truth: np.ndarray) -> np.ndarray:
+    """What a net that stops short of the bone gives: each box two voxels thinner all round."""
+    walked = np.zeros_like(truth)
+    for label in (1, 2):
+        inner = np.argwhere(truth == label)
+        lo, hi = inner.min(0) + 2, inner.max(0) - 1
+        walked[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = label
+    return walked
+
+
+def _centres(instances, order):
+    return np.array([np.argwhere(instances == n).mean(0) for n in order])
+
+
+def _knowing(truth: np.ndarray, centre_of_patch, other: bool = False):
+    """A predictor that outlines the true vertebra at the patch's centre (not in memory), or
+    with ``other`` the one beside it."""
+
+    def predict(ct_patch, memory):
+        start = np.round(centre_of_patch[0]).astype(int) - np.asarray(PATCH) // 2
+        centre_of_patch.pop(0)
+        labels = np.zeros(PATCH, np.int16)
+        src = tuple(slice(max(s, 0), min(s + n, d)) for s, n, d in zip(start, PATCH, SHAPE))
+        dst = tuple(slice(a.start - s, a.stop - s) for a, s in zip(src, start))
+        labels[dst] = truth[src]
+        middle = labels[tuple(n // 2 for n in PATCH)]
+        found = (labels != middle) & (labels > 0) if other else (labels == middle) & (middle > 0)
+        return (found & (memory < 0.5)).astype(np.float32)
+
+    return predict
+
+
+def test_each_vertebra_takes_the_second_nets_fuller_outline_and_its_probability():
+    truth = _truth()
+    instances = _walked(truth)
+    probability = np.where(instances > 0, 200, 0).astype(np.uint8)
+    order = [1, 2]
+    centres = _centres(instances, order)
+    ct = np.zeros(SHAPE, np.float32)
+    valid = np.ones(SHAPE, bool)
+    changed = outline_again(
+        _knowing(truth, list(centres)), ct, valid, instances, probability, order, centres, PATCH
+    )
+    assert changed == 2
+    assert np.array_equal(instances, truth)
+    assert (probability[truth > 0] >= 128).all() and (probability[truth == 0] < 128).all()
+
+
+def test_an_outline_of_another_vertebra_leaves_the_walks_mask():
+    truth = _truth()
+    instances = _walked(truth)
+    before = instances.copy()
+    probability = np.zeros(SHAPE, np.uint8)
+    order = [1, 2]
+    centres = _centres(instances, order)
+    other, found = _knowing(truth, list(centres), other=True), []
+
+    def predict(ct, memory):
+        outline = other(ct, memory)
+        found.append(int(outline.sum()))
+        return outline
+
+    changed = outline_again(
+        predict,
+        np.zeros(SHAPE, np.float32),
+        np.ones(SHAPE, bool),
+        instances,
+        probability,
+        order,
+        centres,
+        PATCH,
+    )
+    assert min(found) > 0  # each patch held an outline: of the wrong vertebra
+    assert changed == 0 and np.array_equal(instances, before)
+
+
+def test_the_vertebra_above_keeps_its_voxels_and_the_view_bounds_the_outline():
+    truth = _truth()
+    instances = _walked(truth)
+    order = [1, 2]
+    centres = _centres(instances, order)
+    valid = np.ones(SHAPE, bool)
+    valid[:20] = False  # the field of view ends inside vertebra 2
+    fair = _knowing(truth, [centres[0]])
+    greedy = _knowing(np.where(truth > 0, 2, 0), [centres[1]])  # both boxes, memory ignored
+    calls = iter([fair, lambda ct, memory: greedy(ct, np.zeros_like(memory))])
+    outline_again(
+        lambda ct, memory: next(calls)(ct, memory),
+        np.zeros(SHAPE, np.float32),
+        valid,
+        instances,
+        np.zeros(SHAPE, np.uint8),
+        order,
+        centres,
+        PATCH,
+    )
+    assert np.array_equal(instances == 1, truth == 1)
+    assert not instances[:20].any()
+    assert np.array_equal(instances[20:] == 2, truth[20:] == 2)
