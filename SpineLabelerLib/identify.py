@@ -177,7 +177,9 @@ class IdentifyWeights:
     sacralized_prior: float = 1.5
     vote_floor: float = 0.05
     level_head: float = 0.0  # the level head's ratios, summed per placement (rule 6)
-    ribless_softness: float = 0.2  # a lumbar level's share called thoracic, ribs measured absent (rule 2)
+    ribless_softness: float = (
+        0.2  # a lumbar level's share called thoracic, ribs measured absent (rule 2)
+    )
 
 
 @dataclass(frozen=True)
@@ -207,11 +209,12 @@ def _vote_prior(name: str, rib_score: float | None, w: IdentifyWeights) -> np.nd
     """How a level explains stage 1's votes: ``_region_prior``; for a lumbar level, where
     ribs.py measured the vertebra without ribs, ``w.ribless_softness`` of its look moves to
     thoracic (rule 2)."""
-    c, t, l = _region_prior(name)
+    cervical, thoracic, lumbar = _region_prior(name)
     ribless = rib_score is not None and rib_score <= RIBS_ABSENT
     if ribless and anatomy.vertebra(name).region == "lumbar":
-        t, l = t + w.ribless_softness * l, (1.0 - w.ribless_softness) * l
-    return np.array([c, t, l])
+        thoracic += w.ribless_softness * lumbar
+        lumbar *= 1.0 - w.ribless_softness
+    return np.array([cervical, thoracic, lumbar])
 
 
 def _vertebra_loglik(ev: VertebraEvidence, level: int, w: IdentifyWeights) -> float:
@@ -227,9 +230,7 @@ def _vertebra_loglik(ev: VertebraEvidence, level: int, w: IdentifyWeights) -> fl
     return score
 
 
-def _ideal_loglik(
-    level: int, w: IdentifyWeights, rib_score: float | None
-) -> tuple[float, float]:
+def _ideal_loglik(level: int, w: IdentifyWeights, rib_score: float | None) -> tuple[float, float]:
     """The best log-likelihood any evidence could reach under ``level`` (for confidences):
     votes all of one region, ribs as clear as can be."""
     pi = _vote_prior(LEVELS[level].name, rib_score, w)

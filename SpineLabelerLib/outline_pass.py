@@ -63,9 +63,7 @@ def outline_again(
         p = predict(ct_patch, above.astype(np.float32))[patch_part]
         here = instances[crop_part]
         old = here == index
-        new = _the_vertebra(
-            (p >= 0.5) & valid[crop_part] & ~np.isin(here, order[:n]), old
-        )
+        new = _the_vertebra((p >= 0.5) & valid[crop_part] & ~np.isin(here, order[:n]), old)
         if new is None:
             continue
         here[old & ~new] = 0

@@ -350,7 +350,6 @@ def load_runners(settings: SegmentSettings):
     import torch
 
     from SpineLabelerLib import device as devices
-    from SpineLabelerLib import nets
 
     torch.set_num_threads(max(1, int(settings.threads)))
     dev, messages = devices.resolve_device(settings.device)
@@ -649,7 +648,9 @@ def read_levels(
     return [None if r is None else tuple(float(x) for x in r) for r in ratios]
 
 
-def outline_with(runner, crop: Image, valid: np.ndarray, walk: stage2.WalkResult, progress=None, cancel=None) -> int:
+def outline_with(
+    runner, crop: Image, valid: np.ndarray, walk: stage2.WalkResult, progress=None, cancel=None
+) -> int:
     """Each walked vertebra outlined again by ``runner``'s stage-2 net (outline_pass.py), in
     place in the walk; returns how many took the new outline."""
     from SpineLabelerLib import outline_pass

@@ -171,9 +171,7 @@ def _cut_by_view(kji: np.ndarray, valid: np.ndarray, fraction: float) -> bool:
     n_k, n_j, n_i = valid.shape
     if j.min() == 0 or i.min() == 0 or j.max() == n_j - 1 or i.max() == n_i - 1:
         return True
-    across = (
-        ~valid[k, j - 1, i] | ~valid[k, j + 1, i] | ~valid[k, j, i - 1] | ~valid[k, j, i + 1]
-    )
+    across = ~valid[k, j - 1, i] | ~valid[k, j + 1, i] | ~valid[k, j, i - 1] | ~valid[k, j, i + 1]
     if across.any():
         return True
     above, below = k == n_k - 1, k == 0
