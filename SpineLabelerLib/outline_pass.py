@@ -68,9 +68,11 @@ def outline_again(
             continue
         here[old & ~new] = 0
         here[new] = index
-        near = ndimage.binary_dilation(new, iterations=2) & (here == 0)
+        # below 0.5 round the new outline and where the old one was: the output grid's
+        # boundaries are interpolated from it (pipeline.labels_to_input_grid)
+        outside = ndimage.binary_dilation(new, iterations=2) & (here == 0) | old & ~new
         stored = probability[crop_part]
-        stored[near | old & ~new] = np.minimum(np.round(p[near | old & ~new] * 255.0), 127)
+        stored[outside] = np.minimum(np.round(p[outside] * 255.0), 127)
         stored[new] = np.maximum(np.round(p[new] * 255.0), 128)
         changed += 1
     return changed
