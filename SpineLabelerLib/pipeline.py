@@ -291,6 +291,7 @@ def segment_spine(
 
     if settings.outline_weights_dir is not None:
         t = time.perf_counter()
+        work["outline_patches"] = len(walk.vertebrae)
         work["outlined_again"] = outline_with(
             load_outline_runner(settings), crop, valid, walk, progress, cancel
         )

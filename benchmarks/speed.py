@@ -1,6 +1,6 @@
 """Speed of ``segment_spine`` on a clinical-size whole-spine CT, and the floor it could reach.
 
-    .venv/bin/python benchmarks/speed.py [--repeats 3] [--threads 2] [--device cpu] [--fast]
+    .venv/bin/python benchmarks/speed.py [--repeats 3] [--threads 2] [--device cpu] [--fast] [--real-shapes]
                                          [--ct FILE] [--save]
 
 The CT is a whole-spine phantom placed on a clinical grid (512 x 512 in-plane at 0.8 mm,
@@ -9,7 +9,7 @@ child process (reading the CT, loading the networks, segmenting), so its peak re
 memory (VmHWM, benchmarks/peak_memory.py) is that of one segmentation. Printed: median and spread per stage,
 peak memory, and the floor: the networks' arithmetic (multiply-adds counted on the actual
 input sizes and number of stage-2 calls) divided by the convolution throughput measured on
-this machine with the same threads. ``--save`` writes benchmarks/results/speed[_fast].txt.
+this machine with the same threads. ``--save`` writes benchmarks/results/speed[_fast][_real_shapes].txt.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -69,12 +70,14 @@ def clinical_phantom(seed: int, path: Path) -> tuple[int, int, int]:
     return tuple(int(n) for n in placed.size_ijk)
 
 
-def child(ct_path: str, device: str, threads: int, fast: bool, weights: str | None) -> None:
+def child(
+    ct_path: str, device: str, threads: int, fast: bool, weights: str | None, real_shapes: bool
+) -> None:
     """One timed segmentation; prints one JSON line."""
     import torch
 
     from SpineLabelerLib.io import read_ct
-    from SpineLabelerLib.pipeline import SegmentSettings, segment_spine
+    from SpineLabelerLib.pipeline import REAL_SHAPES_WEIGHTS_DIR, SegmentSettings, segment_spine
 
     torch.set_num_threads(threads)
     t = time.perf_counter()
@@ -84,6 +87,8 @@ def child(ct_path: str, device: str, threads: int, fast: bool, weights: str | No
     if weights:
         settings = SegmentSettings(weights_dir=Path(weights), device=device, threads=threads)
     settings = settings.fast() if fast else settings
+    if real_shapes:
+        settings = replace(settings, outline_weights_dir=REAL_SHAPES_WEIGHTS_DIR)
     result = segment_spine(ct, settings)
     peak_gb = peak_rss_mb() / 1024
     cuda_peak = torch.cuda.max_memory_allocated() / 1024**3 if torch.cuda.is_available() else 0.0
@@ -159,8 +164,10 @@ def floor_seconds(work: dict, threads: int, device: str, weights: Path) -> dict:
     m1 = nets.load_model(weights / "stage1.pt", "stage1")
     m2 = nets.load_model(weights / "stage2.pt", "stage2")
     macs1 = count_macs(m1, tuple(work["stage1_grid_kji"]), 1)
-    # the level head's patches are stage-2 predictions too (one per vertebra)
-    calls = int(work.get("stage2_predictions", 0)) + int(work.get("level_head_patches", 0))
+    # the level head's and the outline pass's patches are stage-2 predictions too (one per vertebra)
+    calls = sum(
+        int(work.get(k, 0)) for k in ("stage2_predictions", "level_head_patches", "outline_patches")
+    )
     macs2 = calls * count_macs(m2, preprocess.STAGE2_PATCH_KJI, 2)
     gflops = conv_throughput_gflops(threads, "cuda" if device.startswith("cuda") else "cpu")
     return {
@@ -193,11 +200,12 @@ def main(argv=None) -> int:
     p.add_argument(
         "--weights", help="folder with stage1.pt and stage2.pt (default: the shipped ones)"
     )
+    p.add_argument("--real-shapes", action="store_true", help="segment with --real-shapes")
     p.add_argument("--save", action="store_true", help="write benchmarks/results/speed*.txt")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        child(args.child, args.device, args.threads, args.fast, args.weights)
+        child(args.child, args.device, args.threads, args.fast, args.weights, args.real_shapes)
         return 0
 
     lines: list[str] = []
@@ -231,6 +239,7 @@ def main(argv=None) -> int:
                 str(args.threads),
             ] + (["--fast"] if args.fast else [])
             cmd += ["--weights", args.weights] if args.weights else []
+            cmd += ["--real-shapes"] if args.real_shapes else []
             env = dict(
                 os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads)
             )
@@ -259,7 +268,10 @@ def main(argv=None) -> int:
     say("")
     say("stage                 median (min, max)")
     say(f"read CT             {_stats([r['read_s'] for r in runs])}")
-    for stage in ("load_models", "stage1", "stage2", "identify", "level_head", "output", "total"):
+    stages = ("load_models", "stage1", "stage2", "identify", "level_head", "outline_again")
+    for stage in (*stages, "output", "total"):
+        if stage == "outline_again" and stage not in first["timings_s"]:
+            continue
         values = [r["timings_s"].get(stage, 0.0) for r in runs]
         name = "  of it, level head" if stage == "level_head" else stage
         say(f"{name:<19} {_stats(values)}")
@@ -283,6 +295,7 @@ def main(argv=None) -> int:
         )
     if args.save:
         name = "speed_fast.txt" if args.fast else "speed.txt"
+        name = name.replace(".txt", "_real_shapes.txt") if args.real_shapes else name
         if args.device != "cpu":
             name = name.replace(".txt", f"_{args.device}.txt")
         out = ROOT / "benchmarks" / "results" / name
