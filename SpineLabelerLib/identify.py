@@ -177,9 +177,8 @@ class IdentifyWeights:
     sacralized_prior: float = 1.5
     vote_floor: float = 0.05
     level_head: float = 0.0  # the level head's ratios, summed per placement (rule 6)
-    ribless_softness: float = (
-        0.2  # a lumbar level's share called thoracic, ribs measured absent (rule 2)
-    )
+    # a lumbar level's share that stage 1 calls thoracic, its ribs measured absent (rule 2)
+    ribless_softness: float = 0.2
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from SpineLabelerLib.stage2 import CT_FILL
-from SpineLabelerLib.training.samples import crop_with_fill
+from SpineLabelerLib.training.samples import crop_with_fill, patch_slices
 
 # (CT patch in [-1, 1], memory patch 0/1), both (K, J, I) float32 -> probability (K, J, I)
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -54,7 +54,7 @@ def outline_again(
         if before_each is not None:
             before_each(n, len(order))
         start = np.round(centres_kji[n]).astype(int) - size // 2
-        region = _region(start, size, instances.shape)
+        region = patch_slices(start, size, instances.shape)
         if region is None:
             continue
         crop_part, patch_part = region
@@ -63,7 +63,7 @@ def outline_again(
         p = predict(ct_patch, above.astype(np.float32))[patch_part]
         here = instances[crop_part]
         old = here == index
-        new = _the_vertebra((p >= 0.5) & valid[crop_part] & ~np.isin(here, order[:n]), old)
+        new = _the_vertebra((p >= 0.5) & valid[crop_part] & ~above[patch_part], old)
         if new is None:
             continue
         here[old & ~new] = 0
@@ -76,18 +76,6 @@ def outline_again(
         stored[new] = np.maximum(np.round(p[new] * 255.0), 128)
         changed += 1
     return changed
-
-
-def _region(start: np.ndarray, size: np.ndarray, shape) -> tuple[tuple, tuple] | None:
-    """(crop slices, patch slices) of the part of a patch at ``start`` inside the crop."""
-    crop_part, patch_part = [], []
-    for s, n, dim in zip(start, size, shape):
-        lo, hi = max(int(s), 0), min(int(s + n), dim)
-        if hi <= lo:
-            return None
-        crop_part.append(slice(lo, hi))
-        patch_part.append(slice(lo - int(s), hi - int(s)))
-    return tuple(crop_part), tuple(patch_part)
 
 
 def _the_vertebra(mask: np.ndarray, old: np.ndarray) -> np.ndarray | None:

@@ -51,17 +51,26 @@ class PreparedCase:
         return self._centroids
 
 
+def patch_slices(start_kji, size_kji, shape) -> tuple[tuple, tuple] | None:
+    """(volume slices, patch slices) of the part of a ``size_kji`` patch at ``start_kji``
+    that lies inside a volume of ``shape``; None where none of it does."""
+    src, dst = [], []
+    for s, n, dim in zip(np.asarray(start_kji, int), size_kji, shape):
+        lo, hi = max(int(s), 0), min(int(s + n), dim)
+        if hi <= lo:
+            return None
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - int(s), hi - int(s)))
+    return tuple(src), tuple(dst)
+
+
 def crop_with_fill(volume: np.ndarray, start_kji: np.ndarray, size_kji, fill: float) -> np.ndarray:
     """``volume[start : start + size]`` per axis, reading ``fill`` outside the volume."""
     out = np.full(tuple(size_kji), fill, volume.dtype)
-    src, dst = [], []
-    for s, n, dim in zip(np.asarray(start_kji, int), size_kji, volume.shape):
-        lo, hi = max(s, 0), min(s + n, dim)
-        if hi <= lo:
-            return out
-        src.append(slice(lo, hi))
-        dst.append(slice(lo - s, hi - s))
-    out[tuple(dst)] = volume[tuple(src)]
+    inside = patch_slices(start_kji, size_kji, volume.shape)
+    if inside is not None:
+        src, dst = inside
+        out[dst] = volume[src]
     return out
 
 
