@@ -136,6 +136,22 @@ def test_a_dicom_slice_cut_short_is_refused_by_name(tmp_path):
         read_ct(tmp_path)
 
 
+def test_a_damaged_header_in_another_series_is_passed_over_only_for_a_named_series(tmp_path):
+    ct = Image(np.clip(noisy_ct().array, -1000, 3000), (0.8, 0.8, 2.0))
+    wanted = write_ct_series(ct, tmp_path, series_uid="1.2.3.1", series_number=1)
+    other = write_ct_series(ct, tmp_path, series_uid="1.2.3.2", series_number=2)
+    other[3].write_bytes(other[3].read_bytes()[:400])  # its series UID is lost
+    with pytest.raises(CTInputError, match=r"cannot be told.*1\.2\.3\.1.*--series UID"):
+        read_ct(tmp_path)  # the largest CT series might be the one it belonged to
+    notes: list[str] = []
+    image = read_ct(tmp_path, notes=notes, series_uid="1.2.3.1")
+    np.testing.assert_array_equal(image.array, ct.array)
+    assert any("1 damaged DICOM file(s) passed over" in n and other[3].name in n for n in notes)
+    wanted[5].write_bytes(wanted[5].read_bytes()[:400])  # now a slice inside the named series
+    with pytest.raises(CTInputError, match=r"slice"):
+        read_ct(tmp_path, series_uid="1.2.3.1")
+
+
 # ---- through the command line: refused before anything is written ----------------
 
 

@@ -30,14 +30,12 @@ def series_rows(folder: Path, series_uid: str | None) -> list[dict]:
     from SpineLabelerLib.io.checks import CTInputError
     from SpineLabelerLib.io.dicom_series import find_series, pick_series
 
+    damaged: list[str] = []
+    found = find_series(folder, damaged)
     try:
-        found = find_series(folder)
+        used = pick_series(found, folder, series_uid, [], damaged).uid
     except CTInputError:
-        return []  # reading the folder says why
-    try:
-        used = pick_series(found, folder, series_uid, notes=[]).uid
-    except CTInputError:
-        used = None  # no CT series, or no such UID: reading the folder says so
+        used = None  # no CT series, no such UID, a damaged file: reading the folder says so
     return [
         {
             "uid": s.uid,

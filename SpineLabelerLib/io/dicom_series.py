@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,11 +140,13 @@ def top_level_dicom_files(folder: str | os.PathLike) -> list[Path]:
     ]
 
 
-def find_series(folder: str | os.PathLike) -> list[DicomSeries]:
+def find_series(folder: str | os.PathLike, damaged: list[str] | None = None) -> list[DicomSeries]:
     """Every DICOM series in ``folder`` and its sub-folders, the most slices first.
 
-    Files that are not DICOM are passed over; a DICOM file whose header is cut short is
-    refused (:class:`CTInputError`), since the series it belonged to cannot be whole.
+    Files that are not DICOM are passed over. A DICOM file whose header is cut short belongs
+    to a series that cannot be told, so that series may not be whole: it is refused
+    (:class:`CTInputError`), or, with a ``damaged`` list, passed over and described there
+    (:func:`pick_series` then reads only a series the user names).
     """
     groups: dict[str, list[tuple[Path, pydicom.Dataset, str | None]]] = {}
     for root, _dirs, names in os.walk(folder):
@@ -151,7 +154,13 @@ def find_series(folder: str | os.PathLike) -> list[DicomSeries]:
             path = Path(root) / name
             if name.upper() == "DICOMDIR":
                 continue
-            header = _read_header(path)
+            try:
+                header = _read_header(path)
+            except CTInputError as err:
+                if damaged is None:
+                    raise
+                damaged.append(str(err))
+                continue
             if header is not None:
                 groups.setdefault(str(header[0].SeriesInstanceUID), []).append((path, *header))
     series = []
@@ -183,9 +192,11 @@ def choose_series(
 
     A note (appended to ``notes``, else logged) says which series was used when there are
     several. Raises :class:`CTInputError` when the folder holds no series, no CT series, or
-    no series ``series_uid`` (the message lists those present).
+    no series ``series_uid`` (the message lists those present), or a damaged DICOM file and
+    no ``series_uid``.
     """
-    return pick_series(find_series(folder), folder, series_uid, notes)
+    damaged: list[str] = []
+    return pick_series(find_series(folder, damaged), folder, series_uid, notes, damaged)
 
 
 def pick_series(
@@ -193,8 +204,19 @@ def pick_series(
     folder: str | os.PathLike,
     series_uid: str | None = None,
     notes: list[str] | None = None,
+    damaged: Sequence[str] = (),
 ) -> DicomSeries:
-    """:func:`choose_series` on the series :func:`find_series` found in ``folder``."""
+    """:func:`choose_series` on the series :func:`find_series` found in ``folder`` (with the
+    ``damaged`` files it passed over: then only a series named by ``series_uid`` is read, since
+    any other choice might be the series a damaged file belonged to, read without it)."""
+    if damaged and (series_uid is None or not found):
+        more = f" (and {len(damaged) - 1} more damaged files)" if len(damaged) > 1 else ""
+        readable = f"; the folder's readable series: {_listing(found)}" if found else ""
+        raise CTInputError(
+            f"{damaged[0]}{more}; which series it belonged to cannot be told, so a series "
+            f"read from this folder might miss a slice{readable}. Name one with --series UID "
+            "to read it anyway (a slice missing inside it is still refused)"
+        )
     if not found:
         raise CTInputError(f"{folder}: no DICOM series found in this folder")
     if series_uid is not None:
@@ -204,21 +226,32 @@ def pick_series(
                 f"{folder}: no DICOM series {series_uid}; the folder holds: {_listing(found)}"
             )
         chosen, why = matching[0], "as asked"
+        if damaged:
+            _note(
+                notes,
+                f"{folder}: {len(damaged)} damaged DICOM file(s) passed over ({damaged[0]}); "
+                f"read series {series_uid} as asked (a slice missing inside it is refused; if a "
+                "damaged file was its first or last slice, the volume ends one slice early)",
+            )
     else:
         ct = [s for s in found if s.modality.upper() == "CT"]
         if not ct:
             raise CTInputError(f"{folder}: no CT series; the folder holds: {_listing(found)}")
         chosen, why = ct[0], "the CT series with the most slices; choose another with --series UID"
     if len(found) > 1:
-        note = (
+        _note(
+            notes,
             f"{folder}: {len(found)} DICOM series; using {chosen.label()} ({why}); not used: "
-            f"{_listing([s for s in found if s is not chosen])}"
+            f"{_listing([s for s in found if s is not chosen])}",
         )
-        if notes is not None:
-            notes.append(note)
-        else:
-            log.warning(note)
     return chosen
+
+
+def _note(notes: list[str] | None, note: str) -> None:
+    if notes is not None:
+        notes.append(note)
+    else:
+        log.warning(note)
 
 
 def check_series(series: DicomSeries) -> None:

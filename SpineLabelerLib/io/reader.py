@@ -40,11 +40,12 @@ def _read_dicom(
 ) -> tuple[sitk.Image, DicomSeries]:
     """Read one checked series of a DICOM folder: ``series_uid``, else the one holding
     ``only_file``, else the CT series with the most slices; with the series read."""
-    found = find_series(folder)
+    damaged: list[str] = []
+    found = find_series(folder, damaged)
     if only_file is not None and series_uid is None:
         holding = [s for s in found if any(f.samefile(only_file) for f in s.files)]
         series_uid = holding[0].uid if holding else None
-    series = pick_series(found, folder, series_uid, notes)
+    series = pick_series(found, folder, series_uid, notes, damaged)
     check_series(series)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(f) for f in series.files])
