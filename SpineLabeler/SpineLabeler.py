@@ -98,8 +98,9 @@ class SpineLabelerParameterNode:
     inputVolume - the CT to segment.
     segmentation - the result being corrected and exported.
     fast - coarser stage 1, fewer iterations per vertebra.
-    realShapes - the stage-2 net fine-tuned on real expert masks (outlines nearer a real
-        expert's; on the phantoms a little wider than their labels).
+    realShapes - the outlines of the stage-2 net fine-tuned on real expert masks whole, rim
+        included (nearer a real expert's; on the phantoms a little wider than their labels);
+        without it that net only adds the thick parts the default net leaves out.
     boneEdges - each vertebra grown over the CT's bone up to 1.5 mm.
     makeSegmentation / makeMarkups / makeSurfaces - which outputs to show.
     """

@@ -19,8 +19,10 @@ the order the data flows (issue 5):
 6. names (identify.py) from the walk, the stage-1 votes, the ribs and how the walk ended;
    a bottom "L6" that is the sacrum dropped and the column named again; the level head
    (one more stage-2 prediction per vertebra) checks the count and a message says when it
-   disagrees (``column.count_check``). With ``outline_weights_dir`` (``--real-shapes``)
-   another stage-2 net then outlines each named vertebra again (outline_pass.py).
+   disagrees (``column.count_check``). Then the real-shape stage-2 net
+   (``outline_weights_dir``) outlines each named vertebra again (outline_pass.py): by
+   default it only adds the thick parts the walking net left out; with ``--real-shapes``
+   its outlines replace the walk's.
 7. output grid: labels back to the CT's own grid (each label's stage-2 probability
    resampled linearly, its boundary where that crosses 0.5: ``labels_to_input_grid``).
 8. report: centroids and volumes from those final masks, messages, timings, work.
@@ -39,7 +41,17 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from SpineLabelerLib import anatomy, bone_edges, column, identify, preprocess, ribs, stage1, stage2
+from SpineLabelerLib import (
+    anatomy,
+    bone_edges,
+    column,
+    identify,
+    outline_pass,
+    preprocess,
+    ribs,
+    stage1,
+    stage2,
+)
 from SpineLabelerLib.evaluation.centroids import centroids_and_counts
 from SpineLabelerLib.image import (
     Image,
@@ -110,8 +122,11 @@ class SegmentSettings:
     # the head agreed exactly or preferred another count by 0.6-3.6 nats)
     count_check_nats: float = 0.5
     # a folder whose stage2.pt outlines each named vertebra again (outline_pass.py; None: the
-    # walking net's outlines stay)
-    outline_weights_dir: Path | None = None
+    # walking net's outlines stay): by default the real-shape net adds the thick parts the
+    # walking net left out (spinous processes, arch ends); "replace" (--real-shapes) takes
+    # its outlines whole
+    outline_weights_dir: Path | None = REAL_SHAPES_WEIGHTS_DIR
+    outline_mode: outline_pass.OutlineMode = "add"
 
     def fast(self) -> SegmentSettings:
         """The ``--fast`` variant: at most 2 predictions per vertebra, and a mask well inside
@@ -293,7 +308,13 @@ def segment_spine(
         t = time.perf_counter()
         work["outline_patches"] = len(walk.vertebrae)
         work["outlined_again"] = outline_with(
-            load_outline_runner(settings), crop, valid, walk, progress, cancel
+            load_outline_runner(settings),
+            crop,
+            valid,
+            walk,
+            settings.outline_mode,
+            progress,
+            cancel,
         )
         timings["outline_again"] = time.perf_counter() - t
 
@@ -650,11 +671,16 @@ def read_levels(
 
 
 def outline_with(
-    runner, crop: Image, valid: np.ndarray, walk: stage2.WalkResult, progress=None, cancel=None
+    runner,
+    crop: Image,
+    valid: np.ndarray,
+    walk: stage2.WalkResult,
+    mode: outline_pass.OutlineMode,
+    progress=None,
+    cancel=None,
 ) -> int:
     """Each walked vertebra outlined again by ``runner``'s stage-2 net (outline_pass.py), in
-    place in the walk; returns how many took the new outline."""
-    from SpineLabelerLib import outline_pass
+    place in the walk; returns how many took the new outline (or grew)."""
 
     def before_each(n: int, total: int) -> None:
         if cancel is not None:
@@ -675,6 +701,7 @@ def outline_with(
         lps_to_index(crop, np.array([v.centroid_lps for v in walk.vertebrae]))[:, ::-1],
         tuple(patch),
         before_each,
+        mode,
     )
 
 

@@ -196,14 +196,17 @@ def uses_of(folder: str | os.PathLike, artefact: str) -> tuple[CaseUse, ...] | N
 
 
 def standing(case: str, in_use: Iterable[tuple[str | os.PathLike, str]]) -> CaseStanding:
-    """What ``case`` chose among the artefacts in use, given as (folder, artefact) pairs."""
-    chose, unknown = [], []
+    """What ``case`` chose among the artefacts in use, given as (folder, artefact) pairs; an
+    artefact named like one before it (the outline pass's stage2.pt) is named with its folder."""
+    chose, unknown, seen = [], [], set()
     for folder, artefact in in_use:
+        name = f"{Path(folder).name}/{artefact}" if artefact in seen else artefact
+        seen.add(artefact)
         uses = uses_of(folder, artefact)
         if uses is None:
-            unknown.append(artefact)
+            unknown.append(name)
             continue
         roles = sorted({u.role for u in uses if u.case == case})
         if roles:
-            chose.append(f"{artefact} ({', '.join(roles)})")
+            chose.append(f"{name} ({', '.join(roles)})")
     return CaseStanding(case, tuple(chose), tuple(unknown))

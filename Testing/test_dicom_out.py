@@ -19,7 +19,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from _dicom_series import write_ct_series
-from test_pipeline import oracle_runners, spine_ct
+from test_pipeline import spine_ct, use_oracle_networks
 
 from SpineLabelerLib import anatomy, cli, pipeline
 from SpineLabelerLib.commands import segment
@@ -45,7 +45,7 @@ GRIDS = {"axial": None, "flipped": FLIPPED, "descending": DESCENDING, "oblique":
 
 @pytest.fixture(autouse=True)
 def oracle_networks(monkeypatch):
-    monkeypatch.setattr(pipeline, "load_runners", lambda settings: (*oracle_runners(), []))
+    use_oracle_networks(monkeypatch)
 
 
 def _segment(args: list[str]) -> int:
@@ -60,7 +60,7 @@ def segmented(request, tmp_path_factory):
     files = write_ct_series(ct.with_array(np.round(ct.array)), root / "series")
     out = root / "out"
     mp = pytest.MonkeyPatch()  # module-scoped: the autouse fixture is per test
-    mp.setattr(pipeline, "load_runners", lambda settings: (*oracle_runners(), []))
+    use_oracle_networks(mp)
     try:
         assert _segment([str(root / "series"), "-o", str(out), "--formats", "dcm,nrrd,json"]) == 0
     finally:

@@ -13,9 +13,9 @@ import pytest
 import SimpleITK as sitk
 from _dicom_series import write_ct_series
 from conftest import make_tiny_ct
-from test_pipeline import oracle_runners, spine_ct
+from test_pipeline import spine_ct, use_oracle_networks
 
-from SpineLabelerLib import cli, pipeline
+from SpineLabelerLib import cli
 from SpineLabelerLib.image import Image
 from SpineLabelerLib.io import CTInputError, read_ct
 from SpineLabelerLib.io.dicom_series import choose_series, find_series
@@ -152,7 +152,7 @@ def test_mixed_orientations_are_refused(tmp_path):
 @pytest.fixture
 def two_series_folder(tmp_path, monkeypatch):
     """A DICOM folder holding a lumbar CT (1.2.3.10) and a shorter copy of it (1.2.3.20)."""
-    monkeypatch.setattr(pipeline, "load_runners", lambda settings: (*oracle_runners(), []))
+    use_oracle_networks(monkeypatch)
     ct, _, _ = spine_ct("L3", "L5", above_mm=0.0)
     ct = ct.with_array(np.round(ct.array).astype(np.int16))
     folder = tmp_path / "study"

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from _dicom_series import write_ct_series
-from test_pipeline import oracle_runners, spine_ct
+from test_pipeline import spine_ct, use_oracle_networks
 
-from SpineLabelerLib import cli, pipeline
+from SpineLabelerLib import cli
 from SpineLabelerLib.image import Image, to_sitk
 from SpineLabelerLib.io import CTInputError, read_ct, read_labelmap
 from SpineLabelerLib.io.integrity import check_complete
@@ -157,7 +157,7 @@ def test_a_damaged_header_in_another_series_is_passed_over_only_for_a_named_seri
 
 @pytest.fixture
 def oracle_networks(monkeypatch):
-    monkeypatch.setattr(pipeline, "load_runners", lambda settings: (*oracle_runners(), []))
+    use_oracle_networks(monkeypatch)
 
 
 def test_segment_refuses_a_truncated_nifti_and_writes_nothing(tmp_path, capsys):

@@ -116,8 +116,16 @@ def spine_ct(
     return labels.with_array(hu.astype(np.float32)), labels, names
 
 
-def run(ct, **kw):
-    return pipeline.segment_spine(ct, pipeline.SegmentSettings(), runners=oracle_runners(), **kw)
+def use_oracle_networks(mp: pytest.MonkeyPatch) -> None:
+    """Oracle networks wherever the pipeline loads one: the walk's and the outline pass's."""
+    mp.setattr(pipeline, "load_runners", lambda settings: (*oracle_runners(), []))
+    mp.setattr(pipeline, "load_outline_runner", lambda settings: OracleStage2())
+
+
+def run(ct, settings=None, **kw):
+    """The pipeline with oracle walking networks and no outline pass (tested on its own)."""
+    settings = settings or pipeline.SegmentSettings(outline_weights_dir=None)
+    return pipeline.segment_spine(ct, settings, runners=oracle_runners(), **kw)
 
 
 def assert_matches_truth(result, truth, names, tol_mm=1.5):

@@ -35,6 +35,10 @@ def test_record_use_adds_itself_and_standing_reads_it(tmp_path):
     assert provenance.standing("sub-b", in_use).describe() == "chose: stage2.pt (trained)"
     c = provenance.standing("sub-c", in_use)
     assert c.held_out and c.describe().startswith("held out")
+    second = weights_folder(tmp_path / "outline")  # a second stage2.pt, as the outline pass's
+    provenance.record_use(second, "stage2.pt", [CaseUse("sub-b", "trained", "real shapes")])
+    b = provenance.standing("sub-b", [*in_use, (second, "stage2.pt")])
+    assert b.chose == ("stage2.pt (trained)", "outline/stage2.pt (trained)")
 
 
 def test_a_replaced_or_unrecorded_file_is_unknown_never_held_out(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_pipeline import oracle_runners, spine_ct
+from test_pipeline import oracle_runners, spine_ct, use_oracle_networks
 
 from SpineLabelerLib import cli, pipeline
 from SpineLabelerLib.commands import segment
@@ -22,7 +22,7 @@ from SpineLabelerLib.io import read_labelmap
 
 @pytest.fixture(autouse=True)
 def oracle_networks(monkeypatch):
-    monkeypatch.setattr(pipeline, "load_runners", lambda settings: (*oracle_runners(), []))
+    use_oracle_networks(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +249,9 @@ def test_bone_edges_grow_the_outlines_and_keep_the_names(lumbar, tmp_path):
     assert voxels[True] > voxels[False] and names[True] == names[False] != []
 
 
-def test_real_shapes_outlines_the_column_again_with_its_own_net(lumbar, tmp_path, monkeypatch):
+def test_the_real_shape_net_adds_by_default_replaces_with_real_shapes_and_can_be_left_out(
+    lumbar, tmp_path, monkeypatch
+):
     path, _truth, names = lumbar
     walked, outlined = [], []
 
@@ -263,16 +265,32 @@ def test_real_shapes_outlines_the_column_again_with_its_own_net(lumbar, tmp_path
 
     monkeypatch.setattr(pipeline, "load_runners", runners)
     monkeypatch.setattr(pipeline, "load_outline_runner", outline_runner)
-    out = tmp_path / "a"
-    args = ["segment", str(path), "-o", str(out), "--formats", "json", "--progress", "none"]
-    assert cli.main([*args, "--real-shapes"]) == 0
+    args = ["segment", str(path), "--formats", "json", "--progress", "none"]
+
+    def report(out: Path) -> dict:
+        return json.loads((out / "report.json").read_text())
+
+    assert cli.main([*args, "-o", str(tmp_path / "default")]) == 0
     assert walked == [pipeline.DEFAULT_WEIGHTS_DIR]
     assert outlined == [pipeline.REAL_SHAPES_WEIGHTS_DIR]
-    report = json.loads((out / "report.json").read_text())
-    assert [v["name"] for v in report["vertebrae"]] == names
-    assert report["work"]["outlined_again"] == len(names)
+    work = report(tmp_path / "default")["work"]
+    # the oracle outlines what the oracle walked: nothing thick is left to add
+    assert work["outline_patches"] == len(names) and work["outlined_again"] == 0
+
+    assert cli.main([*args, "-o", str(tmp_path / "real"), "--real-shapes"]) == 0
+    assert [v["name"] for v in report(tmp_path / "real")["vertebrae"]] == names
+    assert report(tmp_path / "real")["work"]["outlined_again"] == len(names)  # replaced
     for name in ("stage2.pt", "provenance.json", "README.md"):
         assert (pipeline.REAL_SHAPES_WEIGHTS_DIR / name).is_file(), name
+
+    assert cli.main([*args, "-o", str(tmp_path / "net"), "--no-outline-pass"]) == 0
+    assert len(outlined) == 2 and "outline_patches" not in report(tmp_path / "net")["work"]
+    both = [*args, "-o", str(tmp_path / "both"), "--real-shapes", "--no-outline-pass"]
+    assert cli.main(both) == 2 and not (tmp_path / "both").exists()
+
     # with --weights too: that folder walks, the real-shape net outlines
-    assert cli.main([*args, "--real-shapes", "--weights", str(tmp_path), "--force"]) == 0
+    assert (
+        cli.main([*args, "-o", str(tmp_path / "w"), "--real-shapes", "--weights", str(tmp_path)])
+        == 0
+    )
     assert walked[-1] == tmp_path and outlined[-1] == pipeline.REAL_SHAPES_WEIGHTS_DIR

@@ -295,7 +295,12 @@ def main(argv=None) -> int:
     p.add_argument(
         "--real-shapes",
         action="store_true",
-        help="outline the column again with the real-shape net (segment --real-shapes)",
+        help="the real-shape net's outlines whole (segment --real-shapes)",
+    )
+    p.add_argument(
+        "--no-outline-pass",
+        action="store_true",
+        help="the walking net's outlines only (segment --no-outline-pass)",
     )
     p.add_argument(
         "--no-level-head",
@@ -332,9 +337,9 @@ def main(argv=None) -> int:
     if args.no_level_head:
         settings = replace(settings, use_level_head=False)
     if args.real_shapes:
-        from SpineLabelerLib.pipeline import REAL_SHAPES_WEIGHTS_DIR
-
-        settings = replace(settings, outline_weights_dir=REAL_SHAPES_WEIGHTS_DIR)
+        settings = replace(settings, outline_mode="replace")
+    if args.no_outline_pass:
+        settings = replace(settings, outline_weights_dir=None)
     specs = benchmark_set_specs(args.development)
     if args.cases:
         wanted = set(args.cases.split(","))

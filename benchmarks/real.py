@@ -119,7 +119,7 @@ def artefacts_in_use(settings) -> list[tuple[Path, str]]:
     used = [(folder, f) for f in WEIGHT_FILES]
     if settings.use_level_head and (folder / "level_head.pt").is_file():
         used.append((folder, "level_head.pt"))
-    if settings.outline_weights_dir is not None:  # the net that outlines again (--real-shapes)
+    if settings.outline_weights_dir is not None:  # the net that outlines again
         used.append((Path(settings.outline_weights_dir), "stage2.pt"))
     return [*used, (DEFAULT_WEIGHTS_DIR, PIPELINE)]
 
@@ -301,6 +301,7 @@ def main(argv=None) -> int:
     p.add_argument("--fast", action="store_true", help="segment with --fast settings")
     p.add_argument("--bone-edges", action="store_true", help="segment with --bone-edges")
     p.add_argument("--real-shapes", action="store_true", help="segment with --real-shapes")
+    p.add_argument("--no-outline-pass", action="store_true", help="segment with --no-outline-pass")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--save", action="store_true", help="write benchmarks/results/real.* (--tag: real_TAG.*)"
@@ -326,9 +327,9 @@ def main(argv=None) -> int:
 
         settings = replace(settings, bone_edges=BoneEdgeSettings())
     if args.real_shapes:
-        from SpineLabelerLib.pipeline import REAL_SHAPES_WEIGHTS_DIR
-
-        settings = replace(settings, outline_weights_dir=REAL_SHAPES_WEIGHTS_DIR)
+        settings = replace(settings, outline_mode="replace")
+    if args.no_outline_pass:
+        settings = replace(settings, outline_weights_dir=None)
     cases = find_verse_cases(args.cases)
     tag = f"_{args.tag}" if args.tag else ""
 
@@ -344,7 +345,8 @@ def main(argv=None) -> int:
         f"{args.cases}; weights {settings.weights_dir}; "
         f"{'--fast' if args.fast else 'default settings'}"
         f"{'; --bone-edges' if args.bone_edges else ''}"
-        f"{'; --real-shapes' if args.real_shapes else ''}; {args.threads} CPU threads"
+        f"{'; --real-shapes' if args.real_shapes else ''}"
+        f"{'; --no-outline-pass' if args.no_outline_pass else ''}; {args.threads} CPU threads"
     )
     say(ATTRIBUTION)
     for line in provenance_lines(settings):

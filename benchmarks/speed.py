@@ -77,7 +77,7 @@ def child(
     import torch
 
     from SpineLabelerLib.io import read_ct
-    from SpineLabelerLib.pipeline import REAL_SHAPES_WEIGHTS_DIR, SegmentSettings, segment_spine
+    from SpineLabelerLib.pipeline import SegmentSettings, segment_spine
 
     torch.set_num_threads(threads)
     t = time.perf_counter()
@@ -88,7 +88,7 @@ def child(
         settings = SegmentSettings(weights_dir=Path(weights), device=device, threads=threads)
     settings = settings.fast() if fast else settings
     if real_shapes:
-        settings = replace(settings, outline_weights_dir=REAL_SHAPES_WEIGHTS_DIR)
+        settings = replace(settings, outline_mode="replace")
     result = segment_spine(ct, settings)
     peak_gb = peak_rss_mb() / 1024
     cuda_peak = torch.cuda.max_memory_allocated() / 1024**3 if torch.cuda.is_available() else 0.0

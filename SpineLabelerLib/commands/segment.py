@@ -80,8 +80,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--real-shapes",
         action="store_true",
-        help="outline each vertebra found again with the stage-2 net fine-tuned on real expert "
-        "masks (Resources/Models/real_shapes): outlines nearer a real expert's",
+        help="take the outlines of the stage-2 net fine-tuned on real expert masks "
+        "(Resources/Models/real_shapes) whole, rim included: nearer a real expert's (by default "
+        "it only adds the thick parts the walking net left out)",
+    )
+    p.add_argument(
+        "--no-outline-pass",
+        action="store_true",
+        help="the walking net's outlines as they are (no real-shape net; e.g. to see what "
+        "--weights alone draws)",
     )
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument(
@@ -305,8 +312,12 @@ def run(args: argparse.Namespace) -> int:
     settings = pipeline.SegmentSettings(device=args.device, threads=args.threads)
     if args.weights:
         settings = pipeline.replace(settings, weights_dir=Path(args.weights))
+    if args.real_shapes and args.no_outline_pass:
+        return _fail("refused: --real-shapes and --no-outline-pass contradict", EXIT_REFUSED)
     if args.real_shapes:
-        settings = pipeline.replace(settings, outline_weights_dir=pipeline.REAL_SHAPES_WEIGHTS_DIR)
+        settings = pipeline.replace(settings, outline_mode="replace")
+    if args.no_outline_pass:
+        settings = pipeline.replace(settings, outline_weights_dir=None)
     if args.fast:
         settings = settings.fast()
     if args.bone_edges:
