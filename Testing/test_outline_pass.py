@@ -31,6 +31,15 @@ def _centres(instances, order):
     return np.array([np.argwhere(instances == n).mean(0) for n in order])
 
 
+def _outline_in_full_view(predict, instances, probability, order, mode="replace") -> int:
+    """outline_again over a blank CT the field of view covers whole."""
+    ct, valid = np.zeros(SHAPE, np.float32), np.ones(SHAPE, bool)
+    centres = _centres(instances, order)
+    return outline_again(
+        predict, ct, valid, instances, probability, order, centres, PATCH, mode=mode
+    )
+
+
 def _knowing(truth: np.ndarray, centre_of_patch, other: bool = False):
     """A predictor that outlines the true vertebra at the patch's centre (not in memory), or
     with ``other`` the one beside it."""
@@ -79,16 +88,7 @@ def test_an_outline_of_another_vertebra_leaves_the_walks_mask():
         found.append(int(outline.sum()))
         return outline
 
-    changed = outline_again(
-        predict,
-        np.zeros(SHAPE, np.float32),
-        np.ones(SHAPE, bool),
-        instances,
-        probability,
-        order,
-        centres,
-        PATCH,
-    )
+    changed = _outline_in_full_view(predict, instances, probability, order)
     assert min(found) > 0  # each patch held an outline: of the wrong vertebra
     assert changed == 0 and np.array_equal(instances, before)
 
@@ -141,17 +141,7 @@ def test_add_mode_keeps_the_walks_outline_and_adds_only_thick_parts():
         found[-22:] = 0  # the patch's top 22 slices: vertebra 1's top two among them
         return found
 
-    grown = outline_again(
-        predict,
-        np.zeros(SHAPE, np.float32),
-        np.ones(SHAPE, bool),
-        instances,
-        probability,
-        order,
-        centres,
-        PATCH,
-        mode="add",
-    )
+    grown = _outline_in_full_view(predict, instances, probability, order, mode="add")
     assert grown == 1  # vertebra 2 has no thick part to add
     assert (instances[walked > 0] == walked[walked > 0]).all()
     assert (instances[59:65, 46:54, 27:33] == 1).all()
