@@ -84,8 +84,9 @@ def test_the_shipped_record_matches_the_shipped_weights():
 def test_the_real_shapes_record_matches_its_weights_and_names_what_chose_them():
     from SpineLabelerLib.pipeline import REAL_SHAPES_WEIGHTS_DIR
 
-    for name in ("stage1.pt", "stage2.pt", "level_head.pt"):
-        assert provenance.uses_of(REAL_SHAPES_WEIGHTS_DIR, name) is not None, name
+    assert provenance.uses_of(REAL_SHAPES_WEIGHTS_DIR, "stage2.pt") is not None
+    # the outline net only: a level head fit to an earlier net must not walk with this one
+    assert not (REAL_SHAPES_WEIGHTS_DIR / "level_head.pt").exists()
     stage2 = {(u.case, u.role) for u in provenance.uses_of(REAL_SHAPES_WEIGHTS_DIR, "stage2.pt")}
     assert ("sub-verse008", "trained") in stage2 and ("sub-verse005", "gate") in stage2
     assert ("sub-verse005", "trained") not in stage2  # held out of its training
