@@ -86,10 +86,10 @@ def outline_again(
         new = _the_vertebra((p >= 0.5) & valid[crop_part] & ~above[patch_part], old)
         if new is None:
             continue
+        stored = probability[crop_part]
         if mode == "add":
             grown = _thick_part(new & (here == 0))
             here[grown] = index
-            stored = probability[crop_part]
             stored[grown] = np.maximum(np.round(p[grown] * 255.0), 128)
             changed += int(grown.any())
             continue
@@ -98,7 +98,6 @@ def outline_again(
         # below 0.5 round the new outline and where the old one was: the output grid's
         # boundaries are interpolated from it (pipeline.labels_to_input_grid)
         outside = ndimage.binary_dilation(new, iterations=2) & (here == 0) | old & ~new
-        stored = probability[crop_part]
         stored[outside] = np.minimum(np.round(p[outside] * 255.0), 127)
         stored[new] = np.maximum(np.round(p[new] * 255.0), 128)
         changed += 1
