@@ -7,6 +7,9 @@ and not every end is where the spine ends. In the order the pipeline applies the
   the two on each side, or flagged by the walk) is folded back into the neighbour it touches;
 - ``merge_split_vertebrae``: two touching masks that are the halves of one vertebra (half a
   step apart, one vertebra's volume together) become one;
+- ``suspect_pieces`` / ``join_pairs`` / ``grow_vertebra``: masks the outline net finds to
+  be one vertebra become one, and a piece it finds to be part of a vertebra no mask holds
+  becomes that vertebra (same_vertebra.py reads the net; the pipeline applies its answers);
 - ``drop_end_fragments``: such a piece at an end is dropped, and that end is "lost";
 - ``recognise_sacrum``: a bottom mask stage 1 calls little spine and wider than the
   vertebrae above is the sacrum's top: dropped, and the sacrum anchors the names;
@@ -30,6 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from SpineLabelerLib import identify, stage2
+from SpineLabelerLib.image import index_to_lps
 
 # Vertebrae on each side of an inner vertebra that merge_fragments compares it with.
 FRAGMENT_WINDOW = 2
@@ -74,6 +78,7 @@ def _fold(walk: stage2.WalkResult, votes: list, piece_at: int, owner_at: int) ->
     piece, owner = walk.vertebrae[piece_at], walk.vertebrae[owner_at]
     instances = walk.instances.array
     instances[instances == piece.index] = owner.index
+    owner.partial = owner.partial or piece.partial
     total = owner.volume_ml + piece.volume_ml
     owner.centroid_lps = (
         owner.centroid_lps * owner.volume_ml + piece.centroid_lps * piece.volume_ml
@@ -168,6 +173,75 @@ def _is_split(
     instances = walk.instances.array
     mine = instances == first.index
     return bool(np.any(instances[ndimage.binary_dilation(mine) & ~mine] == second.index))
+
+
+def largest_near_ml(column: list[stage2.WalkedVertebra], n: int) -> float:
+    """The largest volume among the ``FRAGMENT_WINDOW`` vertebrae on each side of
+    ``column[n]`` (0 for a column of one)."""
+    around = column[max(n - FRAGMENT_WINDOW, 0) : n] + column[n + 1 : n + 1 + FRAGMENT_WINDOW]
+    return max((v.volume_ml for v in around), default=0.0)
+
+
+def suspect_pieces(walk: stage2.WalkResult, fraction: float) -> list[bool]:
+    """Per vertebra of the column: whether it is under ``fraction`` of ``largest_near_ml``,
+    and so may be a piece of one (the largest, not the median: pieces side by side would
+    shield each other)."""
+    column = walk.vertebrae
+    return [v.volume_ml < fraction * largest_near_ml(column, n) for n, v in enumerate(column)]
+
+
+def join_pairs(walk: stage2.WalkResult, votes: list, pairs: Sequence[tuple[int, int]]) -> int:
+    """Make one vertebra of each group of masks linked by ``pairs`` (positions in the
+    column), in place: the largest of a group keeps its place and takes the others; returns
+    how many masks were folded away."""
+    group = list(range(len(walk.vertebrae)))
+
+    def root(n: int) -> int:
+        while group[n] != n:
+            n = group[n]
+        return n
+
+    for n, m in pairs:
+        group[root(m)] = root(n)
+    members: dict[int, list[int]] = {}
+    for n, v in enumerate(walk.vertebrae):
+        members.setdefault(root(n), []).append(v.index)
+    folded = 0
+    for indices in members.values():
+        sizes = {v.index: v.volume_ml for v in walk.vertebrae}
+        owner = max(indices, key=sizes.__getitem__)
+        for index in indices:
+            if index != owner:
+                at = {v.index: n for n, v in enumerate(walk.vertebrae)}
+                _fold(walk, votes, at[index], at[owner])
+                folded += 1
+    return folded
+
+
+def grow_vertebra(
+    walk: stage2.WalkResult,
+    at: int,
+    region: tuple[slice, ...],
+    voxels: np.ndarray,
+    probability: np.ndarray,
+    valid: np.ndarray,
+) -> None:
+    """Give ``walk.vertebrae[at]`` the ``voxels`` (bool on the crop's ``region``; no other
+    vertebra's) with the net's ``probability`` there, in place: its volume, centroid and
+    "cut by the view" follow its new mask, and it is no longer a piece."""
+    vertebra = walk.vertebrae[at]
+    here = walk.instances.array[region]
+    here[voxels] = vertebra.index
+    if walk.probability is not None:
+        stored = walk.probability.array[region]
+        stored[voxels] = np.maximum(np.round(probability[voxels] * 255.0), 128)
+    mask = walk.instances.array == vertebra.index
+    vertebra.volume_ml = float(mask.sum()) * float(np.prod(walk.instances.spacing_mm)) / 1000.0
+    centre_ijk = np.argwhere(mask).mean(axis=0)[::-1]
+    vertebra.centroid_lps = index_to_lps(walk.instances, centre_ijk[None])[0]
+    edge = ndimage.binary_dilation(~valid[region]) & valid[region]
+    vertebra.partial = vertebra.partial or bool(np.any(edge & voxels))
+    vertebra.piece = False
 
 
 def drop_end_fragments(walk: stage2.WalkResult, votes: list, fraction: float) -> list[str]:

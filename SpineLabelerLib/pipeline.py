@@ -15,7 +15,9 @@ the order the data flows (issue 5):
    half the vertebrae the spine box could hold (a wrong anchor: it stalls on one fragment)
    is tried again from mid-column, and the longer walk is kept (``restart_below``).
 5. the column judged (column.py): pieces cut off a vertebra folded back into it or, at an
-   end, dropped; end vertebrae stage 1 does not call spine dropped.
+   end, dropped; masks the outline net finds to be one vertebra joined, and a piece it
+   finds to be part of a vertebra no mask holds grown into it (same_vertebra.py: real thick
+   slices); end vertebrae stage 1 does not call spine dropped.
 6. names (identify.py) from the walk, the stage-1 votes, the ribs and how the walk ended;
    a bottom "L6" that is the sacrum dropped and the column named again; the level head
    (one more stage-2 prediction per vertebra) checks the count and a message says when it
@@ -49,6 +51,7 @@ from SpineLabelerLib import (
     outline_pass,
     preprocess,
     ribs,
+    same_vertebra,
     stage1,
     stage2,
 )
@@ -112,6 +115,9 @@ class SegmentSettings:
     bone_edges: bone_edges.BoneEdgeSettings | None = None
     split_step_fraction: float = 0.6
     split_volume_fraction: float = 1.3
+    # a mask under this share of the largest vertebra near it is asked of the outline net
+    # whether it is a neighbour's piece or a vertebra's (same_vertebra.py; needs that net)
+    piece_suspect_fraction: float = 0.75
     # a walk that found fewer than this share of the vertebrae the spine box could hold (at
     # the longest typical step) is tried again from the box's middle; the longer walk is kept
     restart_below: float = 0.5
@@ -262,6 +268,16 @@ def segment_spine(
     work["halves_joined"] = column.merge_split_vertebrae(
         walk, votes, settings.split_step_fraction, settings.split_volume_fraction
     )
+    if settings.outline_weights_dir is not None:
+        work["pieces_joined"], work["pieces_grown"] = judge_pieces_with(
+            load_outline_runner(settings),
+            crop,
+            valid,
+            walk,
+            votes,
+            classes_on_crop,
+            settings.piece_suspect_fraction,
+        )
     column.drop_end_fragments(walk, votes, settings.fragment_fraction)
     work["sacrum_recognised"] = column.recognise_sacrum(
         walk, votes, settings.sacrum_wide_relative_support, settings.sacrum_width_ratio
@@ -703,6 +719,57 @@ def outline_with(
         before_each,
         mode,
     )
+
+
+def judge_pieces_with(
+    runner,
+    crop: Image,
+    valid: np.ndarray,
+    walk: stage2.WalkResult,
+    votes: list,
+    classes_on_crop: np.ndarray,
+    fraction: float,
+) -> tuple[int, int]:
+    """The column's suspect pieces judged by ``runner``'s net (same_vertebra.py), in place:
+    those it outlines as one vertebra with a neighbour joined, then each piece it outlines as
+    a vertebra no mask holds grown into it; returns (masks folded away, pieces grown)."""
+    suspects = column.suspect_pieces(walk, fraction)
+    if not any(suspects):
+        return 0, 0
+
+    def predict(ct_patch: np.ndarray, memory: np.ndarray) -> np.ndarray:
+        return runner(np.stack([ct_patch, memory]))[0]
+
+    patch = getattr(runner, "trained_patch_kji", None) or preprocess.STAGE2_PATCH_KJI
+    centres = lps_to_index(crop, np.array([v.centroid_lps for v in walk.vertebrae]))[:, ::-1]
+    instances = walk.instances.array
+    outlines = same_vertebra.SeededOutlines(
+        predict,
+        crop.array,
+        valid,
+        instances,
+        {v.index: c for v, c in zip(walk.vertebrae, centres)},
+        tuple(patch),
+    )
+    order = [v.index for v in walk.vertebrae]
+    cut = [v.partial for v in walk.vertebrae]
+    pairs = same_vertebra.same_vertebra_pairs(outlines, instances, order, suspects, cut)
+    joined = column.join_pairs(walk, votes, pairs)
+    grown = 0
+    voxel_ml = float(np.prod(crop.spacing_mm)) / 1000.0
+    for at, suspect in enumerate(column.suspect_pieces(walk, fraction)):
+        if not suspect:
+            continue
+        index = walk.vertebrae[at].index
+        whole = fraction * column.largest_near_ml(walk.vertebrae, at) / voxel_ml
+        voxels = same_vertebra.whole_vertebra_of(outlines(index), instances, index, whole)
+        if voxels is None or not voxels.any():
+            continue
+        outline = outlines(index)
+        column.grow_vertebra(walk, at, outline.region, voxels, outline.probability, valid)
+        votes[at] = _votes(instances, classes_on_crop, [index])[0]
+        grown += 1
+    return joined, grown
 
 
 # ----------------------------------------------------------------------- output grid

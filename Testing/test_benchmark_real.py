@@ -41,14 +41,32 @@ def test_a_case_folder_of_its_own_is_its_leave_one_out_weights(tmp_path):
     assert real.case_weights(tmp_path, "sub-b") == tmp_path
 
 
+def _verse005():
+    from SpineLabelerLib.io.verse import find_verse_cases
+
+    (files,) = [c for c in find_verse_cases(REALDATA) if c.case_id == "sub-verse005"]
+    return real.Case(files.case_id, files.case_id, files.ct, *files.load())
+
+
+@pytest.mark.skipif(not (REALDATA / "verse005").is_dir(), reason="real VerSe cases not present")
+def test_a_case_s_variants_are_its_scan_at_3_mm_and_its_two_middle_vertebrae_alone():
+    thick, tight = real.variants_of(_verse005())
+    assert (thick.case_id, tight.case_id) == ("sub-verse005@3mm", "sub-verse005@3mm-L2-L3")
+    assert thick.source == tight.source == "sub-verse005"  # they stand where it stands
+    for case in (thick, tight):
+        assert case.ct.spacing_mm == (1.0, 3.0, 1.0) and case.ref.same_grid(case.ct)
+    assert thick.ct.array.shape == (106, 60, 103)
+    # the tight view holds L2 and L3 and what the view leaves of their neighbours
+    assert set(int(v) for v in set(tight.ref.array.ravel().tolist())) == {0, 20, 21, 22, 23}
+    assert tight.ct.array.shape[1] < 0.6 * thick.ct.array.shape[1]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (REALDATA / "verse005").is_dir(), reason="real VerSe cases not present")
 def test_verse005_is_measured_on_its_own_grid_with_what_it_chose(tmp_path):
-    from SpineLabelerLib.io.verse import find_verse_cases
     from SpineLabelerLib.pipeline import SegmentSettings
 
-    (files,) = [c for c in find_verse_cases(REALDATA) if c.case_id == "sub-verse005"]
-    record, ct, pred, ref = real.measure_case(files, SegmentSettings(device="cpu"))
+    record, ct, pred, ref = real.measure_case(_verse005(), SegmentSettings(device="cpu"))
     assert record["labels_on_input_grid"]
     # it chose the pipeline's column rules (provenance.json), so it is measured, not judged
     assert not record["held_out"] and "pipeline (rule)" in record["standing"]

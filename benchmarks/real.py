@@ -1,6 +1,7 @@
 """The real-CT benchmark: every real case at hand, judged only where it chose nothing in use.
 
-    .venv/bin/python benchmarks/real.py [--cases DIR] [--weights DIR] [--fast] [--threads N] [--save]
+    .venv/bin/python benchmarks/real.py [--cases DIR] [--weights DIR] [--variants] [--fast]
+                                        [--threads N] [--save]
 
 Each case of ``--cases`` (default /work/shared/realdata; any folder of VerSe-layout cases,
 found by ``io.verse.find_verse_cases``) is segmented by ``pipeline.segment_spine`` and scored on
@@ -20,6 +21,11 @@ expert labelled nothing ("extra": a sacrum, a cut vertebra above) and those name
 confidence >= 0.7. Then the targets, per held-out case and pooled over them: every expert
 vertebra named right, mean Dice >= 0.90, none under 0.80, none named wrong with confidence
 >= 0.7.
+
+``--variants`` measures each case also as the scans users bring that the cases here are not
+(``evaluation/degrade.py``): its axial slices 3 mm thick ("<case>@3mm"), and its two middle
+expert vertebrae alone at 3 mm ("<case>@3mm-L2-L3"; what the view leaves of their neighbours
+stays labelled). A variant stands where its case stands: it chose what its case chose.
 
 ``--save`` writes benchmarks/results/real.txt, real.json and real_<case>.png (the CT's
 sagittal and coronal views with the predicted labels beside the expert's).
@@ -58,6 +64,9 @@ PICTURE_CREDIT = (
     "CC BY-SA 4.0; this picture is shared under the same licence.",
 )
 WEIGHT_FILES = ("stage1.pt", "stage2.pt")
+# --variants: the slab thickness and the margin round a tight crop's vertebrae (mm)
+VARIANT_SLAB_MM = 3.0
+VARIANT_MARGIN_MM = 4.0
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,38 @@ def artefacts_in_use(settings) -> list[tuple[Path, str]]:
     return [*used, (DEFAULT_WEIGHTS_DIR, PIPELINE)]
 
 
-def measure_case(files, settings) -> tuple[dict, object, object, object]:
+@dataclass(frozen=True)
+class Case:
+    """A CT to measure and its expert labels; ``source``: the real case it was made from (its
+    own id for a case as found; provenance and leave-one-out weights follow the source)."""
+
+    case_id: str
+    source: str
+    ct_path: Path
+    ct: object
+    ref: object
+
+
+def variants_of(case: Case) -> list[Case]:
+    """The case as the scans a user brings (evaluation/degrade.py): its axial slices 3 mm
+    thick, and a 3 mm view of its two middle expert vertebrae (4 mm round them)."""
+    import numpy as np
+
+    from SpineLabelerLib.evaluation.degrade import crop_to_levels, thick_slabs
+
+    ct, ref = thick_slabs(case.ct, case.ref, VARIANT_SLAB_MM)
+    levels = [int(v) for v in np.unique(case.ref.array) if v]
+    middle = levels[len(levels) // 2 - 1 : len(levels) // 2 + 1]
+    tight_ct, tight_ref = crop_to_levels(case.ct, case.ref, middle, VARIANT_MARGIN_MM)
+    tight_ct, tight_ref = thick_slabs(tight_ct, tight_ref, VARIANT_SLAB_MM)
+    names = "-".join(_name(v) for v in middle)
+    return [
+        replace(case, case_id=f"{case.case_id}@3mm", ct=ct, ref=ref),
+        replace(case, case_id=f"{case.case_id}@3mm-{names}", ct=tight_ct, ref=tight_ref),
+    ]
+
+
+def measure_case(case: Case, settings) -> tuple[dict, object, object, object]:
     """Segment and score one case; returns its record, the CT, the prediction and the expert
     labels (both on the CT's grid)."""
     from dataclasses import replace
@@ -133,10 +173,8 @@ def measure_case(files, settings) -> tuple[dict, object, object, object]:
     from SpineLabelerLib.evaluation import evaluate, outline_scores, predicted_matches
     from SpineLabelerLib.pipeline import segment_spine
 
-    settings = replace(
-        settings, weights_dir=case_weights(Path(settings.weights_dir), files.case_id)
-    )
-    ct, ref = files.load()
+    settings = replace(settings, weights_dir=case_weights(Path(settings.weights_dir), case.source))
+    ct, ref = case.ct, case.ref
     result = segment_spine(ct, settings)
     pred = result.labels
     confidence = {v.label: v.confidence for v in result.vertebrae}
@@ -170,10 +208,11 @@ def measure_case(files, settings) -> tuple[dict, object, object, object]:
         }
 
     wrong = [p for p in found.values() if not p.extra and not p.named_right]
-    standing = provenance.standing(files.case_id, artefacts_in_use(settings))
+    standing = provenance.standing(case.source, artefacts_in_use(settings))
     record = {
-        "case": files.case_id,
-        "ct": str(files.ct),
+        "case": case.case_id,
+        "source": case.source,
+        "ct": str(case.ct_path),
         "weights": str(settings.weights_dir),
         "held_out": standing.held_out,
         "standing": standing.describe(),
@@ -302,6 +341,11 @@ def main(argv=None) -> int:
     p.add_argument("--bone-edges", action="store_true", help="segment with --bone-edges")
     p.add_argument("--real-shapes", action="store_true", help="segment with --real-shapes")
     p.add_argument("--no-outline-pass", action="store_true", help="segment with --no-outline-pass")
+    p.add_argument(
+        "--variants",
+        action="store_true",
+        help="each case also at 3 mm slices, and its two middle vertebrae alone at 3 mm",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--save", action="store_true", help="write benchmarks/results/real.* (--tag: real_TAG.*)"
@@ -353,14 +397,16 @@ def main(argv=None) -> int:
         say(line)
     records = []
     for files in cases:
-        record, ct, pred, ref = measure_case(files, settings)
-        records.append(record)
-        say("")
-        for line in case_lines(record):
-            say(line)
-        if args.save:
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            write_picture(RESULTS / f"real{tag}_{files.case_id}.png", record, ct, pred, ref)
+        found = Case(files.case_id, files.case_id, files.ct, *files.load())
+        for case in [found, *(variants_of(found) if args.variants else [])]:
+            record, ct, pred, ref = measure_case(case, settings)
+            records.append(record)
+            say("")
+            for line in case_lines(record):
+                say(line)
+            if args.save:
+                RESULTS.mkdir(parents=True, exist_ok=True)
+                write_picture(RESULTS / f"real{tag}_{case.case_id}.png", record, ct, pred, ref)
     say("")
     say(
         f"targets, on held-out cases only: every expert vertebra named right, mean Dice >= "
