@@ -222,6 +222,10 @@ def segment_spine(
         messages = messages + head_notes
     else:
         (run1, run2, device_name), messages, head = runners, [], None
+    # the second stage-2 net: it judges the walk's small masks and outlines the column again
+    outline_runner = None
+    if settings.outline_weights_dir is not None:
+        outline_runner = load_outline_runner(settings)
     messages = messages + input_notes(ct)
     timings["load_models"] = time.perf_counter() - t
     report(progress, "stage1", _SPANS["stage1"][0], f"stage 1 on {device_name}")
@@ -268,9 +272,9 @@ def segment_spine(
     work["halves_joined"] = column.merge_split_vertebrae(
         walk, votes, settings.split_step_fraction, settings.split_volume_fraction
     )
-    if settings.outline_weights_dir is not None:
+    if outline_runner is not None:
         work["pieces_joined"], work["pieces_grown"] = judge_pieces_with(
-            load_outline_runner(settings),
+            outline_runner,
             crop,
             valid,
             walk,
@@ -320,11 +324,11 @@ def segment_spine(
     if cancel is not None:
         cancel.check()
 
-    if settings.outline_weights_dir is not None:
+    if outline_runner is not None:
         t = time.perf_counter()
         work["outline_patches"] = len(walk.vertebrae)
         work["outlined_again"] = outline_with(
-            load_outline_runner(settings),
+            outline_runner,
             crop,
             valid,
             walk,
