@@ -108,8 +108,13 @@ def _is_piece(column: list[stage2.WalkedVertebra], n: int, fraction: float) -> b
 def _local_median_ml(column: list[stage2.WalkedVertebra], n: int) -> float:
     """Median volume of the ``FRAGMENT_WINDOW`` vertebrae on each side of ``column[n]`` (cut
     ones too: a tight lumbar view cuts every vertebra's processes)."""
-    around = column[max(n - FRAGMENT_WINDOW, 0) : n] + column[n + 1 : n + 1 + FRAGMENT_WINDOW]
+    around = _neighbours(column, n)
     return float(np.median([v.volume_ml for v in around])) if around else 0.0
+
+
+def _neighbours(column: list[stage2.WalkedVertebra], n: int) -> list[stage2.WalkedVertebra]:
+    """The ``FRAGMENT_WINDOW`` vertebrae on each side of ``column[n]``."""
+    return column[max(n - FRAGMENT_WINDOW, 0) : n] + column[n + 1 : n + 1 + FRAGMENT_WINDOW]
 
 
 def merge_split_vertebrae(
@@ -178,8 +183,7 @@ def _is_split(
 def largest_near_ml(column: list[stage2.WalkedVertebra], n: int) -> float:
     """The largest volume among the ``FRAGMENT_WINDOW`` vertebrae on each side of
     ``column[n]`` (0 for a column of one)."""
-    around = column[max(n - FRAGMENT_WINDOW, 0) : n] + column[n + 1 : n + 1 + FRAGMENT_WINDOW]
-    return max((v.volume_ml for v in around), default=0.0)
+    return max((v.volume_ml for v in _neighbours(column, n)), default=0.0)
 
 
 def suspect_pieces(walk: stage2.WalkResult, fraction: float) -> list[bool]:

@@ -73,12 +73,10 @@ def outline_again(
     for n, index in enumerate(order):
         if before_each is not None:
             before_each(n, len(order))
-        start = np.round(centres_kji[n]).astype(int) - size // 2
-        region = patch_slices(start, size, instances.shape)
-        if region is None:
+        cut = patch_round(ct, centres_kji[n], size)
+        if cut is None:
             continue
-        crop_part, patch_part = region
-        ct_patch = crop_with_fill(ct, start, tuple(size), CT_FILL).astype(np.float32)
+        start, crop_part, patch_part, ct_patch = cut
         above = np.isin(crop_with_fill(instances, start, tuple(size), 0), order[:n])
         p = predict(ct_patch, above.astype(np.float32))[patch_part]
         here = instances[crop_part]
@@ -102,6 +100,21 @@ def outline_again(
         stored[new] = np.maximum(np.round(p[new] * 255.0), 128)
         changed += 1
     return changed
+
+
+def patch_round(
+    ct: np.ndarray, centre_kji: np.ndarray, size: np.ndarray
+) -> tuple[np.ndarray, tuple[slice, ...], tuple[slice, ...], np.ndarray] | None:
+    """The patch of ``size`` centred on ``centre_kji`` in the crop ``ct``: (its start, the
+    crop's part it covers, that part's place in the patch, the CT patch, filled outside the
+    crop as the walk fills it); None where it misses the crop."""
+    start = np.round(centre_kji).astype(int) - size // 2
+    region = patch_slices(start, size, ct.shape)
+    if region is None:
+        return None
+    crop_part, patch_part = region
+    ct_patch = crop_with_fill(ct, start, tuple(size), CT_FILL).astype(np.float32)
+    return start, crop_part, patch_part, ct_patch
 
 
 def _the_vertebra(mask: np.ndarray, old: np.ndarray) -> np.ndarray | None:

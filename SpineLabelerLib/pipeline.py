@@ -690,6 +690,17 @@ def read_levels(
     return [None if r is None else tuple(float(x) for x in r) for r in ratios]
 
 
+def _patch_predictor(runner):
+    """(predict, patch): ``runner``'s stage-2 net as a (CT patch, memory patch) ->
+    probability function, and the patch (K, J, I) it was trained at."""
+
+    def predict(ct_patch: np.ndarray, memory: np.ndarray) -> np.ndarray:
+        return runner(np.stack([ct_patch, memory]))[0]
+
+    patch = getattr(runner, "trained_patch_kji", None) or preprocess.STAGE2_PATCH_KJI
+    return predict, tuple(patch)
+
+
 def outline_with(
     runner,
     crop: Image,
@@ -707,10 +718,7 @@ def outline_with(
             cancel.check()
         report(progress, "output", _SPANS["output"][0], f"outlining vertebra {n + 1}/{total} again")
 
-    def predict(ct_patch: np.ndarray, memory: np.ndarray) -> np.ndarray:
-        return runner(np.stack([ct_patch, memory]))[0]
-
-    patch = getattr(runner, "trained_patch_kji", None) or preprocess.STAGE2_PATCH_KJI
+    predict, patch = _patch_predictor(runner)
     return outline_pass.outline_again(
         predict,
         crop.array,
@@ -719,7 +727,7 @@ def outline_with(
         walk.probability.array,
         [v.index for v in walk.vertebrae],
         lps_to_index(crop, np.array([v.centroid_lps for v in walk.vertebrae]))[:, ::-1],
-        tuple(patch),
+        patch,
         before_each,
         mode,
     )
@@ -741,10 +749,7 @@ def judge_pieces_with(
     if not any(suspects):
         return 0, 0
 
-    def predict(ct_patch: np.ndarray, memory: np.ndarray) -> np.ndarray:
-        return runner(np.stack([ct_patch, memory]))[0]
-
-    patch = getattr(runner, "trained_patch_kji", None) or preprocess.STAGE2_PATCH_KJI
+    predict, patch = _patch_predictor(runner)
     centres = lps_to_index(crop, np.array([v.centroid_lps for v in walk.vertebrae]))[:, ::-1]
     instances = walk.instances.array
     outlines = same_vertebra.SeededOutlines(
@@ -753,7 +758,7 @@ def judge_pieces_with(
         valid,
         instances,
         {v.index: c for v, c in zip(walk.vertebrae, centres)},
-        tuple(patch),
+        patch,
     )
     order = [v.index for v in walk.vertebrae]
     cut = [v.partial for v in walk.vertebrae]
@@ -766,10 +771,10 @@ def judge_pieces_with(
             continue
         index = walk.vertebrae[at].index
         whole = fraction * column.largest_near_ml(walk.vertebrae, at) / voxel_ml
-        voxels = same_vertebra.whole_vertebra_of(outlines(index), instances, index, whole)
+        outline = outlines(index)
+        voxels = same_vertebra.whole_vertebra_of(outline, instances, index, whole)
         if voxels is None or not voxels.any():
             continue
-        outline = outlines(index)
         column.grow_vertebra(walk, at, outline.region, voxels, outline.probability, valid)
         votes[at] = _votes(instances, classes_on_crop, [index])[0]
         grown += 1

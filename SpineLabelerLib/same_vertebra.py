@@ -27,8 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from SpineLabelerLib.stage2 import CT_FILL
-from SpineLabelerLib.training.samples import crop_with_fill, patch_slices
+from SpineLabelerLib.outline_pass import patch_round
 
 # (CT patch in [-1, 1], memory patch 0/1), both (K, J, I) float32 -> probability (K, J, I)
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -89,12 +88,10 @@ class SeededOutlines:
     def _predict_at(self, index: int) -> Outline | None:
         """The net's piece overlapping mask ``index`` most, from a patch centred on it with
         nothing in memory; None where the patch misses the crop or the net finds nothing."""
-        start = np.round(self._centres[index]).astype(int) - self._size // 2
-        where = patch_slices(start, self._size, self._instances.shape)
-        if where is None:
+        cut = patch_round(self._ct, self._centres[index], self._size)
+        if cut is None:
             return None
-        crop_part, patch_part = where
-        ct_patch = crop_with_fill(self._ct, start, tuple(self._size), CT_FILL).astype(np.float32)
+        _, crop_part, patch_part, ct_patch = cut
         p = self._predict(ct_patch, np.zeros_like(ct_patch))[patch_part]
         pieces, n = ndimage.label((p >= 0.5) & self._valid[crop_part])
         overlap = np.bincount(pieces[self._instances[crop_part] == index], minlength=n + 1)

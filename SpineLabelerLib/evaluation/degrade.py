@@ -60,9 +60,7 @@ def crop_to_levels(
     if box is None:
         raise ValueError(f"none of the levels {list(levels)} is labelled")
     extra = int(round(margin_mm / ct.spacing_mm[2 - axis]))
-    cut = [slice(None)] * 3
+    region = [slice(0, n) for n in ct.array.shape]
     size = ct.array.shape[axis]
-    cut[axis] = slice(max(box[axis].start - extra, 0), min(box[axis].stop + extra, size))
-    region = tuple(cut)
-    full = tuple(slice(0, n) if s == slice(None) else s for s, n in zip(region, ct.array.shape))
-    return subimage(ct, full), subimage(labels, full)
+    region[axis] = slice(max(box[axis].start - extra, 0), min(box[axis].stop + extra, size))
+    return subimage(ct, tuple(region)), subimage(labels, tuple(region))
