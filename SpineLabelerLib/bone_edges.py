@@ -1,4 +1,16 @@
-"""Outlines to the bone's edge: each vertebra grown over the CT's bone next to it.
+"""Outlines to the bone's edge: the voxel layer a net left out of a vertebra's bone, and
+(an option) the bone beside each vertebra.
+
+``snap_to_edge`` (on by default): the walking net, trained on phantoms, often stops one voxel
+inside the bone on real CT (the spinous processes' tips, the arches' ends). A voxel just
+outside a vertebra joins it where it is nearly as bright as the vertebra's voxels beside it
+(``contrast`` of the way up from the darkest unlabelled voxel round it): bone that goes on,
+not the blur round a surface, which the half-way level would take and the phantoms' reference
+masks (drawn to the geometric surface) leave out. One layer, so nothing beyond the next voxel
+is taken. Chosen on eleven development phantoms (none worse by more than 0.2 Dice points,
++0.5 on average) and read on the two real cases (+2.6 and +1.9 points).
+
+``grow_to_bone`` (``segment --bone-edges``): each vertebra grown over the CT's bone next to it.
 
 Why: on real CT the stage-2 net, trained on phantoms, stops short of the bone's edge: the
 real cases' missed expert voxels are bright bone (median 263 HU), 44 % of them within 1 mm
@@ -19,6 +31,51 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class EdgeSnapSettings:
+    contrast: float = 0.8  # of the way from the soft tissue round a voxel to the bone beside it
+    min_bone_hu: float = 150.0
+    around_voxels: int = 5  # the window the soft tissue is read in (voxels, odd)
+    max_spacing_mm: float = 1.5  # no layer is added along coarser axes (a 3 mm slice)
+
+
+def snap_to_edge(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    spacing_kji_mm: tuple[float, float, float],
+    settings: EdgeSnapSettings = EdgeSnapSettings(),
+) -> np.ndarray:
+    """``labels`` (K, J, I) with the voxels just outside each vertebra that are its bone
+    going on (module docstring); a new array. Each vertebra is judged on its own voxels, in
+    its own box; where two take one voxel the caudal one (higher label) keeps it."""
+    near = tuple(3 if s < settings.max_spacing_mm else 1 for s in spacing_kji_mm)
+    around = tuple(settings.around_voxels if n == 3 else 1 for n in near)
+    margin = settings.around_voxels // 2 + 1
+    free = labels == 0
+    out = labels.copy()
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        box = tuple(
+            slice(max(b.start - margin, 0), min(b.stop + margin, n))
+            for b, n in zip(box, labels.shape)
+        )
+        mine = labels[box] == label
+        values = hu[box].astype(np.float32)
+        shell = ndimage.binary_dilation(mine, np.ones(near, bool)) & free[box]
+        bone_sum = ndimage.uniform_filter(np.where(mine, values, 0.0), size=near)
+        bone_share = ndimage.uniform_filter(mine.astype(np.float32), size=near)
+        bone_beside = bone_sum / np.maximum(bone_share, 1e-6)
+        soft = ndimage.minimum_filter(np.where(free[box], values, np.float32(4000)), size=around)
+        take = (
+            shell
+            & (values >= settings.min_bone_hu)
+            & (values >= soft + settings.contrast * (bone_beside - soft))
+        )
+        out[box][take] = label
+    return out
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,9 @@ the order the data flows (issue 5):
    default it only adds the thick parts the walking net left out; with ``--real-shapes``
    its outlines replace the walk's.
 7. output grid: labels back to the CT's own grid (each label's stage-2 probability
-   resampled linearly, its boundary where that crosses 0.5: ``labels_to_input_grid``).
+   resampled linearly, its boundary where that crosses 0.5: ``labels_to_input_grid``);
+   there each vertebra takes the voxel layer beside it that is its bone going on
+   (``edge_snap``, bone_edges.py; off with ``--no-edge-snap``).
 8. report: centroids and volumes from those final masks, messages, timings, work.
 
 Progress fractions are overall (0..1) with the stage named; ``cancel`` is checked between
@@ -111,7 +113,10 @@ class SegmentSettings:
     fragment_fraction: float = 0.25  # an inner vertebra this small (x those around it) is a piece
     # two touching masks closer than this (x the column's step) and together smaller than
     # split_volume_fraction (x a whole vertebra near them) are the halves of one vertebra
-    # each vertebra grown over the CT's bone beside it (None: the net's outline as it is)
+    # the voxel layer just outside each vertebra that is its bone going on (bone_edges.py;
+    # None: the nets' outlines as they are)
+    edge_snap: bone_edges.EdgeSnapSettings | None = bone_edges.EdgeSnapSettings()
+    # each vertebra grown over the CT's bone beside it (None: not grown)
     bone_edges: bone_edges.BoneEdgeSettings | None = None
     split_step_fraction: float = 0.6
     split_volume_fraction: float = 1.3
@@ -345,7 +350,9 @@ def segment_spine(
     for v, label in zip(walk.vertebrae, names.labels):
         lut[v.index] = label
     labels_crop = walk.instances.with_array(lut[walk.instances.array])
-    labels, covered = labels_to_input_grid(labels_crop, ct, walk.probability, settings.bone_edges)
+    labels, covered = labels_to_input_grid(
+        labels_crop, ct, walk.probability, settings.edge_snap, settings.bone_edges
+    )
     records = _records(covered, walk, names, evidence)
     timings["output"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_all
@@ -788,6 +795,7 @@ def labels_to_input_grid(
     labels_crop: Image,
     ct: Image,
     probability: Image | None = None,
+    edge: bone_edges.EdgeSnapSettings | None = None,
     bone: bone_edges.BoneEdgeSettings | None = None,
 ) -> tuple[Image, Image]:
     """Crop labels onto the CT's own grid: (whole grid, the covered part).
@@ -797,8 +805,8 @@ def labels_to_input_grid(
     0.6 mm CT, copying 1 mm voxels by nearest neighbour costs a perfect mask 3-5 Dice
     points. Without it, nearest neighbour. Only the part of the CT grid around the labelled
     voxels is resampled (a clinical CT has ~200 M voxels, the spine a few per cent of them);
-    the rest is 0. With ``bone``, each label then grows over the CT's bone beside it
-    (bone_edges.py).
+    the rest is 0. Then, with ``edge``, each label takes the voxel layer beside it that is
+    its bone going on, and with ``bone`` grows over the CT's bone beside it (bone_edges.py).
     """
     out = np.zeros(ct.array.shape[:3], np.uint8)
     bbox = bounding_box(labels_crop.array > 0)
@@ -811,13 +819,19 @@ def labels_to_input_grid(
         out[slices] = preprocess.to_input_grid(labels_crop, target).array
     else:
         out[slices] = _interpolated_labels(labels_crop, probability, target)
-    if bone is not None:
-        margin = int(np.ceil(bone.reach_mm / min(ct.spacing_mm))) + 1
+    if edge is not None or bone is not None:
+        margin = edge.around_voxels if edge is not None else 1
+        if bone is not None:
+            margin += int(np.ceil(bone.reach_mm / min(ct.spacing_mm))) + 1
         slices = grow_box(slices, margin, ct.array.shape[:3])  # type: ignore[assignment]
         target = subimage(ct, slices)
-        out[slices] = bone_edges.grow_to_bone(
-            out[slices], target.array, target.spacing_mm[::-1], bone
-        )
+        spacing_kji = target.spacing_mm[::-1]
+        part = out[slices]
+        if edge is not None:
+            part = bone_edges.snap_to_edge(part, target.array, spacing_kji, edge)
+        if bone is not None:
+            part = bone_edges.grow_to_bone(part, target.array, spacing_kji, bone)
+        out[slices] = part
     return ct.with_array(out), target.with_array(out[slices])
 
 

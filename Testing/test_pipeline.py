@@ -524,6 +524,16 @@ def test_labels_go_back_to_the_input_grid_like_a_full_resampling():
     np.testing.assert_array_equal(
         np.bincount(grown_part.array.ravel())[1:], np.bincount(grown.array.ravel())[1:]
     )
+    # with edge: one layer of the bone going on (700 HU beside 800), less than the growth
+    snapped, snapped_part = pipeline.labels_to_input_grid(
+        crop_labels, bone_ct, edge=bone_edges.EdgeSnapSettings()
+    )
+    assert np.all(snapped.array[whole.array > 0] == whole.array[whole.array > 0])
+    n_snapped = np.count_nonzero(snapped.array)
+    assert np.count_nonzero(whole.array) < n_snapped < np.count_nonzero(grown.array)
+    np.testing.assert_array_equal(
+        np.bincount(snapped_part.array.ravel())[1:], np.bincount(snapped.array.ravel())[1:]
+    )
 
 
 def _ramp_crop(edge_i: float):

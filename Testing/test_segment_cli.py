@@ -225,7 +225,7 @@ def test_review_column_names_what_a_person_should_check():
     assert segment.review_reasons(past_the_sacrum) == []  # only the sacrum lies below L6
 
 
-def test_bone_edges_grow_the_outlines_and_keep_the_names(lumbar, tmp_path):
+def test_edge_snap_and_bone_edges_grow_the_outlines_and_keep_the_names(lumbar, tmp_path):
     from scipy import ndimage
 
     source, truth, _names = lumbar
@@ -239,14 +239,16 @@ def test_bone_edges_grow_the_outlines_and_keep_the_names(lumbar, tmp_path):
     path = tmp_path / "rimmed.nii.gz"
     sitk.WriteImage(rimmed, str(path))
     voxels, names = {}, {}
-    for flags in ([], ["--bone-edges"]):
-        out = tmp_path / ("grown" if flags else "plain")
+    runs = {"plain": ["--no-edge-snap"], "snapped": [], "grown": ["--no-edge-snap", "--bone-edges"]}
+    for run, flags in runs.items():
+        out = tmp_path / run
         args = ["segment", str(path), "-o", str(out), "--formats", "nii.gz", "--progress", "none"]
         assert cli.main(args + flags) == 0
         report = json.loads((out / "report.json").read_text())
-        names[bool(flags)] = [v["name"] for v in report["vertebrae"]]
-        voxels[bool(flags)] = np.count_nonzero(read_labelmap(out / "labels.nii.gz").array)
-    assert voxels[True] > voxels[False] and names[True] == names[False] != []
+        names[run] = [v["name"] for v in report["vertebrae"]]
+        voxels[run] = np.count_nonzero(read_labelmap(out / "labels.nii.gz").array)
+    assert voxels["grown"] > voxels["plain"] and voxels["snapped"] > voxels["plain"]
+    assert names["plain"] == names["snapped"] == names["grown"] != []
 
 
 def test_the_real_shape_net_adds_by_default_replaces_with_real_shapes_and_can_be_left_out(

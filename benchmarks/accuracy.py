@@ -303,6 +303,11 @@ def main(argv=None) -> int:
         help="the walking net's outlines only (segment --no-outline-pass)",
     )
     p.add_argument(
+        "--no-edge-snap",
+        action="store_true",
+        help="the nets' outlines as they are (segment --no-edge-snap)",
+    )
+    p.add_argument(
         "--no-level-head",
         action="store_true",
         help="name without the level head (what it buys: run with and without)",
@@ -340,6 +345,8 @@ def main(argv=None) -> int:
         settings = replace(settings, outline_mode="replace")
     if args.no_outline_pass:
         settings = replace(settings, outline_weights_dir=None)
+    if args.no_edge_snap:
+        settings = replace(settings, edge_snap=None)
     specs = benchmark_set_specs(args.development)
     if args.cases:
         wanted = set(args.cases.split(","))

@@ -341,6 +341,7 @@ def main(argv=None) -> int:
     p.add_argument("--bone-edges", action="store_true", help="segment with --bone-edges")
     p.add_argument("--real-shapes", action="store_true", help="segment with --real-shapes")
     p.add_argument("--no-outline-pass", action="store_true", help="segment with --no-outline-pass")
+    p.add_argument("--no-edge-snap", action="store_true", help="segment with --no-edge-snap")
     p.add_argument(
         "--variants",
         action="store_true",
@@ -374,6 +375,8 @@ def main(argv=None) -> int:
         settings = replace(settings, outline_mode="replace")
     if args.no_outline_pass:
         settings = replace(settings, outline_weights_dir=None)
+    if args.no_edge_snap:
+        settings = replace(settings, edge_snap=None)
     cases = find_verse_cases(args.cases)
     tag = f"_{args.tag}" if args.tag else ""
 
@@ -390,7 +393,8 @@ def main(argv=None) -> int:
         f"{'--fast' if args.fast else 'default settings'}"
         f"{'; --bone-edges' if args.bone_edges else ''}"
         f"{'; --real-shapes' if args.real_shapes else ''}"
-        f"{'; --no-outline-pass' if args.no_outline_pass else ''}; {args.threads} CPU threads"
+        f"{'; --no-outline-pass' if args.no_outline_pass else ''}"
+        f"{'; --no-edge-snap' if args.no_edge_snap else ''}; {args.threads} CPU threads"
     )
     say(ATTRIBUTION)
     for line in provenance_lines(settings):

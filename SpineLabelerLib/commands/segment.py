@@ -63,6 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(real lumbar CTs: +2.5-3 outline Dice points; near ribs it can take rib heads)",
     )
     p.add_argument(
+        "--no-edge-snap",
+        action="store_true",
+        help="keep the networks' outlines as they are (by default the voxel layer beside each "
+        "vertebra that is its bone going on is added to it)",
+    )
+    p.add_argument(
         "--formats",
         default="all",
         help="comma list of outputs: seg.nrrd,nii.gz,nrrd,mrk.json,json,stl,png,dcm or 'all' "
@@ -320,6 +326,8 @@ def run(args: argparse.Namespace) -> int:
         settings = pipeline.replace(settings, outline_weights_dir=None)
     if args.fast:
         settings = settings.fast()
+    if args.no_edge_snap:
+        settings = pipeline.replace(settings, edge_snap=None)
     if args.bone_edges:
         from SpineLabelerLib.bone_edges import BoneEdgeSettings
 
