@@ -17,7 +17,8 @@ the order the data flows (issue 5):
 5. the column judged (column.py): pieces cut off a vertebra folded back into it or, at an
    end, dropped; masks the outline net finds to be one vertebra joined, and a piece it
    finds to be part of a vertebra no mask holds grown into it (same_vertebra.py: real thick
-   slices); end vertebrae stage 1 does not call spine dropped.
+   slices); a bottom sliver off the column's line to one side (a piece of the sacrum's ala
+   at the view's edge) and end vertebrae stage 1 does not call spine dropped.
 6. names (identify.py) from the walk, the stage-1 votes, the ribs and how the walk ended;
    a bottom "L6" that is the sacrum dropped and the column named again; the level head
    (one more stage-2 prediction per vertebra) checks the count and a message says when it
@@ -109,6 +110,9 @@ class SegmentSettings:
     # wider (left-right) than sacrum_width_ratio times the vertebrae above is the sacrum
     sacrum_wide_relative_support: float = 0.6
     sacrum_width_ratio: float = 1.2
+    # a bottom sliver the view cut, below lumbar vertebrae, further than this left or right
+    # of the column's line is a piece of the bone beside it, not a vertebra
+    off_line_sliver_mm: float = 6.0
     sliver_fraction: float = 0.25  # a cut end vertebra this small (x median) needs no stage 1
     fragment_fraction: float = 0.25  # an inner vertebra this small (x those around it) is a piece
     # two touching masks closer than this (x the column's step) and together smaller than
@@ -290,6 +294,9 @@ def segment_spine(
     column.drop_end_fragments(walk, votes, settings.fragment_fraction)
     work["sacrum_recognised"] = column.recognise_sacrum(
         walk, votes, settings.sacrum_wide_relative_support, settings.sacrum_width_ratio
+    )
+    work["off_line_sliver_dropped"] = column.drop_off_line_sliver(
+        walk, votes, settings.sliver_fraction, settings.off_line_sliver_mm
     )
     column.trim_unsupported_ends(walk, votes, settings.min_stage1_support, settings.sliver_fraction)
     if not walk.vertebrae:

@@ -266,6 +266,42 @@ def test_a_wide_bottom_mask_stage_one_calls_little_spine_is_the_sacrum():
     assert walk.end_below == "fov" and len(walk.vertebrae) == 4
 
 
+def test_a_bottom_sliver_off_the_column_s_line_is_not_a_vertebra():
+    """verse005 and verse008 at 3 mm: the sacrum's top at the view's edge came as a 5-6 ml
+    piece 10-12 mm to one side of the column's line, and was named L5 or L6."""
+    from SpineLabelerLib.stage2 import WalkResult
+
+    inst, walked = _blocks({1: (2, 26), 2: (32, 56), 3: (62, 86), 4: (92, 96)})
+    walked[3] = replace(walked[3], volume_ml=0.4, partial=True)  # under 0.25 of 2.4 ml
+    lumbar = [(0, 0, 100)] * 4
+
+    def column_with_end_at(x_mm: float, votes=lumbar, **change) -> WalkResult:
+        ends = [replace(walked[3], centroid_lps=np.array([x_mm, 7.0, 93.5]), **change)]
+        return WalkResult(Image(inst.copy()), walked[:3] + ends, end_below="fov")
+
+    walk = column_with_end_at(7.0 + 10.0)
+    assert column.drop_off_line_sliver(walk, list(lumbar), 0.25, 6.0)
+    assert [v.index for v in walk.vertebrae] == [1, 2, 3] and not (walk.instances.array == 4).any()
+    assert walk.end_below == "fov"  # likely the sacrum, not shown: no anchor
+    kept = {
+        "on the line": column_with_end_at(7.0 + 2.0),
+        "not cut by the view": column_with_end_at(17.0, partial=False),
+        "a cut vertebra, not a sliver": column_with_end_at(17.0, volume_ml=1.2),
+    }
+    for why, walk in kept.items():
+        assert not column.drop_off_line_sliver(walk, list(lumbar), 0.25, 6.0), why
+        assert len(walk.vertebrae) == 4, why
+    thoracic = [(0, 100, 0)] * 4  # below thoracic vertebrae: a rib head or a process
+    assert not column.drop_off_line_sliver(column_with_end_at(17.0), thoracic, 0.25, 6.0)
+    # the line follows the column: a spine that drifts 5 mm a level keeps its sliver
+    drifting = [
+        replace(v, centroid_lps=v.centroid_lps + [5.0 * n, 0, 0]) for n, v in enumerate(walked[:3])
+    ]
+    end = replace(walked[3], centroid_lps=np.array([7.0 + 15.0, 7.0, 93.5]))
+    walk = WalkResult(Image(inst.copy()), drifting + [end])
+    assert not column.drop_off_line_sliver(walk, list(lumbar), 0.25, 6.0)
+
+
 def test_the_report_says_when_nothing_anchors_the_count():
     from SpineLabelerLib import identify
 
