@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from SpineLabelerLib.image import grow_box
+
 
 @dataclass(frozen=True)
 class EdgeSnapSettings:
@@ -58,10 +60,7 @@ def snap_to_edge(
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
-        box = tuple(
-            slice(max(b.start - margin, 0), min(b.stop + margin, n))
-            for b, n in zip(box, labels.shape)
-        )
+        box = grow_box(box, margin, labels.shape)
         mine = labels[box] == label
         values = hu[box].astype(np.float32)
         shell = ndimage.binary_dilation(mine, np.ones(near, bool)) & free[box]
