@@ -115,13 +115,13 @@ class SegmentSettings:
     off_line_sliver_mm: float = 6.0
     sliver_fraction: float = 0.25  # a cut end vertebra this small (x median) needs no stage 1
     fragment_fraction: float = 0.25  # an inner vertebra this small (x those around it) is a piece
-    # two touching masks closer than this (x the column's step) and together smaller than
-    # split_volume_fraction (x a whole vertebra near them) are the halves of one vertebra
     # the voxel layer just outside each vertebra that is its bone going on (bone_edges.py;
     # None: the nets' outlines as they are)
     edge_snap: bone_edges.EdgeSnapSettings | None = bone_edges.EdgeSnapSettings()
     # each vertebra grown over the CT's bone beside it (None: not grown)
     bone_edges: bone_edges.BoneEdgeSettings | None = None
+    # two touching masks closer than this (x the column's step) and together smaller than
+    # split_volume_fraction (x a whole vertebra near them) are the halves of one vertebra
     split_step_fraction: float = 0.6
     split_volume_fraction: float = 1.3
     # a mask under this share of the largest vertebra near it is asked of the outline net
@@ -827,7 +827,9 @@ def labels_to_input_grid(
     else:
         out[slices] = _interpolated_labels(labels_crop, probability, target)
     if edge is not None or bone is not None:
-        margin = edge.around_voxels if edge is not None else 1
+        margin = 0
+        if edge is not None:
+            margin += edge.around_voxels
         if bone is not None:
             margin += int(np.ceil(bone.reach_mm / min(ct.spacing_mm))) + 1
         slices = grow_box(slices, margin, ct.array.shape[:3])  # type: ignore[assignment]
