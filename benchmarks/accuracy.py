@@ -40,6 +40,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from SpineLabelerLib.commands.outline_options import (  # noqa: E402
+    add_outline_options,
+    apply_outline_options,
+)
 
 
 def _fmt(value: float, digits: int = 1) -> str:
@@ -292,21 +296,7 @@ def main(argv=None) -> int:
     p.add_argument("--fast", action="store_true", help="segment with --fast settings")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--weights", help="folder with stage1.pt and stage2.pt (default: shipped)")
-    p.add_argument(
-        "--real-shapes",
-        action="store_true",
-        help="the real-shape net's outlines whole (segment --real-shapes)",
-    )
-    p.add_argument(
-        "--no-outline-pass",
-        action="store_true",
-        help="the walking net's outlines only (segment --no-outline-pass)",
-    )
-    p.add_argument(
-        "--no-edge-snap",
-        action="store_true",
-        help="the nets' outlines as they are (segment --no-edge-snap)",
-    )
+    add_outline_options(p)  # as spinelabeler segment's
     p.add_argument(
         "--no-level-head",
         action="store_true",
@@ -341,12 +331,7 @@ def main(argv=None) -> int:
         settings = settings.fast()
     if args.no_level_head:
         settings = replace(settings, use_level_head=False)
-    if args.real_shapes:
-        settings = replace(settings, outline_mode="replace")
-    if args.no_outline_pass:
-        settings = replace(settings, outline_weights_dir=None)
-    if args.no_edge_snap:
-        settings = replace(settings, edge_snap=None)
+    settings = apply_outline_options(settings, args)
     specs = benchmark_set_specs(args.development)
     if args.cases:
         wanted = set(args.cases.split(","))

@@ -49,6 +49,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 # a wrong name given with at least this confidence is a target failure
+from SpineLabelerLib.commands.outline_options import (  # noqa: E402
+    add_outline_options,
+    apply_outline_options,
+)
+from SpineLabelerLib.commands.outline_options import describe as describe_outline_options  # noqa: E402
 from SpineLabelerLib.identify import TRUSTED_CONFIDENCE as SURE  # noqa: E402
 
 DEFAULT_CASES = Path("/work/shared/realdata")
@@ -338,10 +343,7 @@ def main(argv=None) -> int:
     p.add_argument("--cases", default=str(DEFAULT_CASES), help="folder of VerSe-layout cases")
     p.add_argument("--weights", help="weights folder (default: shipped), with its provenance.json")
     p.add_argument("--fast", action="store_true", help="segment with --fast settings")
-    p.add_argument("--bone-edges", action="store_true", help="segment with --bone-edges")
-    p.add_argument("--real-shapes", action="store_true", help="segment with --real-shapes")
-    p.add_argument("--no-outline-pass", action="store_true", help="segment with --no-outline-pass")
-    p.add_argument("--no-edge-snap", action="store_true", help="segment with --no-edge-snap")
+    add_outline_options(p)  # as spinelabeler segment's
     p.add_argument(
         "--variants",
         action="store_true",
@@ -367,16 +369,7 @@ def main(argv=None) -> int:
         )
     if args.fast:
         settings = settings.fast()
-    if args.bone_edges:
-        from SpineLabelerLib.bone_edges import BoneEdgeSettings
-
-        settings = replace(settings, bone_edges=BoneEdgeSettings())
-    if args.real_shapes:
-        settings = replace(settings, outline_mode="replace")
-    if args.no_outline_pass:
-        settings = replace(settings, outline_weights_dir=None)
-    if args.no_edge_snap:
-        settings = replace(settings, edge_snap=None)
+    settings = apply_outline_options(settings, args)
     cases = find_verse_cases(args.cases)
     tag = f"_{args.tag}" if args.tag else ""
 
@@ -391,10 +384,7 @@ def main(argv=None) -> int:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {len(cases)} real cases in "
         f"{args.cases}; weights {settings.weights_dir}; "
         f"{'--fast' if args.fast else 'default settings'}"
-        f"{'; --bone-edges' if args.bone_edges else ''}"
-        f"{'; --real-shapes' if args.real_shapes else ''}"
-        f"{'; --no-outline-pass' if args.no_outline_pass else ''}"
-        f"{'; --no-edge-snap' if args.no_edge_snap else ''}; {args.threads} CPU threads"
+        f"{describe_outline_options(args)}; {args.threads} CPU threads"
     )
     say(ATTRIBUTION)
     for line in provenance_lines(settings):

@@ -26,6 +26,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
+from SpineLabelerLib.commands.outline_options import add_outline_options, apply_outline_options
+
 if TYPE_CHECKING:  # the pipeline (torch) is imported when a command runs, not on --help
     from SpineLabelerLib.pipeline import SpineResult
 
@@ -57,18 +59,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--fast", action="store_true", help="coarser stage 1, fewer refinements")
     p.add_argument(
-        "--bone-edges",
-        action="store_true",
-        help="grow each vertebra over the CT's bone up to 1.5 mm beyond the network's outline "
-        "(real lumbar CTs: +2.5-3 outline Dice points; near ribs it can take rib heads)",
-    )
-    p.add_argument(
-        "--no-edge-snap",
-        action="store_true",
-        help="keep the networks' outlines as they are (by default the voxel layer beside each "
-        "vertebra that is its bone going on is added to it)",
-    )
-    p.add_argument(
         "--formats",
         default="all",
         help="comma list of outputs: seg.nrrd,nii.gz,nrrd,mrk.json,json,stl,png,dcm or 'all' "
@@ -83,19 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="bar on a terminal, 'PROGRESS <fraction> <stage> <message>' lines in a log",
     )
     p.add_argument("--weights", metavar="DIR", help="folder with stage1.pt and stage2.pt")
-    p.add_argument(
-        "--real-shapes",
-        action="store_true",
-        help="take the outlines of the stage-2 net fine-tuned on real expert masks "
-        "(Resources/Models/real_shapes) whole, rim included: nearer a real expert's (by default "
-        "it only adds the thick parts the walking net left out)",
-    )
-    p.add_argument(
-        "--no-outline-pass",
-        action="store_true",
-        help="the walking net's outlines as they are (no real-shape net; e.g. to see what "
-        "--weights alone draws)",
-    )
+    add_outline_options(p)
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument(
         "--series",
@@ -318,20 +296,12 @@ def run(args: argparse.Namespace) -> int:
     settings = pipeline.SegmentSettings(device=args.device, threads=args.threads)
     if args.weights:
         settings = pipeline.replace(settings, weights_dir=Path(args.weights))
-    if args.real_shapes and args.no_outline_pass:
-        return _fail("refused: --real-shapes and --no-outline-pass contradict", EXIT_REFUSED)
-    if args.real_shapes:
-        settings = pipeline.replace(settings, outline_mode="replace")
-    if args.no_outline_pass:
-        settings = pipeline.replace(settings, outline_weights_dir=None)
+    try:
+        settings = apply_outline_options(settings, args)
+    except ValueError as err:
+        return _fail(f"refused: {err}", EXIT_REFUSED)
     if args.fast:
         settings = settings.fast()
-    if args.no_edge_snap:
-        settings = pipeline.replace(settings, edge_snap=None)
-    if args.bone_edges:
-        from SpineLabelerLib.bone_edges import BoneEdgeSettings
-
-        settings = pipeline.replace(settings, bone_edges=BoneEdgeSettings())
     source, out = Path(args.input), Path(args.out)
     if not source.exists():
         return _fail(f"refused: {source} does not exist", EXIT_REFUSED)
