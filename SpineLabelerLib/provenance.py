@@ -195,13 +195,22 @@ def uses_of(folder: str | os.PathLike, artefact: str) -> tuple[CaseUse, ...] | N
     return entry.real_cases
 
 
-def standing(case: str, in_use: Iterable[tuple[str | os.PathLike, str]]) -> CaseStanding:
-    """What ``case`` chose among the artefacts in use, given as (folder, artefact) pairs; an
-    artefact named like one before it (the outline pass's stage2.pt) is named with its folder."""
-    chose, unknown, seen = [], [], set()
+def shown_names(in_use: Iterable[tuple[str | os.PathLike, str]]) -> list[str]:
+    """The names by which the (folder, artefact) pairs in use are told apart in a report: an
+    artefact named like one before it (the outline pass's stage2.pt) with its folder."""
+    names, seen = [], set()
     for folder, artefact in in_use:
-        name = f"{Path(folder).name}/{artefact}" if artefact in seen else artefact
+        names.append(f"{Path(folder).name}/{artefact}" if artefact in seen else artefact)
         seen.add(artefact)
+    return names
+
+
+def standing(case: str, in_use: Iterable[tuple[str | os.PathLike, str]]) -> CaseStanding:
+    """What ``case`` chose among the artefacts in use, given as (folder, artefact) pairs
+    (named as :func:`shown_names` names them)."""
+    in_use = list(in_use)
+    chose, unknown = [], []
+    for (folder, artefact), name in zip(in_use, shown_names(in_use)):
         uses = uses_of(folder, artefact)
         if uses is None:
             unknown.append(name)

@@ -314,25 +314,18 @@ def write_picture(path: Path, rec: dict, ct, pred, ref) -> None:
     canvas.save(path)
 
 
-def _shown(folder: Path, artefact: str) -> str:
-    """An artefact's name, with its folder where that is not the shipped default's."""
-    from SpineLabelerLib.pipeline import DEFAULT_WEIGHTS_DIR
-
-    inside = Path(folder).resolve() == DEFAULT_WEIGHTS_DIR.resolve()
-    return artefact if inside else f"{Path(folder).name}/{artefact}"
-
-
 def provenance_lines(settings) -> list[str]:
     from SpineLabelerLib import provenance
 
     lines = ["what chose the artefacts in use (provenance.json beside them):"]
-    for folder, artefact in artefacts_in_use(settings):
+    in_use = artefacts_in_use(settings)
+    for (folder, artefact), name in zip(in_use, provenance.shown_names(in_use)):
         uses = provenance.uses_of(folder, artefact)
         if uses is None:
-            lines.append(f"  {artefact}: provenance unknown (no record of this file in {folder})")
+            lines.append(f"  {name}: provenance unknown (no record of this file in {folder})")
             continue
         told = "; ".join(f"{u.case} ({u.role}): {u.what}" for u in uses) or "no real case"
-        lines.append(f"  {_shown(folder, artefact)}: {told}")
+        lines.append(f"  {name}: {told}")
     return lines
 
 
