@@ -44,6 +44,7 @@ from SpineLabelerLib.commands.outline_options import (  # noqa: E402
     add_outline_options,
     apply_outline_options,
 )
+from SpineLabelerLib.commands.outline_options import describe as describe_outline_options  # noqa: E402
 
 
 def _fmt(value: float, digits: int = 1) -> str:
@@ -355,7 +356,8 @@ def main(argv=None) -> int:
     say(
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; stage-1 spacing "
         f"{settings.stage1_spacing_mm or 'as trained'}; "
-        f"{'--fast' if args.fast else 'default settings'}; {args.threads} CPU threads"
+        f"{'--fast' if args.fast else 'default settings'}{describe_outline_options(args)}; "
+        f"{args.threads} CPU threads"
     )
     for kind in ("stage1", "stage2"):
         meta = nets.read_weight_file(Path(settings.weights_dir) / f"{kind}.pt")["meta"]
