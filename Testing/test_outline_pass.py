@@ -149,3 +149,36 @@ def test_add_mode_keeps_the_walks_outline_and_adds_only_thick_parts():
     rim = (truth > 0) & (walked == 0)
     rim[56:68, 43:56, 24:36] = False  # where the process meets the box
     assert not instances[rim].any()
+
+
+def test_add_behind_takes_the_process_behind_not_the_bone_beside_and_skips_the_others():
+    """Vertebra 1 has a process behind its box (the midline) and a wing beside it (where a
+    thoracic vertebra's rib leaves it); the second net outlines both. With reach "behind" only
+    the process is added; vertebra 2, reach None, is not outlined (no prediction for it)."""
+    truth = np.zeros(SHAPE, np.int16)
+    truth[50:75, 15:45, 15:45] = 1
+    truth[58:66, 45:55, 26:34] = 1  # the process behind
+    truth[58:66, 20:30, 45:55] = 1  # the wing beside
+    truth[15:40, 15:45, 15:45] = 2
+    instances = np.zeros_like(truth)
+    instances[50:75, 15:45, 15:45] = 1
+    instances[15:40, 15:45, 15:45] = 2
+    probability = np.where(instances > 0, 200, 0).astype(np.uint8)
+    order = [1, 2]
+    centres = _centres(instances, order)
+    knowing = _knowing(truth, list(centres))
+    calls = []
+
+    def predict(ct, memory):
+        calls.append(1)
+        return knowing(ct, memory)
+
+    ct, valid = np.zeros(SHAPE, np.float32), np.ones(SHAPE, bool)
+    grown = outline_again(
+        predict, ct, valid, instances, probability, order, centres, PATCH, None, "add",
+        ["behind", None],
+    )  # fmt: skip
+    assert grown == 1 and len(calls) == 1
+    assert (instances[59:65, 46:54, 27:33] == 1).all()
+    assert not instances[58:66, 20:30, 45:55].any()
+    assert np.array_equal(instances == 2, truth == 2)
