@@ -15,7 +15,7 @@ from SpineLabelerLib.commands.outline_options import (
     OUTLINE_FLAGS,
     add_outline_options,
     apply_outline_options,
-    describe,
+    describe_outline_options,
 )
 from SpineLabelerLib.pipeline import SegmentSettings
 
@@ -31,7 +31,7 @@ def parsed(*flags: str) -> argparse.Namespace:
 def test_each_flag_changes_its_own_setting_and_no_other():
     default = SegmentSettings()
     assert apply_outline_options(default, parsed()) == default
-    assert describe(parsed()) == ""
+    assert describe_outline_options(parsed()) == ""
     expected = {
         "--real-shapes": {"outline_mode": "replace"},
         "--no-outline-pass": {"outline_weights_dir": None},
@@ -47,7 +47,7 @@ def test_each_flag_changes_its_own_setting_and_no_other():
             if getattr(settings, name) != getattr(default, name)
         }
         assert changed == changes, flag
-        assert describe(parsed(flag)) == f"; {flag}"
+        assert describe_outline_options(parsed(flag)) == f"; {flag}"
 
 
 def test_contradicting_flags_are_refused():
@@ -62,7 +62,6 @@ def _benchmark_parser_flags(name: str, monkeypatch) -> set[str]:
     monkeypatch.setitem(sys.modules, spec.name, module)
     spec.loader.exec_module(module)
     seen: list[str] = []
-    original = argparse.ArgumentParser.parse_args
 
     def capture(self, args=None, namespace=None):
         seen.extend(option for action in self._actions for option in action.option_strings)
@@ -71,7 +70,6 @@ def _benchmark_parser_flags(name: str, monkeypatch) -> set[str]:
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
     with pytest.raises(SystemExit):
         module.main([])
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", original)
     return set(seen)
 
 

@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 from SpineLabelerLib.commands.outline_options import (  # noqa: E402
     add_outline_options,
     apply_outline_options,
+    describe_outline_options,
 )
-from SpineLabelerLib.commands.outline_options import describe as describe_outline_options  # noqa: E402
 
 
 def _fmt(value: float, digits: int = 1) -> str:

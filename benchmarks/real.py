@@ -48,12 +48,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-# a wrong name given with at least this confidence is a target failure
 from SpineLabelerLib.commands.outline_options import (  # noqa: E402
     add_outline_options,
     apply_outline_options,
+    describe_outline_options,
 )
-from SpineLabelerLib.commands.outline_options import describe as describe_outline_options  # noqa: E402
+
+# a wrong name given with at least this confidence is a target failure
 from SpineLabelerLib.identify import TRUSTED_CONFIDENCE as SURE  # noqa: E402
 
 DEFAULT_CASES = Path("/work/shared/realdata")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the pipeline (torch) is imported when a command runs, not on --help
     from SpineLabelerLib.pipeline import SegmentSettings
 
-# flag -> help; the order is the order of --help and of describe()
+# flag -> help; the order is the order of --help and of describe_outline_options()
 OUTLINE_FLAGS = {
     "--real-shapes": (
         "take the outlines of the stage-2 net fine-tuned on real expert masks "
@@ -62,6 +62,6 @@ def apply_outline_options(settings: SegmentSettings, args: argparse.Namespace) -
     return settings
 
 
-def describe(args: argparse.Namespace) -> str:
+def describe_outline_options(args: argparse.Namespace) -> str:
     """The outline flags chosen, for a result's header ('' for the defaults)."""
     return "".join(f"; {flag}" for flag in _chosen(args))
