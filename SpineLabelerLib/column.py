@@ -414,27 +414,38 @@ def is_sacrum_called_l6(
 LAST_LEVELS = {"above": "C1", "below": "L6"}
 
 
+# Why the walk stopped where levels may be missing: only pieces found past the end
+# (``drop_end_fragments``), or nothing where the CT goes on below (stage2 "unseen").
+_LOST = {
+    "lost": "its vertebrae there were only found in pieces",
+    "unseen": "no vertebra was found there though the CT goes on",
+}
+
+
 def lost_ends(walk_ends: tuple[str, str], names: Sequence[str]) -> list[tuple[str, str]]:
     """(end, name of the vertebra there) for each end ("above", "below") where the walk lost
-    the spine (``drop_end_fragments``) and a level can still be missing: pieces lost past C1
-    are the skull's, past L6 the sacrum's. The report's notes and a batch's review column
-    both read it."""
+    the spine and a level can still be missing: pieces lost past C1 are the skull's, past
+    L6 the sacrum's; nothing found past L5 is the usual spine's end. The report's notes and
+    a batch's review column both read it."""
     if not names:
         return []
     ends = []
     for end, why in zip(("above", "below"), walk_ends):
         name = names[0 if end == "above" else -1]
-        if why == "lost" and LAST_LEVELS[end] != name:
+        last = ("L5", "L6") if why == "unseen" else (LAST_LEVELS[end],)  # most spines end at L5
+        if why in _LOST and name not in last:
             ends.append((end, name))
     return ends
 
 
 def lost_spine_notes(walk: stage2.WalkResult, names: identify.Identification) -> list[str]:
     """A message per end of ``lost_ends``."""
+    walk_ends = (walk.end_above, walk.end_below)
+    why = dict(zip(("above", "below"), walk_ends))
     return [
-        f"the spine goes on {end} {name}, but its vertebrae there were only found in "
-        "pieces: levels may be missing; check the result there"
-        for end, name in lost_ends((walk.end_above, walk.end_below), names.names)
+        f"the spine goes on {end} {name}, but {_LOST[why[end]]}: levels may be missing; "
+        "check the result there"
+        for end, name in lost_ends(walk_ends, names.names)
     ]
 
 

@@ -309,3 +309,17 @@ def test_the_report_says_when_nothing_anchors_the_count():
     assert "nothing in view anchors the count" in column.unanchored_notes(free)[0]
     anchored = replace(free, anchors=("sacrum",))
     assert column.unanchored_notes(anchored) == []
+
+
+def test_a_walk_that_found_nothing_below_where_the_ct_goes_on_says_levels_may_be_missing():
+    from SpineLabelerLib import identify
+    from SpineLabelerLib.stage2 import WalkResult
+
+    walk = WalkResult(Image(np.zeros((4, 4, 4), np.int16)), [], end_above="fov", end_below="unseen")
+    l2_l3 = identify.Identification((21, 22), (0.5,) * 2, 20, 1.0)
+    assert column.lost_ends(("fov", "unseen"), l2_l3.names) == [("below", "L3")]
+    (note,) = column.lost_spine_notes(walk, l2_l3)
+    assert note.startswith("the spine goes on below L3, but no vertebra was found there")
+    for usual_end in ((23, 24), (24, 25)):  # nothing past L5 or L6: the spine may end there
+        ending = identify.Identification(usual_end, (0.5,) * 2, usual_end[0] - 1, 1.0)
+        assert column.lost_spine_notes(walk, ending) == []
