@@ -410,6 +410,21 @@ def is_sacrum_called_l6(
     return shares[-1] < max_relative * float(np.median(shares))
 
 
+def anchoring_ends(walk: stage2.WalkResult, votes: list) -> tuple[bool, bool]:
+    """Whether the walk's ends on the spine ("spine") anchor the names, above and below: the
+    skull lies only above a cervical vertebra and the sacrum only below a lumbar one (stage
+    1's majority in the end vertebra). Stage 1 calls the edge of a short view no spine: on
+    three-vertebra views of the development phantoms the walk ended "spine" below C5 and
+    above T5, and read as the sacrum and the skull these ends anchored wrong names."""
+
+    def region_of(vote) -> int | None:
+        return int(np.argmax(vote)) if sum(vote) > 0 else None
+
+    above = walk.end_above == "spine" and region_of(votes[0]) == 0
+    below = walk.end_below == "spine" and region_of(votes[-1]) == 2
+    return above, below
+
+
 # The column's ends past which no vertebra can be missing (the skull, the sacrum).
 LAST_LEVELS = {"above": "C1", "below": "L6"}
 

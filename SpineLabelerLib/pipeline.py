@@ -328,9 +328,8 @@ def segment_spine(
         identify.VertebraEvidence(vote, tuple(v.centroid_lps), rib, level)
         for v, vote, rib, level in zip(walk.vertebrae, votes, rib_evidence, levels)
     ]
-    ends = identify.ColumnEnds(
-        ends_above=walk.end_above == "spine", ends_below=walk.end_below == "spine"
-    )
+    ends_above, ends_below = column.anchoring_ends(walk, votes)
+    ends = identify.ColumnEnds(ends_above=ends_above, ends_below=ends_below)
     names = identify.identify(evidence, ends)
     if column.is_sacrum_called_l6(walk, votes, names, settings.sacrum_relative_support):
         walk.vertebrae.pop(), votes.pop(), evidence.pop()

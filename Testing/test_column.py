@@ -323,3 +323,18 @@ def test_a_walk_that_found_nothing_below_where_the_ct_goes_on_says_levels_may_be
     for usual_end in ((23, 24), (24, 25)):  # nothing past L5 or L6: the spine may end there
         ending = identify.Identification(usual_end, (0.5,) * 2, usual_end[0] - 1, 1.0)
         assert column.lost_spine_notes(walk, ending) == []
+
+
+def test_the_skull_and_the_sacrum_anchor_only_past_vertebrae_of_their_region():
+    from SpineLabelerLib.stage2 import WalkedVertebra, WalkResult
+
+    walked = [WalkedVertebra(n, np.zeros(3), 30.0, False, 1, True) for n in range(1, 4)]
+    walk = WalkResult(Image(np.zeros((4, 4, 4), np.int16)), walked, "spine", "spine")
+    cervical, thoracic, lumbar, none = (9, 1, 0), (0, 9, 1), (0, 1, 9), (0, 0, 0)
+    assert column.anchoring_ends(walk, [cervical, thoracic, lumbar]) == (True, True)
+    # a short thoracic view whose edges stage 1 calls no spine: neither skull nor sacrum
+    assert column.anchoring_ends(walk, [thoracic, thoracic, thoracic]) == (False, False)
+    assert column.anchoring_ends(walk, [cervical, cervical, cervical]) == (True, False)
+    assert column.anchoring_ends(walk, [none, lumbar, none]) == (False, False)
+    walk.end_above = walk.end_below = "fov"
+    assert column.anchoring_ends(walk, [cervical, thoracic, lumbar]) == (False, False)
