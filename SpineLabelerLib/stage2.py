@@ -341,19 +341,10 @@ def _next_center(
     return prev.centroid_lps + direction * step_mm * tangent
 
 
-def _end(walker: _Walker, far: np.ndarray) -> str:
-    """Why the spine ended here: "spine" (skull, sacrum: the CT goes on) or "fov"."""
-    return "spine" if walker.inside_fov(far) else "fov"
-
-
-def _end_unseen(walker: _Walker, far: np.ndarray) -> str:
-    """Why the walk down ended where it found nothing: "unseen" where the CT goes on, else
-    "fov". Nothing found is no sign of the sacrum: stage 2 segments the sacrum's top like a
-    vertebra, which stage 1 calls no spine (29 of the 30 development walks that ended on the
-    spine); the two walks seen to find nothing where the CT went on had lost a vertebra
-    (dev007's L5 round pedicle screws; verse005's L2-L3 at 3 mm, whose L4 the view cuts,
-    named L4-L5 off the false sacrum)."""
-    return "unseen" if walker.inside_fov(far) else "fov"
+def _end(walker: _Walker, far: np.ndarray, where_ct_goes_on: str = "spine") -> str:
+    """Why the walk ended here: ``where_ct_goes_on`` ("spine": skull, sacrum) when ``far``
+    lies inside the field of view, else "fov"."""
+    return where_ct_goes_on if walker.inside_fov(far) else "fov"
 
 
 def _walk_one_way(
@@ -396,7 +387,12 @@ def _walk_one_way(
         if vertebra is None and walker.inside_fov(far):
             vertebra = walker.segment_at(far)  # a second look one full step on
         if vertebra is None and direction < 0:
-            return found, _end_unseen(walker, far)
+            # Nothing found below is no sign of the sacrum: stage 2 segments the sacrum's top
+            # like a vertebra, which stage 1 calls no spine (29 of the 30 development walks
+            # that ended on the spine). The walks seen to find nothing where the CT went on
+            # had lost a vertebra (dev007's L5 round pedicle screws; verse005's L2-L3 at 3 mm,
+            # whose cut L4 went unfound: named L4-L5 off the false sacrum).
+            return found, _end(walker, far, "unseen")
         if vertebra is None or _beyond_box(vertebra, box_z, s.box_tolerance_mm):
             if vertebra is not None:  # e.g. the sacrum: stage 1 saw no spine there
                 walker.drop(vertebra)

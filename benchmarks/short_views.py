@@ -26,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from SpineLabelerLib.identify import TRUSTED_CONFIDENCE as SURE  # noqa: E402
 
 VIEWS = {
     "C3-C5": ("C3", "C5"),
@@ -34,7 +35,6 @@ VIEWS = {
     "L2-L3": ("L2", "L3"),
 }
 MARGIN_MM = 4.0
-SURE = 0.7  # identify.TRUSTED_CONFIDENCE, kept here so the summary needs no torch
 
 
 def view_levels(first: str, last: str) -> list[int]:
