@@ -130,6 +130,8 @@ def run_phantom_case(spec, settings) -> dict:
                 "name": v.name,
                 "confidence": v.confidence,
                 "right": v.label in matches and matches[v.label].named_right,
+                "region_votes": [round(float(x), 3) for x in v.region_votes],
+                "rib_score": None if v.rib_score is None else round(float(v.rib_score), 3),
             }
             for v in result.vertebrae
         ],

@@ -45,25 +45,40 @@ def view_levels(first: str, last: str) -> list[int]:
     return [anatomy.vertebra(n).label for n in names[names.index(first) : names.index(last) + 1]]
 
 
+def level_name(label: int) -> str | None:
+    """The level a reference label stands for (None: voxels no level was drawn on)."""
+    from SpineLabelerLib import anatomy
+
+    level = anatomy.BY_LABEL.get(label)
+    return level.name if level else None
+
+
 def view_record(case_id: str, variant: str, view: str, result, reference) -> dict:
-    """One view's names against the reference (extra finds on unlabelled voxels left out)."""
+    """One view's names against the reference; finds on unlabelled voxels apart ("extras":
+    not counted, but their evidence kept, since it takes part in the count)."""
     from SpineLabelerLib.evaluation import predicted_matches
 
     matches = predicted_matches(result.labels, reference)
-    named = [
-        {
+
+    def entry(v) -> dict:  # the name and the evidence the count rests on
+        return {
             "name": v.name,
             "confidence": round(float(v.confidence), 3),
             "right": bool(v.label in matches and matches[v.label].named_right),
+            "covers": level_name(matches[v.label].covers) if v.label in matches else None,
+            "region_votes": [round(float(x), 3) for x in v.region_votes],  # stage 1's C, T, L
+            "rib_score": None if v.rib_score is None else round(float(v.rib_score), 3),
         }
-        for v in result.vertebrae
-        if not (v.label in matches and matches[v.label].extra)
-    ]
+
+    def extra(v) -> bool:
+        return v.label in matches and matches[v.label].extra
+
     return {
         "case": case_id,
         "variant": variant,
         "view": view,
-        "named": named,
+        "named": [entry(v) for v in result.vertebrae if not extra(v)],
+        "extras": [entry(v) for v in result.vertebrae if extra(v)],  # on unlabelled voxels
         "anchors": list(result.count_anchors),
         "walk_ends": list(result.walk_ends),
         "notes": list(result.messages),
