@@ -217,3 +217,35 @@ def test_fit_level_head_says_what_is_wrong_with_its_inputs(tmp_path):
         with pytest.raises(SystemExit, match=message):
             cli.main(["fit-level-head", "--out", out, *args])
     assert not (tmp_path / "head.pt").exists()
+
+
+def test_fit_level_head_learns_real_shapes_from_expert_masks_rendered_as_ct(tmp_path, monkeypatch):
+    """Masks rendered as CT join the phantoms' rows; the head file and the provenance record
+    name them, so that a case the head was fit on is never judged with it."""
+    import SimpleITK as sitk
+
+    import SpineLabelerLib.training.level_head as fitting
+    from SpineLabelerLib import cli, provenance
+    from SpineLabelerLib.image import Image, to_sitk
+
+    monkeypatch.setattr(fitting, "MIN_MASK_VOXELS", 0)
+    kk, jj, ii = np.mgrid[0:60, 0:50, 0:50]
+    lab = np.zeros(kk.shape, np.uint8)
+    for n, label in enumerate((20, 21, 22)):  # three lumbar bodies, 2 mm slices
+        top = 42 - 18 * n
+        lab[(kk >= top) & (kk < top + 12) & ((ii - 25) ** 2 + (jj - 20) ** 2 <= 100)] = label
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    mask = Image(lab, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
+    sitk.WriteImage(to_sitk(mask), str(masks / "sub-x01_seg-vert_msk.nii.gz"))
+    stage2 = _tiny_stage2_file(tmp_path)
+    provenance.record_use(tmp_path, stage2.name, [provenance.CaseUse("sub-a", "gate", "g")])
+    out = tmp_path / "level_head.pt"
+    argv = ["fit-level-head", "--stage2", str(stage2), "--out", str(out), "--cases", "1"]
+    argv += ["--heldout-cases", "1", "--per-case", "2", "--iterations", "5", "--workers", "0"]
+    argv += ["--device", "cpu", "--rendered-masks", str(masks), "--renders", "2"]
+    assert cli.main(argv) == 0
+    head = load_level_head(out, nets.read_weight_file(stage2)["sha256"])
+    assert head.meta["rendered_masks"] == ["sub-x01"] and head.meta["renders"] == 2
+    uses = [(u.case, u.role) for u in provenance.uses_of(tmp_path, out.name)]
+    assert ("sub-a", "gate") in uses and ("sub-x01", "trained") in uses

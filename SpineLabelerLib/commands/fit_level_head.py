@@ -41,6 +41,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "cases --config's val_cases holds out (as `spinelabeler train --data` does) give "
         "held-out figures of their own, next to the phantoms'",
     )
+    p.add_argument(
+        "--rendered-masks",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="expert masks (files, or folders of *_seg-vert_msk.nii.gz) rendered as CT with "
+        "random appearance and fit on beside the phantoms, so that the head learns real shapes; "
+        "a case measured later must not be among them",
+    )
+    p.add_argument("--renders", type=int, default=50, help="renders of those masks to fit on")
     p.add_argument("--cases", type=int, default=200, help="phantom crops to fit on")
     p.add_argument("--heldout-cases", type=int, default=30, help="phantom crops to measure on")
     p.add_argument("--per-case", type=int, default=16, help="patches drawn per crop")
@@ -84,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         config,
         {"command": command, "config": args.config},
         data=args.data,
+        rendered_masks=args.rendered_masks,
+        renders=args.renders,
         cases=args.cases,
         heldout_cases=args.heldout_cases,
         per_case=args.per_case,

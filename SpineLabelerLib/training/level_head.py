@@ -7,7 +7,9 @@ spacing and orientation and resampled to 1 mm, as every CT reaches the net at in
 them, the head must be refit to the new net anyway; the cases the fine-tuning held out for
 validation, ``loop.real_split`` with the same ``--config``, are held out here too and give
 figures of their own); each patch whose prediction holds at
-least MIN_MASK_VOXELS gives one (features, level) row. The head is a multinomial logistic
+least MIN_MASK_VOXELS gives one (features, level) row. With ``--rendered-masks``, expert
+masks rendered as CT (training/render.py) add their rows to the phantoms', so that the head
+reads real shapes too, not only the phantoms' (``Resources/Models/level_head.md``). The head is a multinomial logistic
 regression (full-batch Adam, L2 weight decay) on those rows. Held-out rows come from other
 seeds (HELDOUT_SEED_BASE) and give the card's figures: top-1 accuracy, within one level,
 region accuracy, and the log-loss against guessing.
@@ -24,7 +26,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +46,21 @@ from SpineLabelerLib.level_head import (
     batch_features,
     save_level_head,
 )
-from SpineLabelerLib.training.data import CasePreparer, CaseSource, PhantomSource, VerseSource
+from SpineLabelerLib.training.data import (
+    CasePreparer,
+    CaseSource,
+    LabelMapFile,
+    PhantomSource,
+    RenderedMaskSource,
+    VerseSource,
+    label_map_files,
+)
 from SpineLabelerLib.training.heldout import HELDOUT_SEED_BASE
 from SpineLabelerLib.training.loop import TrainConfig, real_split
 from SpineLabelerLib.training.samples import Stage2Sampling, labelled_stage2_sample
 
 FIT_SEED_BASE = 400_000  # disjoint from the nets' training, validation, held-out and bench seeds
+RENDER_SEED_BASE = 900_000  # the renders' appearance draws
 
 
 def phantom_source(cfg: TrainConfig, seeds: range) -> PhantomSource:
@@ -174,6 +185,8 @@ def fit(
     record: dict[str, Any],
     *,
     data: str | Path | None = None,
+    rendered_masks: Sequence[str | Path] = (),
+    renders: int = 50,
     cases: int = 200,
     heldout_cases: int = 30,
     per_case: int = 16,
@@ -189,7 +202,9 @@ def fit(
     ``config``: the training config file (phantom crops and patch size) of the stage-2 net;
     ``record``: how the caller was asked (the command line, the config as named), kept first
     in the head file's meta; ``data``: a VerSe-layout folder to fit on instead of phantoms
-    (module doc). The other parameters are ``spinelabeler fit-level-head``'s options.
+    (module doc); ``rendered_masks``: expert masks whose ``renders`` renders (training/render.py)
+    are fit on beside the phantoms. The other parameters are ``spinelabeler fit-level-head``'s
+    options.
     """
     torch.set_num_threads(max(1, threads))
     out = Path(out)
@@ -219,8 +234,14 @@ def fit(
     else:
         fit_source = phantom_source(cfg, range(FIT_SEED_BASE, FIT_SEED_BASE + cases))
         print(f"fit rows from {cases} phantom crops (seeds {FIT_SEED_BASE}...)")
+    masks = label_map_files(rendered_masks) if rendered_masks else []
     print(f"the net on {describe(torch_device)}, {workers} worker(s) drawing crops")
     x, y = rows(fit_source)
+    if masks:
+        seeds = range(RENDER_SEED_BASE, RENDER_SEED_BASE + renders)
+        print(f"fit rows from {renders} renders of {len(masks)} expert masks")
+        rx, ry = rows(RenderedMaskSource(masks, seeds))
+        x, y = np.concatenate([x, rx]), np.concatenate([y, ry])
     print(f"held-out rows from {heldout_cases} crops (seeds {HELDOUT_SEED_BASE}...)")
     hx, hy = rows(phantom_source(cfg, range(HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + heldout_cases)))
     head = fit_head(x, y, weight_decay, iterations, seed)
@@ -234,6 +255,8 @@ def fit(
         "fit_data": str(data)
         if data
         else f"phantom seeds {FIT_SEED_BASE}-{FIT_SEED_BASE + cases - 1}",
+        "rendered_masks": [m.name for m in masks],
+        "renders": renders if masks else 0,
         "heldout_seeds": [HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + heldout_cases - 1],
         "per_case": per_case,
         "weight_decay": weight_decay,
@@ -244,16 +267,23 @@ def fit(
         "wall_s": round(time.time() - t, 1),
     }
     digest = save_level_head(head, out, model.weights_sha256, meta)
-    record_head_uses(out, stage2, fit_source if data else None)
+    record_head_uses(out, stage2, fit_source if data else None, masks)
     print(json.dumps({**figures, "sha256": digest[:16], "wall_s": meta["wall_s"]}, indent=1))
     return 0
 
 
-def record_head_uses(out: Path, stage2: str | Path, real_fit: CaseSource | None) -> None:
+def record_head_uses(
+    out: Path,
+    stage2: str | Path,
+    real_fit: CaseSource | None,
+    masks: Sequence[LabelMapFile] = (),
+) -> None:
     """The head's provenance record beside it: the real cases that chose its stage-2 file
     (it reads that net's features) and those it was fit on (phantoms: the CT their HU were
-    matched to); none where the stage-2 file has no record (the head is then unknown too)."""
+    matched to; expert masks rendered as CT); none where the stage-2 file has no record (the
+    head is then unknown too)."""
     from SpineLabelerLib import provenance
+    from SpineLabelerLib.provenance import CaseUse
     from SpineLabelerLib.training.real_uses import PHANTOM_HU_USE, init_uses, trained_on
 
     chose_stage2 = init_uses(stage2)
@@ -261,4 +291,5 @@ def record_head_uses(out: Path, stage2: str | Path, real_fit: CaseSource | None)
         print(f"{stage2} has no provenance record: none written for {out.name}")
         return
     own = [PHANTOM_HU_USE] if real_fit is None else trained_on(real_fit)
+    own += [CaseUse(m.name, "trained", "its expert mask rendered as CT") for m in masks]
     provenance.record_use(out.parent, out.name, (*chose_stage2, *own))
