@@ -75,6 +75,14 @@ log-score, the sum of:
    1-3 nats, three broken for the one fixed (``python benchmarks/level_head.py``). So the
    head checks the count instead (:func:`level_head_shift`; the pipeline says when it
    disagrees). ``weights.level_head`` > 0 puts it in the scores, to measure.
+   Nor where nothing in view anchors the count, though there the votes leave every
+   placement within a region nearly tied and the most cranial one wins (a view of C3-C5
+   is named from C1): measured at weight 0.5 in unanchored columns only, the development
+   phantoms cut to three vertebrae (``benchmarks/short_views.py --development``, 33
+   unanchored views) had 88 of 149 names right instead of 26, but on the real CTs (each
+   case whole, at 3 mm, its L2-L3 alone) the head placed five of six columns a level off
+   (verse008 whole alone right), and verse005's L2-L3 lost its two right names. What the
+   head reads as a level is the phantoms' look.
 
 The scores give a posterior over placements (softmax). A vertebra's confidence is the
 posterior of the chosen placement times how well its own evidence fits its level relative
@@ -302,23 +310,35 @@ UNANCHORED_CONFIDENCE = 0.5
 def count_anchors(evidence: Sequence[VertebraEvidence], ends: ColumnEnds) -> tuple[str, ...]:
     """What in the field of view fixes the count, whatever the names: the skull above the
     top vertebra (C1), the sacrum below the bottom one, the end of the ribs (a vertebra
-    carrying ribs and another measured without any: the T12/L1 or C7/T1 boundary lies
-    between them).
+    carrying ribs that stage 1 calls mostly thoracic, and another measured without any: the
+    T12/L1 or C7/T1 boundary lies between them).
 
     Stage 1's region votes alone are no anchor: it tells thoracic vertebrae by their ribs,
     and in a crop tight around the spine, where neither ribs nor the ends of the spine are
     in view, it has been seen to call two lumbar vertebrae of a real CT thoracic (verse005):
-    every name came out two levels off, with confidence 0.8.
+    every name came out two levels off, with confidence 0.8. Nor are ribs beside a vertebra
+    stage 1 calls cervical or lumbar: a cervical or lumbar rib, or other bone beside it (on a
+    3 mm phantom view of C3-C5, the walk's top find, by C2 and the mandible, scored 0.84 and
+    anchored the names C6-T1 at 0.72-0.75; on a lumbar crop the ilium beside L5 scored 1.0);
+    either way no end of the ribs to count from.
     """
     anchors = []
     if ends.ends_above:
         anchors.append("skull")
     if ends.ends_below:
         anchors.append("sacrum")
-    ribs = [ev.rib_score for ev in evidence if ev.rib_score is not None]
-    if any(r >= RIBS_SEEN for r in ribs) and any(r <= RIBS_ABSENT for r in ribs):
+    if any(_carries_thoracic_ribs(ev) for ev in evidence) and any(
+        ev.rib_score is not None and ev.rib_score <= RIBS_ABSENT for ev in evidence
+    ):
         anchors.append("rib ends")
     return tuple(anchors)
+
+
+def _carries_thoracic_ribs(ev: VertebraEvidence) -> bool:
+    """Ribs measured beside a vertebra that stage 1 calls mostly thoracic."""
+    votes = np.asarray(ev.region_votes, float)
+    ribbed = ev.rib_score is not None and ev.rib_score >= RIBS_SEEN
+    return ribbed and votes.sum() > 0 and int(np.argmax(votes)) == 1
 
 
 def identify(

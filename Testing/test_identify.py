@@ -262,6 +262,22 @@ def test_a_column_nothing_in_view_anchors_is_named_with_low_confidence():
     assert identify(all_ribbed).anchors == ()
 
 
+def test_ribs_beside_a_vertebra_stage_1_calls_cervical_anchor_nothing():
+    """A 3 mm view of C3-C5 (dev026): the walk's top find, by C2 and the mandible, scored
+    0.84 on the rib measure; with the rib-less ones below it "anchored" the names C6-T1 at
+    0.72-0.75. Ribs count as the ribs' end only beside a vertebra stage 1 calls mostly
+    thoracic."""
+    from SpineLabelerLib.identify import UNANCHORED_CONFIDENCE
+
+    cervical = column(names("C2", "C6"), ribs=True)  # measured: no ribs beside any
+    mandible = [replace(cervical[0], rib_score=0.84), *cervical[1:]]
+    result = identify(mandible)
+    assert result.anchors == ()
+    assert max(result.confidences) <= UNANCHORED_CONFIDENCE
+    ribbed_t1 = column(names("C5", "T2"))  # ribs beside T1-T2, which stage 1 calls thoracic
+    assert identify(ribbed_t1).anchors == ("rib ends",)
+
+
 def _upper_lumbar_called_thoracic(rib_l1_l2):
     """A lumbar crop as real CTs give it (verse005): the cut T12 above, L1-L5, the sacrum
     below; stage 1 calls L1 and L2 thoracic (no ribs in view to tell it otherwise)."""
