@@ -416,12 +416,8 @@ def anchoring_ends(walk: stage2.WalkResult, votes: list) -> tuple[bool, bool]:
     1's majority in the end vertebra). Stage 1 calls the edge of a short view no spine: on
     three-vertebra views of the development phantoms the walk ended "spine" below C5 and
     above T5, and read as the sacrum and the skull these ends anchored wrong names."""
-
-    def region_of(vote) -> int | None:
-        return int(np.argmax(vote)) if sum(vote) > 0 else None
-
-    above = walk.end_above == "spine" and region_of(votes[0]) == 0
-    below = walk.end_below == "spine" and region_of(votes[-1]) == 2
+    above = walk.end_above == "spine" and identify.majority_region(votes[0]) == 0
+    below = walk.end_below == "spine" and identify.majority_region(votes[-1]) == 2
     return above, below
 
 

@@ -336,9 +336,14 @@ def count_anchors(evidence: Sequence[VertebraEvidence], ends: ColumnEnds) -> tup
 
 def _carries_thoracic_ribs(ev: VertebraEvidence) -> bool:
     """Ribs measured beside a vertebra that stage 1 calls mostly thoracic."""
-    votes = np.asarray(ev.region_votes, float)
     ribbed = ev.rib_score is not None and ev.rib_score >= RIBS_SEEN
-    return ribbed and votes.sum() > 0 and int(np.argmax(votes)) == 1
+    return ribbed and majority_region(ev.region_votes) == 1
+
+
+def majority_region(votes: Sequence[float]) -> int | None:
+    """The region (0 cervical, 1 thoracic, 2 lumbar) stage 1 gives most of a vertebra's
+    voxels; None where it gives none."""
+    return int(np.argmax(votes)) if sum(votes) > 0 else None
 
 
 def identify(

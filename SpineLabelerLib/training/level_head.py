@@ -9,7 +9,7 @@ validation, ``loop.real_split`` with the same ``--config``, are held out here to
 figures of their own); each patch whose prediction holds at
 least MIN_MASK_VOXELS gives one (features, level) row. With ``--rendered-masks``, expert
 masks rendered as CT (training/render.py) add their rows to the phantoms', so that the head
-reads real shapes too, not only the phantoms' (``Resources/Models/level_head.md``). The head is a multinomial logistic
+reads real shapes too (``Resources/Models/level_head.md``). The head is a multinomial logistic
 regression (full-batch Adam, L2 weight decay) on those rows. Held-out rows come from other
 seeds (HELDOUT_SEED_BASE) and give the card's figures: top-1 accuracy, within one level,
 region accuracy, and the log-loss against guessing.
@@ -283,13 +283,17 @@ def record_head_uses(
     matched to; expert masks rendered as CT); none where the stage-2 file has no record (the
     head is then unknown too)."""
     from SpineLabelerLib import provenance
-    from SpineLabelerLib.provenance import CaseUse
-    from SpineLabelerLib.training.real_uses import PHANTOM_HU_USE, init_uses, trained_on
+    from SpineLabelerLib.training.real_uses import (
+        PHANTOM_HU_USE,
+        init_uses,
+        rendered_from,
+        trained_on,
+    )
 
     chose_stage2 = init_uses(stage2)
     if chose_stage2 is None:
         print(f"{stage2} has no provenance record: none written for {out.name}")
         return
     own = [PHANTOM_HU_USE] if real_fit is None else trained_on(real_fit)
-    own += [CaseUse(m.name, "trained", "its expert mask rendered as CT") for m in masks]
+    own += rendered_from(masks)
     provenance.record_use(out.parent, out.name, (*chose_stage2, *own))

@@ -9,6 +9,7 @@ record ``benchmarks/real.py`` reads.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,9 +76,14 @@ def real_case_uses(
         uses.append(PHANTOM_HU_USE)
     if cfg.mix:
         masks, cts = kept_real_data(cfg)
-        uses += [CaseUse(m.name, "trained", "its expert mask rendered as CT") for m in masks]
+        uses += rendered_from(masks)
         uses += [CaseUse(c, "trained", "its CT and expert mask") for s in cts for c in _ids(s)]
     return tuple(dict.fromkeys(uses))
+
+
+def rendered_from(masks: Sequence[data.LabelMapFile]) -> list[CaseUse]:
+    """Real cases whose expert masks, rendered as CT, a net or head was fit on."""
+    return [CaseUse(m.name, "trained", "its expert mask rendered as CT") for m in masks]
 
 
 def trained_on(source: data.SubsetSource | data.VerseSource) -> list[CaseUse]:
