@@ -74,7 +74,8 @@ log-score, the sum of:
    one to three broken, none fixed; capped at 0.5 nats per placement, one broken; capped at
    1-3 nats, three broken for the one fixed (``python benchmarks/level_head.py``). So the
    head checks the count instead (:func:`level_head_shift`; the pipeline says when it
-   disagrees). ``weights.level_head`` > 0 puts it in the scores, to measure.
+   disagrees), among the placements stage 1 does not contradict (:func:`regions_allow`).
+   ``weights.level_head`` > 0 puts it in the scores, to measure.
    Nor where nothing in view anchors the count, though there the votes leave every
    placement within a region nearly tied and the most cranial one wins (a view of C3-C5
    is named from C1): measured at weight 0.5 in unanchored columns only, the development
@@ -287,14 +288,47 @@ def level_head_sum(evidence: Sequence[VertebraEvidence], start: int) -> float:
 
 
 def level_head_shift(evidence: Sequence[VertebraEvidence], start: int) -> tuple[int, float]:
-    """Where the level head alone would place the column, against ``start`` (the chosen top
-    level): (levels it would move the names by, how many nats it prefers that). (0, 0.0)
-    when it agrees or read no vertebra."""
+    """Where the level head alone would place the column, among the placements stage 1
+    leaves possible (:func:`regions_allow`), against ``start`` (the chosen top level):
+    (levels it would move the names by, how many nats it prefers that). (0, 0.0) when it
+    agrees or read no vertebra."""
     if all(ev.level_ratios is None for ev in evidence):
         return 0, 0.0
-    sums = {s: level_head_sum(evidence, s) for s in range(_N_LEVELS - len(evidence) + 1)}
-    best = max(sums, key=lambda s: (sums[s], -s))
+    sums = {
+        s: level_head_sum(evidence, s)
+        for s in range(_N_LEVELS - len(evidence) + 1)
+        if s == start or regions_allow(evidence, s)
+    }
+    best = max(sums, key=lambda s: (sums[s], s == start, -s))
     return best - start, float(sums[best] - sums[start])
+
+
+# The share of a vertebra's voxels stage 1 gives one region that makes it a clear call
+CLEAR_REGION_SHARE = 0.9
+
+
+def regions_allow(evidence: Sequence[VertebraEvidence], start: int) -> bool:
+    """Whether the column placed from level ``start`` puts no vertebra that stage 1 clearly
+    calls one region (``CLEAR_REGION_SHARE`` of its voxels) on a level that never looks so
+    (pi = 0; the soft boundary levels C7, T12 and L1 look either way).
+
+    Why: the level head reads a vertebra's look alone and, on short phantom views, has
+    preferred placements that jump across regions: a 3 mm view of C4-C6 that stage 1 calls
+    wholly cervical read as L1-L4 ("15 levels lower"), a T6-T8 view as L5-L6, and on two
+    T11-L1 views named right a placement putting a wholly thoracic T12 at L2: five such
+    checks on the short views (benchmarks/short_views.py), all wrong. Within what stage 1
+    allows, the first is right (C4-C7) and the others a level off instead of two to eleven.
+    A transitional vertebra or a missed one moves the names by a level or two, not across a
+    region stage 1 sees."""
+    for i, ev in enumerate(evidence):
+        total = sum(ev.region_votes)
+        if total <= 0:
+            continue
+        region = majority_region(ev.region_votes)
+        clear = ev.region_votes[region] >= CLEAR_REGION_SHARE * total
+        if clear and _region_prior(LEVELS[start + i].name)[region] == 0.0:
+            return False
+    return True
 
 
 # ribs.py scores at which a vertebra counts as carrying ribs, or as measured without any

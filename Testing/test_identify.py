@@ -241,6 +241,19 @@ def test_level_head_shift_says_where_the_head_alone_would_put_the_column():
     assert level_head_shift(agree, result.start_level) == (0, 0.0)
 
 
+def test_level_head_shift_stays_where_stage_1_allows():
+    """A cervical column the head reads as lumbar (seen on a 3 mm phantom view of C4-C6):
+    no check across a region stage 1 clearly sees; a level within it is still said."""
+    col = names("C4", "C6")
+    start = anatomy.vertebra("C4").label - 1
+    read_as_lumbar = with_level_ratios(column(col), names("L1", "L3"))
+    assert level_head_shift(read_as_lumbar, start) == (0, 0.0)
+    read_one_lower = with_level_ratios(column(col), names("C5", "C7"))
+    assert level_head_shift(read_one_lower, start)[0] == 1
+    unclear = [replace(ev, region_votes=(0.6, 0.0, 0.4)) for ev in read_as_lumbar]
+    assert level_head_shift(unclear, start)[0] == anatomy.vertebra("L1").label - 1 - start
+
+
 def test_a_column_nothing_in_view_anchors_is_named_with_low_confidence():
     """Regions alone (no skull, no sacrum, no end of the ribs in view) fix no count on real
     CT: stage 1 tells thoracic by ribs it cannot see in a tight crop."""

@@ -8,9 +8,11 @@ skull, the sacrum, the end of the ribs). Each whole-spine phantom of the benchma
 4 mm round them (``evaluation/degrade.crop_to_levels``: the neighbours cut, as an expert labels
 what is in view), at four places: C3-C5, T5-T7, T11-L1 (the ribs end in view), L2-L3 (two).
 Printed per place: views, views the pipeline calls anchored, names given right, names given
-with confidence >= 0.7 and how many of those are wrong, the highest confidence of a wrong name;
-then one line per view. Where nothing anchors the count the names may be wrong, but their
-confidence must say so (at most ``identify.UNANCHORED_CONFIDENCE``).
+with confidence >= 0.7 and how many of those are wrong, the highest confidence of a wrong name,
+and on how many views the count check spoke (the level head preferring another count,
+``column.count_check``) with its placement right; then one line per view. Where nothing
+anchors the count the names may be wrong, but their confidence must say so (at most
+``identify.UNANCHORED_CONFIDENCE``).
 
 ``--save`` writes benchmarks/results/short_views[_<tag>].txt and the records as .json
 (``--development`` tags "dev" unless told).
@@ -81,8 +83,25 @@ def view_record(case_id: str, variant: str, view: str, result, reference) -> dic
         "extras": [entry(v) for v in result.vertebrae if extra(v)],  # on unlabelled voxels
         "anchors": list(result.count_anchors),
         "walk_ends": list(result.walk_ends),
+        "count_check": result.count_check,
         "notes": list(result.messages),
     }
+
+
+def check_reads_right(rec: dict) -> bool | None:
+    """Whether the count check's placement names every find on a drawn level right (None:
+    it did not speak)."""
+    from SpineLabelerLib import anatomy
+
+    check = rec.get("count_check")
+    if not check:
+        return None
+    drawn = [n for n in rec["named"] if n["covers"]]
+    return bool(drawn) and all(
+        anatomy.vertebra(n["name"]).label + check["shift_levels"]
+        == anatomy.vertebra(n["covers"]).label
+        for n in drawn
+    )
 
 
 def summary_lines(records: list[dict]) -> list[str]:
@@ -100,6 +119,11 @@ def summary_lines(records: list[dict]) -> list[str]:
             f"named right {sum(n['right'] for n in named):3d} of {len(named):3d}; "
             f"given >= {SURE}: {len(sure):3d}, wrong {sum(not n['right'] for n in sure)}; "
             f"highest confidence of a wrong name {max(wrong, default=0.0):.2f}"
+        )
+        checks = [check_reads_right(r) for r in group if r.get("count_check")]
+        lines.append(
+            f"{'':7s} the count check spoke on {len(checks):2d}: its placement right on "
+            f"{sum(checks):2d}"
         )
     return lines
 
