@@ -285,7 +285,7 @@ def segment_spine(
     t = time.perf_counter()
     report(progress, "identify", _SPANS["identify"][0], "naming the vertebrae")
     classes_on_crop = preprocess.labels_onto(s1.classes, crop).array
-    votes = _votes(walk.instances.array, classes_on_crop, [v.index for v in walk.vertebrae])
+    votes = stage1_votes(walk.instances.array, classes_on_crop, [v.index for v in walk.vertebrae])
     work["pieces_folded"] = column.merge_fragments(walk, votes, settings.fragment_fraction)
     work["halves_joined"] = column.merge_split_vertebrae(
         walk, votes, settings.split_step_fraction, settings.split_volume_fraction
@@ -690,7 +690,7 @@ def _monotonic(progress: ProgressCallback | None) -> ProgressCallback | None:
 # --------------------------------------- evidence for the column rules and the names
 
 
-def _votes(
+def stage1_votes(
     instances: np.ndarray, classes_on_crop: np.ndarray, indices: list[int]
 ) -> list[tuple[float, float, float]]:
     """Stage-1 voxels (cervical, thoracic, lumbar) inside each instance, in one pass."""
@@ -817,7 +817,7 @@ def judge_pieces_with(
         if voxels is None or not voxels.any():
             continue
         column.grow_vertebra(walk, at, outline.region, voxels, outline.probability, valid)
-        votes[at] = _votes(instances, classes_on_crop, [index])[0]
+        votes[at] = stage1_votes(instances, classes_on_crop, [index])[0]
         grown += 1
     return joined, grown
 

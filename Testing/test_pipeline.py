@@ -585,7 +585,7 @@ def test_stage_one_votes_count_each_instance_s_region_voxels():
     instances[0:2], classes[0:2, :, :3], classes[0:2, :, 3] = 3, 1, 2  # 30 C + 10 T
     instances[3:5], classes[3:5] = 7, 3  # 40 L
     classes[5] = 2  # thoracic voxels outside every instance count for nobody
-    assert pipeline._votes(instances, classes, [7, 3, 5]) == [
+    assert pipeline.stage1_votes(instances, classes, [7, 3, 5]) == [
         (0.0, 0.0, 40.0),
         (30.0, 10.0, 0.0),
         (0.0, 0.0, 0.0),

@@ -52,7 +52,7 @@ def level_votes(rounds: int, say) -> list[dict]:
             labels = case.labels.array
             present = label_values(labels)
             cut = set(case.meta.get("partial_labels", []))
-            for label, counts in zip(present, pipeline._votes(labels, classes, present)):
+            for label, counts in zip(present, pipeline.stage1_votes(labels, classes, present)):
                 name = anatomy.vertebra(label).name
                 if name not in LEVELS or label in cut:
                     continue
