@@ -480,13 +480,22 @@ def count_check(
     }
 
 
-def count_check_note(check: dict[str, Any]) -> str:
-    """The message for a ``count_check`` that spoke."""
+def count_check_note(check: dict[str, Any], anchored: bool = True) -> str:
+    """The message for a ``count_check`` that spoke. Where something in view anchors the
+    count the disagreement points at the column (a transitional or a missed vertebra); where
+    nothing does, the names and the head's reading are two guesses (on the short phantom
+    views the head's was right on 34 of 46 such views, on the real CTs at hand on none of
+    three), so the note does not claim a cause."""
     shift = check["shift_levels"]
-    return (
+    looks = (
         f"the vertebrae look {abs(shift)} level{'s' if abs(shift) > 1 else ''} "
         f"{'lower' if shift > 0 else 'higher'} than named ({check['head_prefers']} rather than "
-        f"{check['named']}): a transitional vertebra (L6, a sacralized L5, 11 or 13 rib pairs) "
+        f"{check['named']})"
+    )
+    if not anchored:
+        return f"{looks} to the level head; with nothing in view to anchor the count, either may be off"
+    return (
+        f"{looks}: a transitional vertebra (L6, a sacralized L5, 11 or 13 rib pairs) "
         "or a missed one; check the count"
     )
 

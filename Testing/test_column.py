@@ -183,6 +183,10 @@ def test_count_check_says_when_the_level_head_prefers_another_count():
     note = column.count_check_note(check)
     assert "look 1 level higher than named (T12-L4 rather than L1-L5)" in note
     assert "check the count" in note
+    unanchored = column.count_check_note(check, anchored=False)
+    assert "(T12-L4 rather than L1-L5) to the level head" in unanchored
+    assert "nothing in view to anchor the count" in unanchored
+    assert "transitional" not in unanchored
     weak = _lumbar_column_that_looks_from("T12", 0.01)
     assert column.count_check(weak, identify.identify(weak, sacrum_below), 0.5) is None
     agree = _lumbar_column_that_looks_from("L1", 1.0)

@@ -431,9 +431,13 @@ def _check_named_right(case, result):
 def test_shipped_weights_name_every_vertebra_of_each_field_of_view(seed, fov):
     case = _phantom(seed, fov)
     seen = []
-    result = pipeline.segment_spine(case.ct, progress=lambda s, f, m: seen.append(f))
+    result = pipeline.segment_spine(case.ct, progress=lambda s, f, m: seen.append((s, f)))
     _check_named_right(case, result)
-    assert seen[-1] == 1.0
+    fractions = [f for _, f in seen]
+    assert fractions[-1] == 1.0 and all(b >= a for a, b in zip(fractions, fractions[1:]))
+    outlining = [f for s, f in seen if s == "outline"]  # the outline pass moves the bar too
+    assert len(outlining) == result.work["outline_patches"]
+    assert all(b > a for a, b in zip(outlining, outlining[1:]))
 
 
 @pytest.mark.slow
