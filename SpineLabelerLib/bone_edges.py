@@ -52,11 +52,41 @@ def snap_to_edge(
     """``labels`` (K, J, I) with the voxels just outside each vertebra that are its bone
     going on (module docstring); a new array. Each vertebra is judged on its own voxels, in
     its own box; where two take one voxel the caudal one (higher label) keeps it."""
+    out = labels.copy()
+    for candidates in edge_candidates(labels, hu, spacing_kji_mm, settings):
+        out.flat[candidates.taken(settings.contrast)] = candidates.label
+    return out
+
+
+@dataclass(frozen=True)
+class EdgeCandidates:
+    """The voxels just outside one vertebra bright enough to be bone (flat indices into the
+    labels), each with its height over the soft tissue round it (``rise``, HU) and the bone
+    beside it's (``span``, HU): a voxel joins at ``contrast`` where rise >= contrast * span."""
+
+    label: int
+    where: np.ndarray
+    rise: np.ndarray
+    span: np.ndarray
+
+    def taken(self, contrast: float) -> np.ndarray:
+        return self.where[self.rise >= contrast * self.span]
+
+
+def edge_candidates(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    spacing_kji_mm: tuple[float, float, float],
+    settings: EdgeSnapSettings = EdgeSnapSettings(),
+) -> list[EdgeCandidates]:
+    """Per vertebra, cranial first, what ``snap_to_edge`` judges at ``settings.contrast``
+    (benchmarks/edge_snap.py judges them at several)."""
     near = tuple(3 if s < settings.max_spacing_mm else 1 for s in spacing_kji_mm)
     around = tuple(settings.around_voxels if n == 3 else 1 for n in near)
     margin = settings.around_voxels // 2 + 1
     free = labels == 0
-    out = labels.copy()
+    flat_index = np.arange(labels.size).reshape(labels.shape)
+    out = []
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
@@ -68,12 +98,15 @@ def snap_to_edge(
         bone_share = ndimage.uniform_filter(mine.astype(np.float32), size=near)
         bone_beside = bone_sum / np.maximum(bone_share, 1e-6)
         soft = ndimage.minimum_filter(np.where(free[box], values, np.float32(4000)), size=around)
-        take = (
-            shell
-            & (values >= settings.min_bone_hu)
-            & (values >= soft + settings.contrast * (bone_beside - soft))
+        candidate = shell & (values >= settings.min_bone_hu)
+        out.append(
+            EdgeCandidates(
+                label,
+                flat_index[box][candidate],
+                (values - soft)[candidate],
+                (bone_beside - soft)[candidate],
+            )
         )
-        out[box][take] = label
     return out
 
 

@@ -2,7 +2,13 @@
 
 import numpy as np
 
-from SpineLabelerLib.bone_edges import BoneEdgeSettings, grow_to_bone, snap_to_edge
+from SpineLabelerLib.bone_edges import (
+    BoneEdgeSettings,
+    EdgeSnapSettings,
+    edge_candidates,
+    grow_to_bone,
+    snap_to_edge,
+)
 
 
 def _two_vertebrae_with_a_bone_rim():
@@ -71,6 +77,21 @@ def test_snap_takes_a_rim_as_bright_as_the_bone_but_not_dim_bone():
     assert snap_to_edge(labels, hu, (1.0, 1.0, 1.0))[8, 8, 14] == 1  # bone, not blur
     dim = np.where(hu > 100, hu // 6, hu).astype(np.int16)  # 116 HU bone: below 150
     assert np.array_equal(snap_to_edge(labels, dim, (1.0, 1.0, 1.0)), labels)
+
+
+def test_edge_candidates_judged_at_a_contrast_are_the_snap_at_that_contrast():
+    """What benchmarks/edge_snap.py reads: the blur half-way up is taken at 0.5, not at 0.8."""
+    labels, hu = _bone_beyond_the_mask(halo_hu=370)
+    candidates = edge_candidates(labels, hu, (1.0, 1.0, 1.0))
+    for contrast in (0.3, 0.5, 0.8):
+        snapped = labels.copy()
+        for c in candidates:
+            snapped.flat[c.taken(contrast)] = c.label
+        expected = snap_to_edge(labels, hu, (1.0, 1.0, 1.0), EdgeSnapSettings(contrast=contrast))
+        assert np.array_equal(snapped, expected)
+    assert (snap_to_edge(labels, hu, (1.0, 1.0, 1.0), EdgeSnapSettings(contrast=0.5)) > 0).sum() > (
+        snap_to_edge(labels, hu, (1.0, 1.0, 1.0)) > 0
+    ).sum()
 
 
 def test_snap_adds_no_layer_along_thick_slices():
