@@ -85,7 +85,6 @@ def edge_candidates(
     around = tuple(settings.around_voxels if n == 3 else 1 for n in near)
     margin = settings.around_voxels // 2 + 1
     free = labels == 0
-    flat_index = np.arange(labels.size).reshape(labels.shape)
     out = []
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
@@ -99,10 +98,12 @@ def edge_candidates(
         bone_beside = bone_sum / np.maximum(bone_share, 1e-6)
         soft = ndimage.minimum_filter(np.where(free[box], values, np.float32(4000)), size=around)
         candidate = shell & (values >= settings.min_bone_hu)
+        at = np.nonzero(candidate)
+        where = np.ravel_multi_index(tuple(a + sl.start for a, sl in zip(at, box)), labels.shape)
         out.append(
             EdgeCandidates(
                 label,
-                flat_index[box][candidate],
+                where,
                 (values - soft)[candidate],
                 (bone_beside - soft)[candidate],
             )
