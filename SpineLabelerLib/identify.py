@@ -287,6 +287,13 @@ def level_head_sum(evidence: Sequence[VertebraEvidence], start: int) -> float:
     )
 
 
+def level_read(ev: VertebraEvidence) -> str | None:
+    """The level the level head finds likeliest for this vertebra alone (None: not read)."""
+    if ev.level_ratios is None:
+        return None
+    return LEVELS[int(np.argmax(ev.level_ratios))].name
+
+
 def level_head_shift(evidence: Sequence[VertebraEvidence], start: int) -> tuple[int, float]:
     """Where the level head alone would place the column, among the placements stage 1
     leaves possible (:func:`regions_allow`), against ``start`` (the chosen top level):

@@ -170,8 +170,9 @@ class SegmentSettings:
 class VertebraRecord:
     """One vertebra of the result (centroid LPS mm, volume ml, confidence 0..1), with the
     evidence its name rests on, so that a reader of report.json can see why it was named so:
-    the share of its voxels stage 1 called cervical / thoracic / lumbar, and its rib score
-    (ribs.py; None where not measured)."""
+    the share of its voxels stage 1 called cervical / thoracic / lumbar, its rib score
+    (ribs.py; None where not measured) and the level the level head reads it as (None
+    without the head): what the count check weighs against the names."""
 
     label: int
     name: str
@@ -181,6 +182,7 @@ class VertebraRecord:
     centroid_lps: tuple[float, float, float]
     region_votes: tuple[float, float, float] = (0.0, 0.0, 0.0)
     rib_score: float | None = None
+    looks_like: str | None = None
 
 
 @dataclass
@@ -944,6 +946,7 @@ def _records(
                 centroid_lps=tuple(round(float(c), 3) for c in centroids[label]),
                 region_votes=tuple(round(float(x), 3) for x in votes),
                 rib_score=None if ev.rib_score is None else round(float(ev.rib_score), 3),
+                looks_like=identify.level_read(ev),
             )
         )
     return records

@@ -12,6 +12,7 @@ from SpineLabelerLib.identify import (
     VertebraEvidence,
     identify,
     level_head_shift,
+    level_read,
 )
 
 VOTE = {"cervical": (1.0, 0.0, 0.0), "thoracic": (0.0, 1.0, 0.0), "lumbar": (0.0, 0.0, 1.0)}
@@ -239,6 +240,13 @@ def test_level_head_shift_says_where_the_head_alone_would_put_the_column():
     assert level_head_shift(column(col), result.start_level) == (0, 0.0)
     agree = with_level_ratios(column(col), col)
     assert level_head_shift(agree, result.start_level) == (0, 0.0)
+
+
+def test_level_read_is_the_head_s_likeliest_level():
+    col = names("T11", "L1")
+    read = with_level_ratios(column(col), names("T12", "L2"))
+    assert [level_read(ev) for ev in read] == ["T12", "L1", "L2"]
+    assert level_read(column(col)[0]) is None
 
 
 def test_level_head_shift_stays_where_stage_1_allows():

@@ -259,6 +259,7 @@ def test_report_is_json_ready():
     for v in report["vertebrae"]:  # the evidence each name rests on: lumbar votes, no ribs
         assert v["region_votes"][2] > 0.5 and abs(sum(v["region_votes"]) - 1.0) < 0.01, v
         assert v["rib_score"] is None or 0.0 <= v["rib_score"] < 0.2, v
+        assert v["looks_like"] is None  # no level head here
 
 
 @pytest.mark.parametrize("kind", ["axial", "permuted", "oblique"])
@@ -435,6 +436,7 @@ def test_shipped_weights_name_every_vertebra_of_each_field_of_view(seed, fov):
     _check_named_right(case, result)
     fractions = [f for _, f in seen]
     assert fractions[-1] == 1.0 and all(b >= a for a, b in zip(fractions, fractions[1:]))
+    assert all(v.looks_like for v in result.vertebrae)  # the level head read each one
     outlining = [f for s, f in seen if s == "outline"]  # the outline pass moves the bar too
     assert len(outlining) == result.work["outline_patches"]
     assert all(b > a for a, b in zip(outlining, outlining[1:]))

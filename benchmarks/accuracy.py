@@ -132,6 +132,7 @@ def run_phantom_case(spec, settings) -> dict:
                 "right": v.label in matches and matches[v.label].named_right,
                 "region_votes": [round(float(x), 3) for x in v.region_votes],
                 "rib_score": None if v.rib_score is None else round(float(v.rib_score), 3),
+                "looks_like": v.looks_like,  # the level head's reading
             }
             for v in result.vertebrae
         ],

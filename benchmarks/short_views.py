@@ -70,6 +70,7 @@ def view_record(case_id: str, variant: str, view: str, result, reference) -> dic
             "covers": level_name(matches[v.label].covers) if v.label in matches else None,
             "region_votes": [round(float(x), 3) for x in v.region_votes],  # stage 1's C, T, L
             "rib_score": None if v.rib_score is None else round(float(v.rib_score), 3),
+            "looks_like": v.looks_like,  # the level head's reading
         }
 
     def extra(v) -> bool:
