@@ -52,9 +52,17 @@ def snap_to_edge(
     """``labels`` (K, J, I) with the voxels just outside each vertebra that are its bone
     going on (module docstring); a new array. Each vertebra is judged on its own voxels, in
     its own box; where two take one voxel the caudal one (higher label) keeps it."""
+    return snapped_at(
+        labels, edge_candidates(labels, hu, spacing_kji_mm, settings), settings.contrast
+    )
+
+
+def snapped_at(labels: np.ndarray, candidates: list[EdgeCandidates], contrast: float) -> np.ndarray:
+    """``labels`` with each vertebra's candidates at ``contrast`` joined to it; a new array.
+    Cranial first, so the caudal one keeps a voxel both take."""
     out = labels.copy()
-    for candidates in edge_candidates(labels, hu, spacing_kji_mm, settings):
-        out.flat[candidates.taken(settings.contrast)] = candidates.label
+    for c in candidates:
+        out.flat[c.taken(contrast)] = c.label
     return out
 
 

@@ -8,6 +8,7 @@ from SpineLabelerLib.bone_edges import (
     edge_candidates,
     grow_to_bone,
     snap_to_edge,
+    snapped_at,
 )
 
 
@@ -84,9 +85,7 @@ def test_edge_candidates_judged_at_a_contrast_are_the_snap_at_that_contrast():
     labels, hu = _bone_beyond_the_mask(halo_hu=370)
     candidates = edge_candidates(labels, hu, (1.0, 1.0, 1.0))
     for contrast in (0.3, 0.5, 0.8):
-        snapped = labels.copy()
-        for c in candidates:
-            snapped.flat[c.taken(contrast)] = c.label
+        snapped = snapped_at(labels, candidates, contrast)
         expected = snap_to_edge(labels, hu, (1.0, 1.0, 1.0), EdgeSnapSettings(contrast=contrast))
         assert np.array_equal(snapped, expected)
     assert (snap_to_edge(labels, hu, (1.0, 1.0, 1.0), EdgeSnapSettings(contrast=0.5)) > 0).sum() > (
