@@ -29,7 +29,8 @@ the order the data flows (issue 5):
 7. output grid: labels back to the CT's own grid (each label's stage-2 probability
    resampled linearly, its boundary where that crosses 0.5: ``labels_to_input_grid``);
    there each vertebra takes the voxel layer beside it that is its bone going on
-   (``edge_snap``, bone_edges.py; off with ``--no-edge-snap``).
+   (``edge_snap``, bone_edges.py; off with ``--no-edge-snap``), and takes the voxels it
+   encloses (cavities.py: fatty marrow the net left out as holes).
 8. report: centroids and volumes from those final masks, messages, timings, work.
 
 Progress fractions are overall (0..1) with the stage named; ``cancel`` is checked between
@@ -50,6 +51,7 @@ from scipy import ndimage
 from SpineLabelerLib import (
     anatomy,
     bone_edges,
+    cavities,
     column,
     identify,
     outline_pass,
@@ -851,7 +853,8 @@ def labels_to_input_grid(
     points. Without it, nearest neighbour. Only the part of the CT grid around the labelled
     voxels is resampled (a clinical CT has ~200 M voxels, the spine a few per cent of them);
     the rest is 0. Then, with ``edge``, each label takes the voxel layer beside it that is
-    its bone going on, and with ``bone`` grows over the CT's bone beside it (bone_edges.py).
+    its bone going on, and with ``bone`` grows over the CT's bone beside it (bone_edges.py);
+    last, each takes what it encloses (cavities.py: the marrow the net left out).
     """
     out = np.zeros(ct.array.shape[:3], np.uint8)
     bbox = bounding_box(labels_crop.array > 0)
@@ -879,6 +882,7 @@ def labels_to_input_grid(
         if bone is not None:
             part = bone_edges.grow_to_bone(part, target.array, spacing_kji, bone)
         out[slices] = part
+    out[slices] = cavities.fill_cavities(out[slices])
     return ct.with_array(out), target.with_array(out[slices])
 
 
