@@ -81,8 +81,7 @@ DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Mo
 REAL_SHAPES_WEIGHTS_DIR = DEFAULT_WEIGHTS_DIR / "real_shapes"
 
 
-# Overall progress span of each stage.
-# Each step's share of the progress bar, about its share of the time on a whole-spine CT on
+# Overall progress span of each stage: about its share of the time on a whole-spine CT on
 # two CPU threads (stage 1 2 s, stage 2 16 s, identify 8 s, the outline pass 8 s, output 2 s)
 _SPANS = {
     "stage1": (0.02, 0.10),

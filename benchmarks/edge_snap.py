@@ -33,9 +33,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 RESULTS = ROOT / "benchmarks" / "results"
 REAL_CASES = ROOT.parent / "shared" / "realdata"
-WEIGHT_FILES = ("stage1.pt", "stage2.pt")
+
+from real import case_weights  # noqa: E402  (a real case's own leave-one-out weights)
 
 
 def mean_outline_dice(labels: np.ndarray, ct, ref) -> float:
@@ -57,12 +59,6 @@ def dice_by_contrast(labels: np.ndarray, ct, ref, contrasts: list[float]) -> dic
         snapped = bone_edges.snapped_at(labels, candidates, contrast)
         out[f"{contrast:.2f}"] = mean_outline_dice(snapped, ct, ref)
     return out
-
-
-def case_weights(weights_dir: Path, case_id: str) -> Path:
-    """The case's own leave-one-out folder where the weights folder has one (as real.py)."""
-    fold = weights_dir / case_id
-    return fold if all((fold / f).is_file() for f in WEIGHT_FILES) else weights_dir
 
 
 def cases(every: int):
