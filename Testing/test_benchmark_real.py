@@ -74,6 +74,7 @@ def test_verse005_is_measured_on_its_own_grid_with_what_it_chose(tmp_path):
     for r in record["rows"]:
         assert 0.0 <= r["dice"] <= 1.0 and 0.0 <= r["outline_dice"] <= 1.0
         assert 0.0 <= r["recall"] <= 1.0
+        assert 0.0 <= r["to_neighbours"] <= 1.0 - r["recall"]
     assert len(real.case_lines(record)) == 3 + 5 + 3
     real.write_picture(tmp_path / "v.png", record, ct, pred, ref)
     assert (tmp_path / "v.png").stat().st_size > 10_000

@@ -321,11 +321,13 @@ def test_outline_scores_see_the_outline_past_a_wrong_name():
     assert l2.recall == pytest.approx(0.75)
     assert l2.precision == pytest.approx(0.75)
     assert (l2.outline_label, l2.outline_dice) == (21, pytest.approx(0.75))
+    assert (l1.to_neighbours, l2.to_neighbours) == (0.0, 0.0)  # L2's top slice: nobody's
 
 
 def test_outline_scores_take_the_prediction_covering_most_and_zero_when_none():
     """Expert L3 = slices 0-5 is covered by L2 on 0-1 and L4 on 2-5 (L4 covers most: Dice
-    2*4/(6+4)); expert L5 = slices 8-9 is not touched (outline Dice 0, no label)."""
+    2*4/(6+4); the neighbour L2 holds 2 of its 6 slices); expert L5 = slices 8-9 is not
+    touched (outline Dice 0, no label, nothing held by a neighbour)."""
     from SpineLabelerLib.evaluation import outline_scores
 
     pred, ref = slab_maps({21: (0, 2), 23: (2, 6)}, {22: (0, 6), 24: (8, 10)})
@@ -333,11 +335,13 @@ def test_outline_scores_take_the_prediction_covering_most_and_zero_when_none():
     assert scores[22].outline_label == 23
     assert scores[22].outline_dice == pytest.approx(0.8)
     assert scores[22].recall == 0.0
+    assert scores[22].to_neighbours == pytest.approx(2 / 6)
     assert (scores[24].outline_label, scores[24].outline_dice, scores[24].recall) == (
         None,
         0.0,
         0.0,
     )
+    assert scores[24].to_neighbours == 0.0
 
 
 def test_predicted_matches_sort_right_wrong_and_extra():

@@ -15,12 +15,13 @@ does not know makes its cases "provenance unknown", never held out.
 
 Printed per case and expert vertebra: named right (the 20 mm identification rule), Dice,
 outline Dice (the predicted vertebra covering most of it, whatever its name), recall and
-precision of the prediction of its own name, localization error, the name and confidence the
-pipeline gave the vertebra covering it; then the predicted vertebrae lying mostly where the
-expert labelled nothing ("extra": a sacrum, a cut vertebra above) and those named wrong with
-confidence >= 0.7. Then the targets, per held-out case and pooled over them: every expert
-vertebra named right, mean Dice >= 0.90, none under 0.80, none named wrong with confidence
->= 0.7.
+precision of the prediction of its own name, the share of it other predicted vertebrae hold
+("neighbour": where two meet, lost to a neighbour rather than to the outline), localization
+error, the name and confidence the pipeline gave the vertebra covering it; then the predicted
+vertebrae lying mostly where the expert labelled nothing ("extra": a sacrum, a cut vertebra
+above) and those named wrong with confidence >= 0.7. Then the targets, per held-out case and
+pooled over them: every expert vertebra named right, mean Dice >= 0.90, none under 0.80, none
+named wrong with confidence >= 0.7.
 
 ``--variants`` measures each case also as the scans users bring that the cases here are not
 (``evaluation/degrade.py``): its axial slices 3 mm thick ("<case>@3mm"), and its two middle
@@ -197,6 +198,7 @@ def measure_case(case: Case, settings) -> tuple[dict, object, object, object]:
                 "outline_dice": o.outline_dice,
                 "recall": o.recall,
                 "precision": o.precision,
+                "to_neighbours": o.to_neighbours,
                 "loc_error_mm": row.loc_error_mm,
                 "given_name": _name(given),
                 "confidence": confidence.get(given, math.nan) if given else math.nan,
@@ -258,7 +260,7 @@ def case_lines(rec: dict) -> list[str]:
         f"{' '.join(rec['found']) or '(none)'}; labels on the input grid: "
         f"{rec['labels_on_input_grid']}; {rec['segment_s']} s",
         f"  {'expert':<7}{'named':>6}{'Dice %':>8}{'outline %':>10}{'recall':>8}{'precision':>10}"
-        f"{'loc mm':>8}  given as (confidence)",
+        f"{'neighbour':>10}{'loc mm':>8}  given as (confidence)",
     ]
     for r in rec["rows"]:
         loc = "-" if math.isnan(r["loc_error_mm"]) else f"{r['loc_error_mm']:.1f}"
@@ -266,7 +268,7 @@ def case_lines(rec: dict) -> list[str]:
         lines.append(
             f"  {r['name']:<7}{'right' if r['named_right'] else 'WRONG':>6}{_pct(r['dice']):>8}"
             f"{_pct(r['outline_dice']):>10}{_pct(r['recall']):>8}{_pct(r['precision']):>10}"
-            f"{loc:>8}  {r['given_name']}{conf}"
+            f"{_pct(r['to_neighbours']):>10}{loc:>8}  {r['given_name']}{conf}"
         )
     for key, title in (
         ("extra", "extra (on voxels the expert left unlabelled)"),

@@ -5,8 +5,10 @@ Dice near 0 although every outline may be right. These measures separate the out
 the name, on the reference grid (a prediction on another grid is taken onto it by nearest
 neighbour, as for the Dice):
 
-- per reference vertebra: recall and precision of the prediction of its own label, and its
-  *outline Dice*: the Dice with the predicted vertebra covering most of it, whatever its name;
+- per reference vertebra: recall and precision of the prediction of its own label, its
+  *outline Dice*: the Dice with the predicted vertebra covering most of it, whatever its name,
+  and the share of it that other predicted vertebrae hold (where two neighbours meet, what a
+  better outline alone would not recover);
 - per predicted vertebra: the reference label it lies on most (0 where the expert labelled
   nothing: a sacrum, a cut vertebra the expert left out), so that it is named right, named
   wrong, or extra.
@@ -28,13 +30,15 @@ class OutlineScore:
     """One reference vertebra: ``recall`` (share of it the prediction of its label covers),
     ``precision`` (share of that prediction lying on it; NaN when it was not predicted), and
     the predicted label covering most of it (``outline_label``, None when none touches it)
-    with that prediction's Dice against it (``outline_dice``, 0 when none)."""
+    with that prediction's Dice against it (``outline_dice``, 0 when none), and the share of it
+    the other predicted vertebrae hold (``to_neighbours``)."""
 
     label: int
     recall: float
     precision: float
     outline_label: int | None
     outline_dice: float
+    to_neighbours: float
 
 
 @dataclass(frozen=True)
@@ -83,12 +87,14 @@ def outline_scores(pred: Image, ref: Image) -> dict[int, OutlineScore]:
         covering = {p: n for (p, rr), n in pairs.items() if rr == r and p}
         best = max(covering, key=lambda p: (covering[p], -p)) if covering else None
         outline = 2.0 * covering[best] / (pred_n[best] + ref_n[r]) if best is not None else 0.0
+        others = sum(covering.values()) - (covering[best] if best is not None else 0)
         scores[r] = OutlineScore(
             r,
             same / ref_n[r],
             same / pred_n[r] if pred_n.get(r) else math.nan,
             best,
             outline,
+            others / ref_n[r],
         )
     return scores
 
