@@ -49,10 +49,13 @@ def _verse005():
 
 
 @pytest.mark.skipif(not (REALDATA / "verse005").is_dir(), reason="real VerSe cases not present")
-def test_a_case_s_variants_are_its_scan_at_3_mm_and_its_two_middle_vertebrae_alone():
-    thick, tight = real.variants_of(_verse005())
+def test_a_case_s_variants_are_its_scan_at_3_mm_its_two_middle_vertebrae_and_another_grid():
+    thick, tight, moved = real.variants_of(_verse005())
     assert (thick.case_id, tight.case_id) == ("sub-verse005@3mm", "sub-verse005@3mm-L2-L3")
-    assert thick.source == tight.source == "sub-verse005"  # they stand where it stands
+    assert moved.case_id == "sub-verse005@half-voxel"
+    # they stand where it stands
+    assert thick.source == tight.source == moved.source == "sub-verse005"
+    assert moved.ct.array.shape == (105, 179, 102) and moved.ref.same_grid(moved.ct)
     for case in (thick, tight):
         assert case.ct.spacing_mm == (1.0, 3.0, 1.0) and case.ref.same_grid(case.ct)
     assert thick.ct.array.shape == (106, 60, 103)

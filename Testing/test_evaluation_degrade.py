@@ -4,7 +4,12 @@ the expert's labels on the bone, whatever axis of the array runs head to foot.""
 import numpy as np
 import pytest
 
-from SpineLabelerLib.evaluation.degrade import crop_to_levels, superior_axis, thick_slabs
+from SpineLabelerLib.evaluation.degrade import (
+    crop_to_levels,
+    half_voxel_regrid,
+    superior_axis,
+    thick_slabs,
+)
 from SpineLabelerLib.image import Image, index_to_lps
 
 # verse005's grid: i runs posterior, j inferior, k to the patient's right
@@ -51,3 +56,22 @@ def test_a_crop_keeps_the_named_levels_whole_and_a_margin_round_them():
     assert top == pytest.approx(index_to_lps(ct, np.array([[0.0, 1.0, 0.0]]))[0])
     with pytest.raises(ValueError, match="none of the levels"):
         crop_to_levels(ct, labels, [22], 2.0)
+
+
+def test_a_half_voxel_regrid_samples_between_the_voxels_and_keeps_the_labels_on_the_bone():
+    """On the sagittal grid the CT's value is 10 x its j index: half a voxel on, each value is
+    the mean of two neighbours (+5), stored as int16; the grid moved half a voxel in LPS along
+    each of its own axes, one voxel shorter on each; a voxel wholly inside a label keeps it,
+    one wholly outside every label stays 0."""
+    ct, labels = _ct_and_labels()
+    moved, moved_labels = half_voxel_regrid(ct, labels)
+    assert moved.array.shape == moved_labels.array.shape == (3, 29, 4)
+    assert moved.array.dtype == np.int16 and moved_labels.array.dtype == labels.array.dtype
+    np.testing.assert_array_equal(moved.array[0, :, 0], np.arange(29) * 10 + 5)
+    shift = np.asarray(moved.origin_lps) - np.asarray(ct.origin_lps)
+    np.testing.assert_allclose(shift, SAGITTAL @ [0.5, 0.5, 1.0])
+    np.testing.assert_array_equal(moved_labels.array[:, 3:10], 20)
+    np.testing.assert_array_equal(moved_labels.array[:, 14:25], 21)
+    np.testing.assert_array_equal(moved_labels.array[:, :2], 0)
+    np.testing.assert_array_equal(moved_labels.array[:, 11:13], 0)
+    np.testing.assert_array_equal(moved_labels.array[:, 26:], 0)

@@ -24,9 +24,11 @@ pooled over them: every expert vertebra named right, mean Dice >= 0.90, none und
 named wrong with confidence >= 0.7.
 
 ``--variants`` measures each case also as the scans users bring that the cases here are not
-(``evaluation/degrade.py``): its axial slices 3 mm thick ("<case>@3mm"), and its two middle
+(``evaluation/degrade.py``): its axial slices 3 mm thick ("<case>@3mm"), its two middle
 expert vertebrae alone at 3 mm ("<case>@3mm-L2-L3"; what the view leaves of their neighbours
-stays labelled). A variant stands where its case stands: it chose what its case chose.
+stays labelled), and the same CT sampled once more on its grid moved half a voxel
+("<case>@half-voxel": a decision that flips under it stands on a knife's edge). A variant
+stands where its case stands: it chose what its case chose.
 
 ``--save`` writes benchmarks/results/real.txt, real.json and real_<case>.png (the CT's
 sagittal and coronal views with the predicted labels beside the expert's).
@@ -154,10 +156,11 @@ class Case:
 
 def variants_of(case: Case) -> list[Case]:
     """The case as the scans a user brings (evaluation/degrade.py): its axial slices 3 mm
-    thick, and a 3 mm view of its two middle expert vertebrae (4 mm round them)."""
+    thick, a 3 mm view of its two middle expert vertebrae (4 mm round them), and its grid
+    moved half a voxel."""
     import numpy as np
 
-    from SpineLabelerLib.evaluation.degrade import crop_to_levels, thick_slabs
+    from SpineLabelerLib.evaluation.degrade import crop_to_levels, half_voxel_regrid, thick_slabs
 
     ct, ref = thick_slabs(case.ct, case.ref, VARIANT_SLAB_MM)
     levels = [int(v) for v in np.unique(case.ref.array) if v]
@@ -165,9 +168,11 @@ def variants_of(case: Case) -> list[Case]:
     tight_ct, tight_ref = crop_to_levels(case.ct, case.ref, middle, VARIANT_MARGIN_MM)
     tight_ct, tight_ref = thick_slabs(tight_ct, tight_ref, VARIANT_SLAB_MM)
     names = "-".join(_name(v) for v in middle)
+    moved_ct, moved_ref = half_voxel_regrid(case.ct, case.ref)
     return [
         replace(case, case_id=f"{case.case_id}@3mm", ct=ct, ref=ref),
         replace(case, case_id=f"{case.case_id}@3mm-{names}", ct=tight_ct, ref=tight_ref),
+        replace(case, case_id=f"{case.case_id}@half-voxel", ct=moved_ct, ref=moved_ref),
     ]
 
 
