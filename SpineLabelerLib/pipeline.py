@@ -111,10 +111,12 @@ class SegmentSettings:
     min_stage1_support: float = 0.1  # end vertebrae less spine than this to stage 1 are dropped
     # a bottom "L6" that stage 1 calls spine less than this times the column's median is sacrum
     sacrum_relative_support: float = 0.35
-    # a bottom mask that stage 1 calls spine less than this times the column's median and is
-    # wider (left-right) than sacrum_width_ratio times the vertebrae above is the sacrum
+    # a bottom mask whose CT bone beside its body's front is wider (left-right) than
+    # sacrum_width_ratio times the vertebrae's above (column.front_bone_widths_mm), and that
+    # stage 1 calls spine less than sacrum_wide_relative_support times their median, is the
+    # sacrum
     sacrum_wide_relative_support: float = 0.6
-    sacrum_width_ratio: float = 1.2
+    sacrum_width_ratio: float = 1.4
     # a bottom sliver the view cut, below lumbar vertebrae, further than this left or right
     # of the column's line is a piece of the bone beside it, not a vertebra
     off_line_sliver_mm: float = 6.0
@@ -308,7 +310,11 @@ def segment_spine(
         )
     column.drop_end_fragments(walk, votes, settings.fragment_fraction)
     work["sacrum_recognised"] = column.recognise_sacrum(
-        walk, votes, settings.sacrum_wide_relative_support, settings.sacrum_width_ratio
+        walk,
+        votes,
+        crop.array,
+        settings.sacrum_wide_relative_support,
+        settings.sacrum_width_ratio,
     )
     work["off_line_sliver_dropped"] = column.drop_off_line_sliver(
         walk, votes, settings.sliver_fraction, settings.off_line_sliver_mm

@@ -81,3 +81,18 @@ def test_verse005_is_measured_on_its_own_grid_with_what_it_chose(tmp_path):
     assert len(real.case_lines(record)) == 3 + 5 + 3
     real.write_picture(tmp_path / "v.png", record, ct, pred, ref)
     assert (tmp_path / "v.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REALDATA / "verse005").is_dir(), reason="real VerSe cases not present")
+def test_verse005_on_its_grid_moved_half_a_voxel_keeps_its_sacrum_and_its_names():
+    """The walking net outlined its sacrum's top 71 mm wide there instead of 92, and with the
+    width read off that mask the sacrum went unrecognised: every name a level high."""
+    from SpineLabelerLib.pipeline import SegmentSettings
+
+    (moved,) = [c for c in real.variants_of(_verse005()) if c.case_id.endswith("@half-voxel")]
+    record, *_ = real.measure_case(moved, SegmentSettings(device="cpu"))
+    assert [(r["name"], r["given_name"]) for r in record["rows"]] == [
+        (name, name) for name in ("L1", "L2", "L3", "L4", "L5")
+    ]
+    assert all(r["named_right"] for r in record["rows"])

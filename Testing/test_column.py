@@ -242,31 +242,68 @@ def test_two_halves_of_one_vertebra_become_one():
     )
 
 
-def test_a_wide_bottom_mask_stage_one_calls_little_spine_is_the_sacrum():
+def _lumbar_column_over_a_sacrum():
+    """Four 30 mm deep, 20 mm wide bodies (HU 700) on a canonical 1 mm grid, the bottom one
+    the sacrum's top: its walked mask is the body alone (the net missed the alae, as on
+    verse005 moved half a voxel), the CT holds its alae, 70 mm of bone beside the body's front.
+    Returns (CT normalized, instances, walked vertebrae)."""
+    from SpineLabelerLib.preprocess import normalize_hu
+    from SpineLabelerLib.stage2 import WalkedVertebra
+
+    hu = np.full((128, 60, 90), -50.0, np.float32)
+    inst = np.zeros(hu.shape, np.int16)
+    walked = []
+    for index, (a, b) in {1: (96, 120), 2: (66, 90), 3: (36, 60), 4: (2, 30)}.items():
+        inst[a:b, 10:40, 35:55] = index
+        ml = (b - a) * 30 * 20 / 1000.0
+        centroid = np.array([45.0, 25.0, (a + b - 1) / 2])
+        walked.append(WalkedVertebra(index, centroid, ml, index == 4, 1, True))
+    hu[inst > 0] = 700.0
+    hu[10:24, 14:30, 10:80] = 400.0  # the alae, in front of where pedicles would be
+    return normalize_hu(hu), inst, walked
+
+
+def test_a_bottom_mask_stage_one_calls_little_spine_with_alae_beside_its_body_is_the_sacrum():
     """verse005: stage 2 took S1 as "L5"; stage 1 called a quarter of it spine (the column's
-    median 0.6) and its alae made it 92 mm wide against 65-75 mm."""
+    median 0.6), and the CT's bone beside its body's front ran 92-96 mm wide against 52-55 mm
+    of the lumbar bodies above, on its own grid and moved half a voxel alike (the walked mask's
+    width went from 92 to 71 mm)."""
     from SpineLabelerLib.stage2 import WalkResult
 
-    inst, walked = _blocks({1: (2, 26), 2: (32, 56), 3: (62, 86), 4: (92, 116)})
-    inst[92:116, 2:12, 0:14] = 4  # the bottom one is 14 mm wide, the others 10 mm
-    ml = float((inst == 4).sum()) / 1000.0
-    walked[3] = replace(walked[3], volume_ml=ml, partial=True)
+    ct, inst, walked = _lumbar_column_over_a_sacrum()
+    widths = column.front_bone_widths_mm(ct, inst, [1, 2, 3, 4], (1.0, 1.0, 1.0))
+    assert widths == pytest.approx([20.0, 20.0, 20.0, 70.0], abs=2.0)
     voxels = [v.volume_ml * 1000 for v in walked]
     supported = [(0, 0, 0.6 * n) for n in voxels]
     sacrum_votes = supported[:3] + [(0, 0, 0.25 * voxels[3])]
     walk = WalkResult(Image(inst.copy()), list(walked), end_below="fov")
-    assert column.recognise_sacrum(walk, list(sacrum_votes), 0.6, 1.2)
+    assert column.recognise_sacrum(walk, list(sacrum_votes), ct, 0.6, 1.4)
     assert [v.index for v in walk.vertebrae] == [1, 2, 3] and walk.end_below == "spine"
     assert not (walk.instances.array == 4).any()
-    # as much spine to stage 1 as the vertebrae above: a vertebra with wide processes
+    # as much spine to stage 1 as the vertebrae above: a vertebra whose bone runs out sideways
     walk = WalkResult(Image(inst.copy()), list(walked), end_below="fov")
-    assert not column.recognise_sacrum(walk, list(supported), 0.6, 1.2)
-    # little spine to stage 1 but no wider than the vertebrae above: a cut sliver stays
-    narrow = inst.copy()
-    narrow[92:116, :, 0:2] = 0
-    narrow[92:116, :, 12:14] = 0
-    walk = WalkResult(Image(narrow), list(walked), end_below="fov")
-    assert not column.recognise_sacrum(walk, list(sacrum_votes), 0.6, 1.2)
+    assert not column.recognise_sacrum(walk, list(supported), ct, 0.6, 1.4)
+
+
+def test_bone_behind_a_body_s_front_or_apart_from_it_does_not_make_it_wide():
+    """A lumbar vertebra's transverse processes start behind its body (the development
+    phantoms' L5 took them, and the ilium they touch, at 30 mm deep, not at 25), and bone that
+    does not touch the vertebra (the ilium beside L5) is not its width: a cut bottom piece
+    stage 1 hardly sees stays unless its own bone is wide."""
+    from SpineLabelerLib.preprocess import normalize_hu
+    from SpineLabelerLib.stage2 import WalkResult
+
+    ct, inst, walked = _lumbar_column_over_a_sacrum()
+    hu = np.full(inst.shape, -50.0, np.float32)
+    hu[inst > 0] = 700.0
+    hu[10:24, 36:40, 10:80] = 400.0  # processes 26-30 mm behind the front
+    hu[10:24, 14:30, 2:30] = 400.0  # an ilium 5 mm apart from the body
+    moved = normalize_hu(hu)
+    assert column.front_bone_widths_mm(moved, inst, [4], (1.0, 1.0, 1.0)) == [20.0]
+    voxels = [v.volume_ml * 1000 for v in walked]
+    sliver_votes = [(0, 0, 0.6 * n) for n in voxels[:3]] + [(0, 0, 0.25 * voxels[3])]
+    walk = WalkResult(Image(inst.copy()), list(walked), end_below="fov")
+    assert not column.recognise_sacrum(walk, sliver_votes, moved, 0.6, 1.4)
     assert walk.end_below == "fov" and len(walk.vertebrae) == 4
 
 
