@@ -353,7 +353,7 @@ def front_bone_widths_mm(
     behind it)."""
     if not len(indices):
         return []
-    sk, sj, si = _kji(spacing_mm)
+    sk, sj, si = (float(v) for v in spacing_mm[::-1])  # (x, y, z) = (i, j, k)
     boxes = ndimage.find_objects(instances)
     present = [boxes[i - 1] for i in indices if i <= len(boxes) and boxes[i - 1] is not None]
     if not present:
@@ -390,12 +390,6 @@ def _front_row(mask: np.ndarray) -> int | None:
     """The foremost j row of ``mask`` (``(K, J, I)``, j towards the back), None if empty."""
     rows = np.nonzero(mask.any(axis=(0, 2)))[0]
     return int(rows[0]) if len(rows) else None
-
-
-def _kji(spacing_mm: Sequence[float]) -> tuple[float, float, float]:
-    """(k, j, i) spacings from an (x, y, z) = (i, j, k) spacing."""
-    x, y, z = (float(v) for v in spacing_mm)
-    return z, y, x
 
 
 def drop_off_line_sliver(
