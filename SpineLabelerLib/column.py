@@ -13,7 +13,8 @@ and not every end is where the spine ends. In the order the pipeline applies the
 - ``drop_end_fragments``: such a piece at an end is dropped, and that end is "lost";
 - ``recognise_sacrum``: a bottom mask stage 1 calls little spine, whose bone beside its body
   (the CT's, ``front_bone_widths_mm``) is wider than the vertebrae's above, is the sacrum's
-  top: dropped, and the sacrum anchors the names;
+  top: dropped, and the sacrum anchors the names; called somewhat more spine (a thin top, as
+  on 3 mm slices), only with its body in line with the bodies above (body_line.py);
 - ``drop_off_line_sliver``: a bottom sliver the view cut that lies off the column's line to
   one side, below lumbar vertebrae, is a piece of the bone beside the column's end (the
   sacrum's ala or facet), not a vertebra: dropped;
@@ -32,12 +33,13 @@ runs a net.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from SpineLabelerLib import identify, stage2
+from SpineLabelerLib import body_line, identify, stage2
 from SpineLabelerLib.image import index_to_lps
 from SpineLabelerLib.preprocess import normalize_hu
 
@@ -279,12 +281,47 @@ def drop_end_fragments(walk: stage2.WalkResult, votes: list, fraction: float) ->
     return lost
 
 
+@dataclass(frozen=True)
+class SacrumEvidence:
+    """What ``recognise_sacrum`` reads off the column's bottom mask (the pipeline keeps it,
+    as ``work["sacrum_evidence"]``, and benchmarks/sacrum_evidence.py prints it)."""
+
+    bottom: int  # the mask's value in the walk's instances
+    share: float  # stage 1's share of it over the median of the vertebrae's above
+    width: float  # front_bone_widths_mm over the median of the vertebrae's above
+    step: float | None  # body_line.front_step_in_body_depths (None: nothing to read)
+
+
+def sacrum_evidence(
+    walk: stage2.WalkResult, votes: list, ct_norm: np.ndarray
+) -> SacrumEvidence | None:
+    """The bottom mask's readings for ``recognise_sacrum``; None where there is nothing to
+    read: a column under three vertebrae, or not below a lumbar one (stage 1's majority),
+    since the sacrum lies nowhere else."""
+    column = walk.vertebrae
+    if len(column) < 3 or identify.majority_region(votes[-2]) != 2:
+        return None
+    shares = _stage1_shares(walk, votes)
+    near = column[-1 - SACRUM_WINDOW :]
+    indices = [v.index for v in near]
+    spacing = walk.instances.spacing_mm
+    widths = front_bone_widths_mm(ct_norm, walk.instances.array, indices, spacing)
+    above = [w for w, v in zip(widths[:-1], near[:-1]) if not v.partial] or widths[:-1]
+    return SacrumEvidence(
+        bottom=indices[-1],
+        share=shares[-1] / max(float(np.median(shares[:-1])), 1e-9),
+        width=widths[-1] / max(float(np.median(above)), 1e-9),
+        step=body_line.front_step_in_body_depths(walk.instances.array, indices, spacing),
+    )
+
+
 def recognise_sacrum(
     walk: stage2.WalkResult,
     votes: list,
-    ct_norm: np.ndarray,
+    evidence: SacrumEvidence | None,
     max_relative: float,
     min_width_ratio: float,
+    in_line_relative: float,
 ) -> bool:
     """Drop the bottom mask of the column when it is the top of the sacrum (in place), and
     make the sacrum the column's lower end: an anchor for the names (identify rule 3).
@@ -301,25 +338,25 @@ def recognise_sacrum(
     ``max_relative`` of their median share; on real CT the lumbar vertebrae's own shares run
     from 0.3 to 0.8). It keeps a vertebra that bone beside it makes wide a vertebra: an L5 with
     contrast in the iliac arteries or an ilium it touches, and the piece of the next vertebra a
-    short view cuts off behind its body, its articular processes, whose front lies so far back
-    that its transverse processes count as its width (development phantoms' L2-L3 views: up to
-    2.1 times). ``ct_norm``: the crop's CT as preprocess.normalize_hu gives it, on the walk's
-    grid.
+    short view cuts off behind its body, its arch, whose front lies so far back that its
+    transverse processes count as its width (phantoms' L2-L3 views: up to 2.1 times).
+
+    Sliced thick, the sacrum's top comes as a thin piece that stage 1 calls more of spine
+    (both real cases at 3 mm: 0.72 and 0.63 of the median), as much as it calls of those cut
+    arches (0.46-1.02). Between ``max_relative`` and ``in_line_relative`` it is the sacrum
+    only if it has a body in line with the bodies above: its front within ``IN_LINE_STEP``
+    of a body's depth behind the front of the body above (body_line.py), where an arch
+    starts a body's depth back. Only below a lumbar vertebra (stage 1's majority): the
+    sacrum lies nowhere else. ``evidence``: ``sacrum_evidence`` of this walk and votes.
     """
-    column = walk.vertebrae
-    if len(column) < 3:
+    if evidence is None or evidence.share >= in_line_relative:
         return False
-    shares = _stage1_shares(walk, votes)
-    if shares[-1] >= max_relative * float(np.median(shares[:-1])):
+    if evidence.width <= min_width_ratio:
         return False
-    near = column[-1 - SACRUM_WINDOW :]
-    widths = front_bone_widths_mm(
-        ct_norm, walk.instances.array, [v.index for v in near], walk.instances.spacing_mm
-    )
-    above = [w for w, v in zip(widths[:-1], near[:-1]) if not v.partial] or widths[:-1]
-    if widths[-1] <= min_width_ratio * float(np.median(above)):
+    in_line = evidence.step is not None and evidence.step < IN_LINE_STEP
+    if evidence.share >= max_relative and not in_line:
         return False
-    _drop(walk, votes, len(column) - 1)
+    _drop(walk, votes, len(walk.vertebrae) - 1)
     walk.end_below = "spine"
     return True
 
@@ -327,6 +364,10 @@ def recognise_sacrum(
 # Vertebrae above the bottom mask whose widths recognise_sacrum compares it with (lumbar ones
 # above a sacrum; further up, rib heads beside the bodies would count as their width).
 SACRUM_WINDOW = 4
+# How far behind the front of the body above, in depths of the bodies above, a thin sacrum's
+# top may start and still count as in line (body_line.py): the phantoms' and real cut arches
+# that its bone makes wide lay 0.67-1.06 depths back, the real sacra at 3 mm 0.41 and 0.08.
+IN_LINE_STEP = 0.5
 # How far behind a vertebra's front front_bone_widths_mm looks: in front of a lumbar body's
 # pedicles (at 30 mm the development phantoms' L5 took its transverse processes and the ilium
 # they touch); and what it counts as bone there, smoothed (the alae's cancellous bone is above).

@@ -114,9 +114,11 @@ class SegmentSettings:
     # a bottom mask whose CT bone beside its body's front is wider (left-right) than
     # sacrum_width_ratio times the vertebrae's above (column.front_bone_widths_mm), and that
     # stage 1 calls spine less than sacrum_wide_relative_support times their median, is the
-    # sacrum
+    # sacrum; so is one that stage 1 calls spine less than sacrum_in_line_relative_support
+    # times it, if its body is in line with theirs (column.IN_LINE_STEP)
     sacrum_wide_relative_support: float = 0.6
     sacrum_width_ratio: float = 1.4
+    sacrum_in_line_relative_support: float = 0.85
     # a bottom sliver the view cut, below lumbar vertebrae, further than this left or right
     # of the column's line is a piece of the bone beside it, not a vertebra
     off_line_sliver_mm: float = 6.0
@@ -309,12 +311,15 @@ def segment_spine(
             settings.piece_suspect_fraction,
         )
     column.drop_end_fragments(walk, votes, settings.fragment_fraction)
+    sacrum = column.sacrum_evidence(walk, votes, crop.array)
+    work["sacrum_evidence"] = None if sacrum is None else asdict(sacrum)
     work["sacrum_recognised"] = column.recognise_sacrum(
         walk,
         votes,
-        crop.array,
+        sacrum,
         settings.sacrum_wide_relative_support,
         settings.sacrum_width_ratio,
+        settings.sacrum_in_line_relative_support,
     )
     work["off_line_sliver_dropped"] = column.drop_off_line_sliver(
         walk, votes, settings.sliver_fraction, settings.off_line_sliver_mm

@@ -242,6 +242,12 @@ def test_two_halves_of_one_vertebra_become_one():
     )
 
 
+def _recognise(walk, votes: list, ct: np.ndarray) -> bool:
+    """column.recognise_sacrum with the pipeline's thresholds, on its own readings."""
+    evidence = column.sacrum_evidence(walk, votes, ct)
+    return column.recognise_sacrum(walk, votes, evidence, 0.6, 1.4, 0.85)
+
+
 def _lumbar_column_over_a_sacrum():
     """Four 30 mm deep, 20 mm wide bodies (HU 700) on a canonical 1 mm grid, the bottom one
     the sacrum's top: its walked mask is the body alone (the net missed the alae, as on
@@ -277,12 +283,12 @@ def test_a_bottom_mask_stage_one_calls_little_spine_with_alae_beside_its_body_is
     supported = [(0, 0, 0.6 * n) for n in voxels]
     sacrum_votes = supported[:3] + [(0, 0, 0.25 * voxels[3])]
     walk = WalkResult(Image(inst.copy()), list(walked), end_below="fov")
-    assert column.recognise_sacrum(walk, list(sacrum_votes), ct, 0.6, 1.4)
+    assert _recognise(walk, list(sacrum_votes), ct)
     assert [v.index for v in walk.vertebrae] == [1, 2, 3] and walk.end_below == "spine"
     assert not (walk.instances.array == 4).any()
     # as much spine to stage 1 as the vertebrae above: a vertebra whose bone runs out sideways
     walk = WalkResult(Image(inst.copy()), list(walked), end_below="fov")
-    assert not column.recognise_sacrum(walk, list(supported), ct, 0.6, 1.4)
+    assert not _recognise(walk, list(supported), ct)
 
 
 def test_bone_behind_a_body_s_front_or_apart_from_it_does_not_make_it_wide():
@@ -303,7 +309,7 @@ def test_bone_behind_a_body_s_front_or_apart_from_it_does_not_make_it_wide():
     voxels = [v.volume_ml * 1000 for v in walked]
     sliver_votes = [(0, 0, 0.6 * n) for n in voxels[:3]] + [(0, 0, 0.25 * voxels[3])]
     walk = WalkResult(Image(inst.copy()), list(walked), end_below="fov")
-    assert not column.recognise_sacrum(walk, sliver_votes, moved, 0.6, 1.4)
+    assert not _recognise(walk, sliver_votes, moved)
     assert walk.end_below == "fov" and len(walk.vertebrae) == 4
 
 
@@ -379,3 +385,58 @@ def test_the_skull_and_the_sacrum_anchor_only_past_vertebrae_of_their_region():
     assert column.anchoring_ends(walk, [none, lumbar, none]) == (False, False)
     walk.end_above = walk.end_below = "fov"
     assert column.anchoring_ends(walk, [cervical, thoracic, lumbar]) == (False, False)
+
+
+def _column_over(bottom: str, wide_rows: slice):
+    """body_line's lumbar column with ``bottom`` below it, as a walk, and a CT whose bone
+    runs 60 mm wide beside the bottom mask over ``wide_rows`` (j)."""
+    from test_body_line import lumbar_column
+
+    from SpineLabelerLib.preprocess import normalize_hu
+    from SpineLabelerLib.stage2 import WalkedVertebra, WalkResult
+
+    inst = lumbar_column(bottom)
+    hu = np.full(inst.shape, -50.0, np.float32)
+    hu[inst > 0] = 700.0
+    hu[4:12, wide_rows, 0:60] = np.where(inst[4:12, wide_rows] > 0, 700.0, 400.0)
+    walked = [
+        WalkedVertebra(i, np.zeros(3), float((inst == i).sum()) / 1000.0, i == 5, 1, True)
+        for i in range(1, 6)
+    ]
+    return WalkResult(Image(inst), walked, end_below="fov"), normalize_hu(hu)
+
+
+def _votes(walk, region: int, bottom_share: float) -> list:
+    votes = []
+    for v in walk.vertebrae:
+        vote = [0.0, 0.0, 0.0]
+        vote[region] = (bottom_share if v.partial else 1.0) * v.volume_ml * 1000.0
+        votes.append(tuple(vote))
+    return votes
+
+
+def test_a_thin_sacrum_top_stage_one_half_sees_is_the_sacrum_only_with_its_body_in_line():
+    """Both real cases sliced 3 mm: the sacrum's top came as a thin piece stage 1 called 0.72
+    and 0.63 as much spine as the lumbar vertebrae (not under 0.6), its bone 1.8 and 1.7
+    times as wide; so were the arches a short view cuts off the next vertebra (0.46-1.02,
+    up to 2.1 times), a body's depth behind the body above where the sacrum started 0.41 and
+    0.08 depths back. Under 0.6 the width alone decides, as before; and only below a lumbar
+    vertebra."""
+    walk, ct = _column_over("body", slice(14, 30))
+    evidence = column.sacrum_evidence(walk, _votes(walk, 2, 0.7), ct)
+    assert evidence.width > 2.0 and evidence.step == pytest.approx(4 / 30, abs=0.05)
+    assert evidence.share == pytest.approx(0.7)
+    assert _recognise(walk, _votes(walk, 2, 0.7), ct)
+    assert walk.end_below == "spine" and [v.index for v in walk.vertebrae] == [1, 2, 3, 4]
+    walk, ct = _column_over("body", slice(14, 30))
+    assert not _recognise(walk, _votes(walk, 2, 0.9), ct)
+    walk, ct = _column_over("body", slice(14, 30))
+    assert column.sacrum_evidence(walk, _votes(walk, 1, 0.5), ct) is None
+    assert not _recognise(walk, _votes(walk, 1, 0.5), ct)
+    walk, ct = _column_over("arch", slice(40, 56))
+    evidence = column.sacrum_evidence(walk, _votes(walk, 2, 0.7), ct)
+    assert evidence.width > 2.0 and evidence.step == pytest.approx(1.0, abs=0.05)
+    assert not _recognise(walk, _votes(walk, 2, 0.7), ct)
+    assert len(walk.vertebrae) == 5
+    walk, ct = _column_over("arch", slice(40, 56))
+    assert _recognise(walk, _votes(walk, 2, 0.5), ct)

@@ -166,6 +166,9 @@ def test_whole_spine_is_found_and_named_c1_to_l5():
     assert set(result.timings_s) >= {"stage1", "stage2", "identify", "output", "total"}
     assert result.work["input_spacing_mm"] == [1.0, 1.0, 2.0]
     assert not any("voxels along one axis" in m for m in result.messages)  # 2 mm: not thick
+    # the sacrum rule read L5, the bottom mask, and kept it (the readings are in the report)
+    assert set(result.work["sacrum_evidence"]) == {"bottom", "share", "width", "step"}
+    assert not result.work["sacrum_recognised"]
 
 
 def test_thick_voxels_are_named_in_the_messages():
