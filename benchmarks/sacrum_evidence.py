@@ -118,13 +118,15 @@ def cases(development: bool):
     for files in find_verse_cases(ROOT.parent / "shared" / "realdata"):
         case = Case(files.case_id, files.case_id, files.ct, *files.load())
         own = replace(settings, weights_dir=case_weights(Path(settings.weights_dir), case.source))
-        for c in (case, *variants_of(case)):
+        variants = (case, *variants_of(case))
+        for c in variants:
             yield c.case_id, c.ct, c.ref, own
         for first, last in REAL_CROPS:
             ct, ref = crop_to_levels(case.ct, case.ref, view_levels(first, last), MARGIN_MM)
             yield f"{case.case_id}@{first}-{last}", ct, ref, own
-            ct, ref = thick_slabs(ct, ref, SLAB_MM)
-            yield f"{case.case_id}@3mm-{first}-{last}", ct, ref, own
+            thick_id = f"{case.case_id}@3mm-{first}-{last}"
+            if thick_id not in {c.case_id for c in variants}:  # real.py's two middle ones
+                yield thick_id, *thick_slabs(ct, ref, SLAB_MM), own
 
 
 def reading_line(r: Reading) -> str:
@@ -178,7 +180,11 @@ def main(argv=None) -> int:
     readings = []
     for case_id, ct, ref, settings in cases(args.development):
         reading = read_case(case_id, ct, ref, settings)
-        lines.append(reading_line(reading) if reading else f"{case_id:28s} under three vertebrae")
+        lines.append(
+            reading_line(reading)
+            if reading
+            else f"{case_id:28s} nothing to read (under three vertebrae, or not below a lumbar one)"
+        )
         print(lines[-1], flush=True)
         readings += [reading] if reading else []
     lines += ["", *summary_lines(readings)]
