@@ -50,6 +50,8 @@ def front_step_in_body_depths(
     along /= np.linalg.norm(along)
     anterior = np.array([0.0, -1.0, 0.0])  # j runs towards the back
     front = anterior - (anterior @ along) * along
+    if np.linalg.norm(front) < 0.1:  # a column running front to back has no front to read
+        return None
     front /= np.linalg.norm(front)
     side = np.cross(along, front)
     fronts = [float(np.percentile(v @ front, 99)) for v in voxels]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -60,10 +62,17 @@ def test_a_tilted_column_is_read_across_its_own_line():
 
 
 def test_nothing_to_read_is_never_in_line():
-    """Without bodies whose canal shows behind them (or with too few vertebrae) nothing can be
-    read (and column.recognise_sacrum takes no mask as in line then)."""
+    """Without bodies whose canal shows behind them, with too few vertebrae or with a column
+    that runs front to back, nothing can be read (and column.recognise_sacrum takes no mask as
+    in line then)."""
     inst = lumbar_column("body")
     no_canal = inst.copy()
     no_canal[:, 40:55, 18:42] = no_canal[:, 39:40, 18:42]  # bodies that run into the arch
     assert body_line.front_step_in_body_depths(no_canal, [1, 2, 3, 4, 5], (1, 1, 1)) is None
     assert body_line.front_step_in_body_depths(inst, [4, 5], (1, 1, 1)) is None
+    lying = np.zeros((10, 90, 10), np.int16)  # vertebrae one behind the other along j
+    for index, j in zip((1, 2, 3), (5, 35, 65)):
+        lying[2:8, j : j + 20, 2:8] = index
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division by a zero front on the way
+        assert body_line.front_step_in_body_depths(lying, [1, 2, 3], (1, 1, 1)) is None
