@@ -40,7 +40,8 @@ def front_step_in_body_depths(
     if len(indices) < 3:
         return None
     spacing_kji = np.asarray(spacing_mm, float)[::-1]
-    voxels = [_voxels_mm(instances, index, spacing_kji) for index in indices]
+    boxes = ndimage.find_objects(instances)
+    voxels = [_voxels_mm(instances, boxes, index, spacing_kji) for index in indices]
     if any(len(v) == 0 for v in voxels):
         return None
     centroids = [v.mean(axis=0) for v in voxels]
@@ -65,9 +66,11 @@ def front_step_in_body_depths(
     return (fronts[-2] - fronts[-1]) / float(np.median(depths))
 
 
-def _voxels_mm(instances: np.ndarray, index: int, spacing_kji: np.ndarray) -> np.ndarray:
-    """The (k, j, i) positions, mm, of the voxels of vertebra ``index``."""
-    boxes = ndimage.find_objects(instances, max_label=index)
+def _voxels_mm(
+    instances: np.ndarray, boxes: list, index: int, spacing_kji: np.ndarray
+) -> np.ndarray:
+    """The (k, j, i) positions, mm, of the voxels of vertebra ``index`` (``boxes``: the
+    instances' ndimage.find_objects)."""
     box = boxes[index - 1] if index - 1 < len(boxes) else None
     if box is None:
         return np.zeros((0, 3))

@@ -187,8 +187,9 @@ def main(argv=None) -> int:
         )
         print(lines[-1], flush=True)
         readings += [reading] if reading else []
-    lines += ["", *summary_lines(readings)]
-    print("\n".join(lines[-len(summary_lines(readings)) :]))
+    summary = summary_lines(readings)
+    lines += ["", *summary]
+    print("\n".join(summary))
     if args.save:
         name = f"sacrum_evidence{'_' + args.tag if args.tag else ''}.txt"
         (ROOT / "benchmarks" / "results" / name).write_text("\n".join(lines) + "\n")

@@ -75,9 +75,9 @@ def half_voxel_regrid(ct: Image, labels: Image) -> tuple[Image, Image]:
     A scanner lays its voxel grid anywhere on the patient: the same anatomy, sampled once
     more, should be segmented and named as before. A pipeline decision that flips under this
     (verse005's sacrum, 2026-12-07: its walked mask 92 mm wide on the stored grid, 71 mm here,
-    and every name a level high until column.recognise_sacrum read the width off the CT) stands on a knife's edge. Nearest-neighbour labels would move half a
-    voxel with the grid: against these, verse005's own would score 94.5 % Dice, verse008's
-    92.4 %."""
+    and every name a level high until column.recognise_sacrum read the width off the CT)
+    stands on a knife's edge. Nearest-neighbour labels would move half a voxel with the grid:
+    against these, verse005's own would score 94.5 % Dice, verse008's 92.4 %."""
     shape = tuple(n - 1 for n in ct.array.shape)
     if min(shape) < 1:
         raise ValueError(f"a {ct.array.shape} grid has no inside to move")
