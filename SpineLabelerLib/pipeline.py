@@ -809,7 +809,7 @@ def judge_pieces_with(
     """The column's suspect pieces judged by ``runner``'s net (same_vertebra.py), in place:
     those it outlines as one vertebra with a neighbour joined, then each piece it outlines as
     a vertebra no mask holds grown into it; returns (masks folded away, pieces grown)."""
-    suspects = column.suspect_pieces(walk, fraction)
+    suspects = column.suspect_pieces(walk, fraction, votes)
     if not any(suspects):
         return 0, 0
 
@@ -830,7 +830,7 @@ def judge_pieces_with(
     joined = column.join_pairs(walk, votes, pairs)
     grown = 0
     voxel_ml = float(np.prod(crop.spacing_mm)) / 1000.0
-    for at, suspect in enumerate(column.suspect_pieces(walk, fraction)):
+    for at, suspect in enumerate(column.suspect_pieces(walk, fraction, votes)):
         if not suspect:
             continue
         index = walk.vertebrae[at].index

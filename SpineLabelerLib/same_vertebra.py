@@ -15,8 +15,8 @@ nothing in memory, its outline covers a neighbour when the two are one vertebra 
 real cases at 1 and 3 mm: 0.64-0.91 of the other piece) and hardly touches a true neighbour
 (at most 0.2 there); where it covers no neighbour but is several times the mask, the mask
 was a piece of a vertebra no other mask holds (verse005's L3 above: 5.9 ml, outlined 35.8).
-Only masks smaller than a whole vertebra near them are suspects, so a column of whole
-vertebrae costs no prediction.
+Only masks smaller than a whole vertebra near them, outside the neck, are suspects
+(``column.suspect_pieces``), so a column of whole vertebrae costs no prediction.
 """
 
 from __future__ import annotations

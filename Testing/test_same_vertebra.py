@@ -12,6 +12,8 @@ from SpineLabelerLib.stage2 import WalkedVertebra, WalkResult
 
 SHAPE = (110, 50, 40)  # k (superior), j (posterior), i at 1 mm
 PATCH = (48, 48, 40)
+LUMBAR = (0.0, 0.0, 1.0)  # stage 1's votes (cervical, thoracic, lumbar)
+CERVICAL = (1.0, 0.0, 0.0)
 
 
 def _truth() -> np.ndarray:
@@ -71,7 +73,7 @@ def test_the_pieces_of_one_vertebra_are_found_to_be_one_and_joined():
     arch; each took a level."""
     instances, order = _walk_in_pieces(_truth())
     walk = _column(instances, order)
-    suspects = column.suspect_pieces(walk, 0.75)
+    suspects = column.suspect_pieces(walk, 0.75, [LUMBAR] * 5)
     assert suspects == [False, True, True, True, False]
     pairs = _pairs(instances, order, suspects, [])
     assert set(pairs) == {(1, 2), (1, 3), (2, 3)}
@@ -84,6 +86,16 @@ def test_the_pieces_of_one_vertebra_are_found_to_be_one_and_joined():
     assert walk.vertebrae[1].volume_ml == pytest.approx(24 * 40 * 30 / 1e3)
     assert votes[1] == (0, 0, 6.0)
     assert set(np.unique(walk.instances.array)) == {0, 1, 3, 4}
+
+
+def test_small_vertebrae_of_the_neck_are_not_suspects():
+    """C1 and C3-C6 are about two thirds of C2 (with its dens) and C7: whole, not pieces."""
+    instances, order = _walk_in_pieces(_truth())
+    walk = _column(instances, order)
+    neck = [CERVICAL] * 5
+    assert column.suspect_pieces(walk, 0.75, neck) == [False] * 5
+    no_region = [(0.0, 0.0, 0.0)] * 5  # stage 1 saw no spine there: judged by size alone
+    assert column.suspect_pieces(walk, 0.75, no_region) == [False, True, True, True, False]
 
 
 def test_whole_vertebrae_are_not_asked_and_true_neighbours_stay_apart():
@@ -116,7 +128,7 @@ def test_a_piece_of_a_vertebra_no_mask_holds_becomes_that_vertebra():
     walk.vertebrae[2].piece = True
     instances = walk.instances.array
     outlines = _outlines(instances, [], valid)
-    assert column.suspect_pieces(walk, 0.75) == [False, False, True]
+    assert column.suspect_pieces(walk, 0.75, [LUMBAR] * 3) == [False, False, True]
     # grown only into a vertebra's size there (bench026: a sacrum piece below L5 grew to
     # half a vertebra and was named L6)
     assert whole_vertebra_of(outlines(3), instances, 3, 27_000) is None
