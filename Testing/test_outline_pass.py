@@ -182,3 +182,27 @@ def test_add_behind_takes_the_process_behind_not_the_bone_beside_and_skips_the_o
     assert (instances[59:65, 46:54, 27:33] == 1).all()
     assert not instances[58:66, 20:30, 45:55].any()
     assert np.array_equal(instances == 2, truth == 2)
+
+
+def test_add_never_reaches_ahead_of_the_walks_front():
+    """The second net takes a tube lying against the front of vertebra 1's body (an aorta
+    bright with contrast) as its bone, and its process behind too: in "add" mode the process
+    joins, the tube does not, beyond the one voxel of slack ahead of the walk's front."""
+    truth = np.zeros(SHAPE, np.int16)
+    truth[50:75, 15:45, 15:45] = 1
+    truth[58:66, 45:55, 26:34] = 1  # the process behind
+    truth[15:40, 15:45, 15:45] = 2
+    seen = truth.copy()
+    seen[52:73, 4:15, 25:35] = 1  # the tube, touching the body's front (j = 15)
+    instances = np.zeros_like(truth)
+    instances[50:75, 15:45, 15:45] = 1
+    instances[15:40, 15:45, 15:45] = 2
+    probability = np.where(instances > 0, 200, 0).astype(np.uint8)
+    order = [1, 2]
+    centres = _centres(instances, order)
+    grown = _outline_in_full_view(
+        _knowing(seen, list(centres)), instances, probability, order, mode="add"
+    )
+    assert grown == 1
+    assert (instances[59:65, 46:54, 27:33] == 1).all()
+    assert not instances[:, :14].any()
