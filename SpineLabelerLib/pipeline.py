@@ -31,7 +31,8 @@ the order the data flows (issue 5):
    there each vertebra takes the voxel layer beside it that is its bone going on
    (``edge_snap``, bone_edges.py; off with ``--no-edge-snap``), and takes the voxels it
    encloses (cavities.py: fatty marrow the net left out as holes).
-8. report: centroids and volumes from those final masks, messages, timings, work.
+8. report: centroids and volumes from those final masks, messages (among them the
+   vertebrae with metal beside them, metal.py), timings, work.
 
 Progress fractions are overall (0..1) with the stage named; ``cancel`` is checked between
 steps and between vertebrae (raises ``progress.Cancelled``; nothing is returned or written).
@@ -54,6 +55,7 @@ from SpineLabelerLib import (
     cavities,
     column,
     identify,
+    metal,
     outline_pass,
     preprocess,
     ribs,
@@ -394,6 +396,9 @@ def segment_spine(
         labels_crop, ct, walk.probability, settings.edge_snap, settings.bone_edges
     )
     records = _records(covered, walk, names, evidence)
+    beside_metal = metal.vertebrae_beside_metal(labels.array, ct.array, ct.spacing_mm[::-1])
+    messages = messages + metal.metal_note(beside_metal)
+    work["beside_metal"] = [anatomy.vertebra(v).name for v in beside_metal]
     timings["output"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_all
     report(progress, "done", 1.0, f"{len(records)} vertebrae")

@@ -299,3 +299,15 @@ def test_preview_of_a_scoliotic_phantom_shows_every_vertebra_in_both_views():
     assert np.array_equal(
         np.asarray(picture)[: overview.height, : overview.width], np.asarray(overview)
     )
+
+
+def test_a_screwed_case_and_its_twin_without_screws_share_their_anatomy():
+    """``screws=False`` leaves out the metal once drawn: the same vertebrae, voxel for voxel,
+    and no metal (benchmarks/metal.py compares the two)."""
+    kw = dict(metal_probability=1.0, crop_around_label=22, roi_size_mm=(96.0, 96.0, 72.0))
+    screwed = generate_case(3, "lumbar", "normal", (1.0, 1.0, 1.0), **kw)
+    twin = generate_case(3, "lumbar", "normal", (1.0, 1.0, 1.0), screws=False, **kw)
+    assert screwed.meta["metal_labels"] and twin.meta["metal_labels"] == []
+    assert np.array_equal(screwed.labels.array, twin.labels.array)
+    assert (screwed.tissues.array == T.METAL).any() and not (twin.tissues.array == T.METAL).any()
+    assert twin.ct.array.max() < 2500 <= screwed.ct.array.max()

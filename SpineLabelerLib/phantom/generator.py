@@ -9,7 +9,7 @@ one seed is one patient whatever the field of view, crop or spacing asked for.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -79,6 +79,7 @@ def generate_case(
     crop_around_label: int | None = None,
     roi_size_mm: tuple[float, float, float] = (128.0, 128.0, 96.0),
     metal_probability: float = METAL_PROBABILITY,
+    screws: bool = True,
     progress: ProgressCallback | None = None,
     cancel: CancelFlag | None = None,
 ) -> PhantomCase:
@@ -93,7 +94,9 @@ def generate_case(
     that box (axis-aligned, ``roi_size_mm`` around the vertebra's centre) - the fast path
     for training patches; the patient is the same as the full case of the same seed.
     metal_probability: the share of subjects with pedicle screws (a training setting; the
-    default is the benchmark's).
+    default is the benchmark's). screws=False: the subject's screws and rods, once drawn, are
+    left out, and everything else is drawn as with them (its twin without metal, but for the
+    noise: benchmarks/metal.py).
     """
     if fov not in FOVS:
         raise ValueError(f"unknown field of view {fov!r}; expected one of {', '.join(FOVS)}")
@@ -105,6 +108,8 @@ def generate_case(
     anat_rng, scan_rng, phys_rng = root.spawn(3)
     report(progress, "phantom", 0.0, "drawing the subject")
     subject = draw_subject(anat_rng, variant, metal_probability)
+    if not screws:
+        subject = replace(subject, metal_levels=[])
     layout = build_layout(subject, anat_rng)
     body = build_body(subject, layout, anat_rng)
     hu = TissueHU.draw(anat_rng, subject.osteoporotic)
