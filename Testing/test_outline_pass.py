@@ -151,19 +151,24 @@ def test_add_mode_keeps_the_walks_outline_and_adds_only_thick_parts():
     assert not instances[rim].any()
 
 
+def _boxes_and_a_process():
+    """Two box vertebrae, 1 with a process behind it, and the walk's masks: the boxes."""
+    truth = np.zeros(SHAPE, np.int16)
+    truth[50:75, 15:45, 15:45] = 1
+    truth[58:66, 45:55, 26:34] = 1  # the process behind
+    truth[15:40, 15:45, 15:45] = 2
+    instances = truth.copy()
+    instances[58:66, 45:55, 26:34] = 0
+    probability = np.where(instances > 0, 200, 0).astype(np.uint8)
+    return truth, instances, probability
+
+
 def test_add_behind_takes_the_process_behind_not_the_bone_beside_and_skips_the_others():
     """Vertebra 1 has a process behind its box (the midline) and a wing beside it (where a
     thoracic vertebra's rib leaves it); the second net outlines both. With reach "behind" only
     the process is added; vertebra 2, reach None, is not outlined (no prediction for it)."""
-    truth = np.zeros(SHAPE, np.int16)
-    truth[50:75, 15:45, 15:45] = 1
-    truth[58:66, 45:55, 26:34] = 1  # the process behind
+    truth, instances, probability = _boxes_and_a_process()
     truth[58:66, 20:30, 45:55] = 1  # the wing beside
-    truth[15:40, 15:45, 15:45] = 2
-    instances = np.zeros_like(truth)
-    instances[50:75, 15:45, 15:45] = 1
-    instances[15:40, 15:45, 15:45] = 2
-    probability = np.where(instances > 0, 200, 0).astype(np.uint8)
     order = [1, 2]
     centres = _centres(instances, order)
     knowing = _knowing(truth, list(centres))
@@ -188,16 +193,8 @@ def test_add_never_reaches_ahead_of_the_walks_front():
     """The second net takes a tube lying against the front of vertebra 1's body (an aorta
     bright with contrast) as its bone, and its process behind too: in "add" mode the process
     joins, the tube does not, beyond the one voxel of slack ahead of the walk's front."""
-    truth = np.zeros(SHAPE, np.int16)
-    truth[50:75, 15:45, 15:45] = 1
-    truth[58:66, 45:55, 26:34] = 1  # the process behind
-    truth[15:40, 15:45, 15:45] = 2
-    seen = truth.copy()
+    seen, instances, probability = _boxes_and_a_process()
     seen[52:73, 4:15, 25:35] = 1  # the tube, touching the body's front (j = 15)
-    instances = np.zeros_like(truth)
-    instances[50:75, 15:45, 15:45] = 1
-    instances[15:40, 15:45, 15:45] = 2
-    probability = np.where(instances > 0, 200, 0).astype(np.uint8)
     order = [1, 2]
     centres = _centres(instances, order)
     grown = _outline_in_full_view(
