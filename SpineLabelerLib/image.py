@@ -13,6 +13,7 @@ loses its geometry. Conventions, used everywhere in the library:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -182,10 +183,15 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     return found[0] if found else None
 
 
-def grow_box(box: tuple[slice, ...], voxels: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
-    """``box`` grown by ``voxels`` on every side, kept inside an array of ``shape``."""
+def grow_box(
+    box: tuple[slice, ...], voxels: int | Sequence[int], shape: tuple[int, ...]
+) -> tuple[slice, ...]:
+    """``box`` grown by ``voxels`` on every side (one count, or one per axis), kept inside an
+    array of ``shape``."""
+    per_axis = np.broadcast_to(np.asarray(voxels, int), (len(box),))
     return tuple(
-        slice(max(b.start - voxels, 0), min(b.stop + voxels, n)) for b, n in zip(box, shape)
+        slice(max(b.start - int(m), 0), min(b.stop + int(m), n))
+        for b, m, n in zip(box, per_axis, shape)
     )
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from SpineLabelerLib import anatomy
+from SpineLabelerLib.image import grow_box
 
 # Above any bone but tooth enamel; metal saturates most scanners at 3071 HU.
 METAL_HU = 2500.0
@@ -45,7 +46,7 @@ def vertebrae_beside_metal(
     for piece, where in enumerate(ndimage.find_objects(pieces), start=1):
         if where is None or sizes[piece] * voxel_ml < MIN_METAL_ML:
             continue
-        box = _grown(where, margin, labels.shape)
+        box = grow_box(where, margin, labels.shape)
         near = labels[box]
         if not near.any():
             continue
@@ -55,13 +56,6 @@ def vertebrae_beside_metal(
         beside = (pieces[box] == piece) & (distance <= REACH_MM)
         counts += np.bincount(near[tuple(axis[beside] for axis in nearest)], minlength=len(counts))
     return [int(v) for v in np.nonzero(counts * voxel_ml >= MIN_METAL_ML)[0] if v > 0]
-
-
-def _grown(box: tuple[slice, ...], margin: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, ...]:
-    """``box`` grown by ``margin`` voxels per axis, within an array of ``shape``."""
-    return tuple(
-        slice(max(b.start - m, 0), min(b.stop + m, n)) for b, m, n in zip(box, margin, shape)
-    )
 
 
 def metal_note(labels: list[int]) -> list[str]:

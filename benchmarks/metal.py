@@ -111,13 +111,8 @@ def summary_lines(records: list[dict]) -> list[str]:
     notes (a screwed vertebra found but not named; any name on a twin)."""
     with_metal = [d for r in records for d in r["dice_screwed"]]
     without = [d for r in records for d in r["dice_twin"]]
-    found = [(n, d) for r in records for n, d in zip(r["screwed"], r["dice_screwed"]) if d > 0]
-    named = sum(
-        n in r["beside_metal"]
-        for r in records
-        for n, d in zip(r["screwed"], r["dice_screwed"])
-        if d > 0
-    )
+    found = [(r, n) for r in records for n, d in zip(r["screwed"], r["dice_screwed"]) if d > 0]
+    named = sum(n in r["beside_metal"] for r, n in found)
     noted = sum(bool(r["beside_metal"]) for r in records)
     false_twins = sum(bool(r["twin_beside_metal"]) for r in records)
     return [
