@@ -105,7 +105,7 @@ def test_a_sliver_at_the_field_of_view_edge_counts_but_a_small_blob_inside_it_do
     valid = np.ones(SHAPE, bool)
     valid[top_k + 2 :] = False  # two slices of the top vertebra left: 0.45 ml (< 0.5 ml)
     cut = ct.with_array(np.where(valid, ct.array, 0.0).astype(np.float32))
-    result = run(cut, valid=valid)  # min_volume_ml 0.5; min_partial_volume_ml 0.3
+    result = run(cut, valid=valid)  # min_volume_ml 0.5; min_partial_volume_ml 0.02
     assert len(result.vertebrae) == 10 and result.vertebrae[0].partial
     assert np.all(labels[result.instances.array == result.vertebrae[0].index] == 10)
     assert result.end_above == "fov"
@@ -113,6 +113,18 @@ def test_a_sliver_at_the_field_of_view_edge_counts_but_a_small_blob_inside_it_do
     blob = np.where((labels == 10) & ~valid, 0, labels).astype(np.float32) / 100.0
     result = run(ct.with_array(blob))
     assert len(result.vertebrae) == 9 and result.end_above == "spine"
+
+
+def test_one_slice_of_a_vertebra_at_the_view_edge_counts():
+    # 0.22 ml in view: the benchmark's lumbar crops and abdomens end on such slivers of T10-T11
+    ct, labels = scene()
+    valid = np.ones(SHAPE, bool)
+    valid[20 + 9 * (HEIGHT + GAP) + 1 :] = False
+    cut = ct.with_array(np.where(valid, ct.array, 0.0).astype(np.float32))
+    result = run(cut, valid=valid)
+    top = result.vertebrae[0]
+    assert len(result.vertebrae) == 10 and top.partial
+    assert top.volume_ml == pytest.approx(0.224)
 
 
 def test_nothing_to_segment_returns_an_empty_walk():
@@ -276,6 +288,22 @@ def test_a_sliver_level_with_the_cut_vertebra_counts_only_apart_from_it(front_j,
     assert int(labels[result.instances.array == top.index].max()) == (10 if kept else 9)
     if kept:
         assert top.partial and abs(top.centroid_lps[2] - result.vertebrae[1].centroid_lps[2]) < 1
+
+
+@pytest.mark.parametrize("back_j, kept", [(33, True), (37, False)])
+def test_a_piece_over_the_sliver_size_level_with_the_cut_vertebra_counts_while_small(back_j, kept):
+    # As above, but the floor of a whole mask (0.4 ml) lies under vertebra 10's piece in view
+    # (k 196-205, j 30-32: 0.42 ml; no sliver): it counts while under a quarter of 9's cut
+    # body in view (k 196-205: 2.24 ml), and not when as large as a body's end (j 30-36).
+    # (The first patch holds only half the piece: a partial mask counts from 0.1 ml.)
+    _, labels = scene()
+    i = int(12 + 0.1 * 218)
+    labels[196:234, 30:back_j, i : i + 14] = 10
+    view = oblique_view(206, 0.0)
+    result = walk_in_view(labels, view, min_volume_ml=0.4, min_partial_volume_ml=0.1)
+    assert len(result.vertebrae) == (10 if kept else 9)
+    top = result.vertebrae[0]
+    assert int(labels[result.instances.array == top.index].max()) == (10 if kept else 9)
 
 
 def test_an_arch_cut_off_its_body_stays_with_it_but_a_neighbour_does_not():
