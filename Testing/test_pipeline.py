@@ -461,9 +461,11 @@ def test_shipped_weights_name_transitional_spines(seed, variant):
 def test_shipped_weights_on_a_lumbar_only_view():
     case = _phantom(109, "lumbar")
     lab = case.labels.array
-    # keep only the slices (axial grid: k runs to S) that hold no thoracic voxel
+    # keep only the slices (axial grid: k runs to S) that hold no thoracic voxel, less three:
+    # the CT's slice profile spreads T12's lowest bone (445 HU) into the 2 mm slices below its
+    # label, and the walk keeps such a sliver at the view's edge (from 0.02 ml) as T12
     thoracic_k = np.nonzero(((lab >= 8) & (lab <= 19)).any(axis=(1, 2)))[0]
-    top = thoracic_k.min() if thoracic_k.size else lab.shape[0]
+    top = thoracic_k.min() - 3 if thoracic_k.size else lab.shape[0]
 
     keep = slice(0, top)
     ct = replace(case.ct, array=case.ct.array[keep])
